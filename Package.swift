@@ -1,0 +1,106 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "wharf",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "wharf", targets: ["WharfCLI"]),
+        .executable(name: "wharf-digest-bench", targets: ["DigestBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // MARK: - System libraries (Debian: liblmdb-dev, zlib1g-dev, libssl-dev)
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "COpenSSLCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        // MARK: - Library targets
+        /// Thin Swift wrapper over liblmdb.
+        .target(name: "LMDB", dependencies: ["CLMDB"], swiftSettings: swiftSettings),
+        /// OCI distribution domain: names, digests, media types, ranges, errors, auth challenges.
+        .target(name: "OCIDistribution", dependencies: [
+            .product(name: "Crypto", package: "swift-crypto"),
+            "COpenSSLCrypto",
+        ], swiftSettings: swiftSettings),
+        /// On-disk content-addressed blob files plus the LMDB index.
+        .target(name: "WharfStorage", dependencies: [
+            "LMDB", "OCIDistribution",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+        /// Upstream registry client: token auth, redirects.
+        .target(name: "WharfUpstream", dependencies: [
+            "OCIDistribution",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+        /// Mirror policy: manifest/tag resolution and single-flight blob fills.
+        .target(name: "WharfMirror", dependencies: [
+            "OCIDistribution", "WharfStorage", "WharfUpstream",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+        /// The SwiftNIO HTTP/1.1 front: routing, OCI responses, sendfile.
+        .target(name: "WharfHTTP", dependencies: [
+            "OCIDistribution", "WharfStorage", "WharfMirror", "WharfUpstream",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: swiftSettings),
+        .executableTarget(name: "WharfCLI", dependencies: [
+            "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+
+        // MARK: - Test fixtures (image generator, token server, real registry launcher, tampering proxy)
+        .target(name: "WharfTestSupport", dependencies: [
+            "CZlib", "OCIDistribution",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ], swiftSettings: swiftSettings),
+
+        // MARK: - Benchmarks
+        .executableTarget(name: "DigestBench", dependencies: [
+            "OCIDistribution", "COpenSSLCrypto",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], path: "loadtest/DigestBench", swiftSettings: swiftSettings),
+
+        // MARK: - Tests
+        .testTarget(name: "LMDBTests", dependencies: ["LMDB"], swiftSettings: swiftSettings),
+        .testTarget(name: "OCIDistributionTests", dependencies: ["OCIDistribution"], swiftSettings: swiftSettings),
+        .testTarget(name: "WharfTestSupportTests", dependencies: ["WharfTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "WharfIntegrationTests", dependencies: [
+            "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,66 @@
+/// A single HTTP byte range request (`bytes=S-E`, `bytes=S-`, `bytes=-N`).
+public struct ByteRange: Sendable, Hashable {
+    public enum Spec: Sendable, Hashable {
+        case from(Int64, through: Int64?)
+        case suffix(Int64)
+    }
+
+    public let spec: Spec
+
+    /// Parses a `Range` header. Returns nil for a header that should be ignored (other units).
+    /// Throws for malformed values and for several ranges (Wharf serves exactly one).
+    public init?(header: String) throws(RegistryError) {
+        let value = header.trimmingCharacters(" ")
+        guard value.utf8.count <= 200 else { throw RegistryError(.rangeInvalid, "range header too long", status: 400) }
+        guard value.lowercased().hasPrefix("bytes=") else { return nil }
+        let set = value.dropFirst(6)
+        guard !set.contains(",") else {
+            throw RegistryError(.rangeInvalid, "multiple ranges are not supported", status: 416)
+        }
+        let parts = set.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { throw RegistryError(.rangeInvalid, "malformed range", status: 416) }
+        let a = parts[0].trimmingSpaces(), b = parts[1].trimmingSpaces()
+        func number(_ s: String) throws(RegistryError) -> Int64 {
+            guard !s.isEmpty, s.utf8.count <= 18, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = Int64(s) else {
+                throw RegistryError(.rangeInvalid, "malformed range", status: 416)
+            }
+            return n
+        }
+        if a.isEmpty {
+            let n = try number(b)
+            guard n > 0 else { throw RegistryError(.rangeInvalid, "empty suffix range", status: 416) }
+            self.spec = .suffix(n)
+        } else {
+            let start = try number(a)
+            if b.isEmpty {
+                self.spec = .from(start, through: nil)
+            } else {
+                let end = try number(b)
+                guard end >= start else { throw RegistryError(.rangeInvalid, "range end before start", status: 416) }
+                self.spec = .from(start, through: end)
+            }
+        }
+    }
+
+    /// The inclusive byte bounds for an entity of `size` bytes, or a 416 error.
+    public func resolve(size: Int64) throws(RegistryError) -> ClosedRange<Int64> {
+        let unsatisfiable = RegistryError(.rangeInvalid, "range not satisfiable", headers: [("Content-Range", "bytes */\(size)")])
+        switch self.spec {
+        case .suffix(let n):
+            guard size > 0 else { throw unsatisfiable }
+            return max(0, size - n)...(size - 1)
+        case .from(let start, let end):
+            guard start < size else { throw unsatisfiable }
+            return start...min(end ?? (size - 1), size - 1)
+        }
+    }
+}
+
+extension String {
+    func trimmingCharacters(_ c: Character) -> String {
+        var s = Substring(self)
+        while s.first == c { s.removeFirst() }
+        while s.last == c { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,69 @@
+/// Manifest media types Wharf knows, and the client's `Accept` set.
+public enum MediaType {
+    public static let dockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+    public static let dockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+    public static let ociManifest = "application/vnd.oci.image.manifest.v1+json"
+    public static let ociIndex = "application/vnd.oci.image.index.v1+json"
+    public static let dockerSchema1 = "application/vnd.docker.distribution.manifest.v1+json"
+    public static let dockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+
+    /// The four modern manifest types, in the order used for the accept-class bitmask.
+    public static let modern = [dockerManifest, dockerManifestList, ociManifest, ociIndex]
+
+    public static func isSchema1(_ type: String) -> Bool {
+        type == dockerSchema1 || type == dockerSchema1Signed
+    }
+}
+
+/// The set of manifest media types a client accepts, merged from every `Accept` line.
+public struct AcceptSet: Sendable, Hashable {
+    /// Bitmask over `MediaType.modern`; bit 4 means the client also accepts anything else (`*/*`, schema1, json).
+    public let mask: UInt8
+    public let wildcard: Bool
+    public let types: [String]
+
+    public static let all = AcceptSet(lines: ["*/*"])
+
+    /// Builds the set from every `Accept` header line (each may hold several comma-separated types; `q=` ignored).
+    public init(lines: [String]) {
+        var types: [String] = []
+        var wildcard = false
+        var mask: UInt8 = 0
+        for line in lines {
+            for item in line.split(separator: ",") {
+                let type = item.split(separator: ";", maxSplits: 1).first.map { $0.trimmingSpaces().lowercased() } ?? ""
+                guard !type.isEmpty, type.utf8.count < 256 else { continue }
+                if type == "*/*" || type == "application/*" { wildcard = true }
+                if let i = MediaType.modern.firstIndex(of: type) { mask |= 1 << UInt8(i) }
+                if !types.contains(type), types.count < 32 { types.append(type) }
+            }
+        }
+        if wildcard { mask = 0b1111 }
+        self.types = types
+        self.wildcard = wildcard
+        self.mask = mask
+    }
+
+    /// A short stable key for caching tag answers per accept class.
+    public var classKey: String { self.wildcard ? "all" : String(self.mask, radix: 16) }
+
+    public func accepts(_ mediaType: String) -> Bool {
+        if self.wildcard { return true }
+        if let i = MediaType.modern.firstIndex(of: mediaType) { return self.mask & (1 << UInt8(i)) != 0 }
+        return self.types.contains(mediaType)
+    }
+
+    /// The header value to forward upstream for this client.
+    public var headerValue: String {
+        self.types.isEmpty ? MediaType.modern.joined(separator: ", ") : self.types.joined(separator: ", ")
+    }
+}
+
+extension Substring {
+    func trimmingSpaces() -> String {
+        var s = self
+        while s.first == " " || s.first == "\t" { s.removeFirst() }
+        while s.last == " " || s.last == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,97 @@
+/// A validated repository name such as `library/alpine` (OCI distribution grammar, ≤ 255 bytes).
+public struct RepositoryName: Sendable, Hashable, CustomStringConvertible {
+    public let value: String
+    public var description: String { self.value }
+
+    public init(parsing raw: some StringProtocol) throws(RegistryError) {
+        let s = String(raw)
+        guard !s.isEmpty, s.utf8.count <= 255 else { throw RegistryError(.nameInvalid, "repository name must be 1-255 characters") }
+        for component in s.split(separator: "/", omittingEmptySubsequences: false) {
+            guard Self.isValidComponent(component) else {
+                throw RegistryError(.nameInvalid, "invalid repository name component '\(component.prefix(64))'")
+            }
+        }
+        self.value = s
+    }
+
+    /// The number of `/`-separated components.
+    public var componentCount: Int { self.value.split(separator: "/").count }
+
+    /// Docker Hub keeps official images under `library/`: `alpine` becomes `library/alpine`.
+    public var dockerHubNormalized: RepositoryName {
+        guard !self.value.contains("/") else { return self }
+        return RepositoryName(trusted: "library/" + self.value)
+    }
+
+    /// Returns a name with the first `count` components removed (path-prefix routing).
+    public func droppingPrefix(components count: Int) -> RepositoryName? {
+        let parts = self.value.split(separator: "/")
+        guard parts.count > count else { return nil }
+        return RepositoryName(trusted: parts.dropFirst(count).joined(separator: "/"))
+    }
+
+    private init(trusted: String) { self.value = trusted }
+
+    // [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*
+    private static func isValidComponent(_ c: Substring) -> Bool {
+        let bytes = Array(c.utf8)
+        guard let first = bytes.first, let last = bytes.last, isAlnum(first), isAlnum(last) else { return false }
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if isAlnum(b) { i += 1; continue }
+            // separator run
+            var j = i
+            while j < bytes.count, !isAlnum(bytes[j]) { j += 1 }
+            let sep = bytes[i..<j]
+            let ok = sep.elementsEqual([0x2E]) || sep.elementsEqual([0x5F]) || sep.elementsEqual([0x5F, 0x5F])
+                || sep.allSatisfy { $0 == 0x2D }
+            guard ok else { return false }
+            i = j
+        }
+        return true
+    }
+
+    @inline(__always) private static func isAlnum(_ b: UInt8) -> Bool {
+        (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39)
+    }
+}
+
+/// A validated tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+public struct Tag: Sendable, Hashable, CustomStringConvertible {
+    public let value: String
+    public var description: String { self.value }
+
+    public init(parsing raw: some StringProtocol) throws(RegistryError) {
+        let bytes = Array(raw.utf8)
+        guard let first = bytes.first, bytes.count <= 128, Self.isWord(first), bytes.allSatisfy({ Self.isWord($0) || $0 == 0x2E || $0 == 0x2D }) else {
+            throw RegistryError(.tagInvalid, "invalid tag", detail: ["tag": String(raw.prefix(64))])
+        }
+        self.value = String(raw)
+    }
+
+    @inline(__always) private static func isWord(_ b: UInt8) -> Bool {
+        (b >= 0x61 && b <= 0x7A) || (b >= 0x41 && b <= 0x5A) || (b >= 0x30 && b <= 0x39) || b == 0x5F
+    }
+}
+
+/// A manifest reference: a tag or a digest.
+public enum Reference: Sendable, Hashable, CustomStringConvertible {
+    case tag(Tag)
+    case digest(Digest)
+
+    public init(parsing raw: some StringProtocol) throws(RegistryError) {
+        if raw.contains(":") || raw.lowercased().contains("%3a") {
+            self = .digest(try Digest(parsing: raw))
+        } else {
+            self = .tag(try Tag(parsing: raw))
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .tag(let t): t.value
+        case .digest(let d): d.description
+        }
+    }
+}

@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// `wharf`: a pull-through container-registry cache. With no arguments it runs `serve` with defaults.
+@main
+struct WharfCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wharf",
+        abstract: "A pull-through container-registry cache and mirror.",
+        subcommands: [ServeCommand.self],
+        defaultSubcommand: ServeCommand.self
+    )
+}

@@ -1,0 +1,162 @@
+import NIOCore
+import WharfUpstream
+import NIOHTTP1
+import OCIDistribution
+import WharfMirror
+import WharfStorage
+
+/// `GET`/`HEAD /v2/<name>/blobs/<digest>`: hits go out with sendfile; misses follow a ``BlobFill``.
+struct BlobEndpoint: Sendable {
+    let mirror: Mirror
+    /// Largest copy per write when following a fill.
+    static let followChunk = 256 * 1024
+
+    func serve(name rawName: String, digest rawDigest: String, request: HTTPRequestHead, writer: ResponseWriter) async throws {
+        let name = try RepositoryName(parsing: rawName)
+        let digest = try Digest(parsing: rawDigest)
+        let range = writer.isHead ? nil : try request.headers.first(name: "range").flatMap { try ByteRange(header: $0) }
+        let (upstream, repository) = self.mirror.route(name)
+
+        if let record = try? self.mirror.index.blob(digest) {
+            if writer.isHead {
+                writer.outcome = "hit"
+                try await writer.send(status: .ok, headers: self.headers(writer, digest, length: record.size), body: nil)
+                return
+            }
+            if let file = self.mirror.store.open(digest), file.size == record.size {
+                self.mirror.index.touch(digest)
+                writer.outcome = "hit"
+                try await self.sendFile(file, digest: digest, range: range, writer: writer)
+                return
+            }
+        }
+        if writer.isHead {
+            try await self.headMiss(upstream: upstream, repository: repository, digest: digest, writer: writer)
+            return
+        }
+        switch try self.mirror.fills.source(for: digest, upstream: upstream, repository: repository) {
+        case .cached:
+            guard let file = self.mirror.store.open(digest) else { throw RegistryError(.blobUnknown, "blob vanished from the cache") }
+            writer.outcome = "hit"
+            try await self.sendFile(file, digest: digest, range: range, writer: writer)
+        case .fill(let fill):
+            writer.outcome = "fill"
+            try await self.follow(fill, digest: digest, range: range, writer: writer)
+        }
+    }
+
+    private func headers(_ writer: ResponseWriter, _ digest: Digest, length: Int64?) -> HTTPHeaders {
+        var h = writer.headers()
+        h.add(name: "Content-Type", value: "application/octet-stream")
+        h.add(name: "Docker-Content-Digest", value: digest.description)
+        h.add(name: "Accept-Ranges", value: "bytes")
+        h.add(name: "ETag", value: "\"\(digest)\"")
+        h.add(name: "Cache-Control", value: "max-age=31536000")
+        if let length { h.add(name: "Content-Length", value: String(length)) }
+        return h
+    }
+
+    /// Zero-copy: the file goes out as a `FileRegion` (sendfile); ``FileRegionCloser`` closes it.
+    private func sendFile(_ file: (fd: Int32, size: Int64), digest: Digest, range: ByteRange?, writer: ResponseWriter) async throws {
+        let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: file.fd)
+        let bounds: ClosedRange<Int64>?
+        do {
+            bounds = try range?.resolve(size: file.size)
+        } catch {
+            try? handle.close()
+            throw error
+        }
+        var h = self.headers(writer, digest, length: bounds.map { $0.upperBound - $0.lowerBound + 1 } ?? file.size)
+        let status: HTTPResponseStatus = bounds == nil ? .ok : .partialContent
+        if let b = bounds { h.add(name: "Content-Range", value: "bytes \(b.lowerBound)-\(b.upperBound)/\(file.size)") }
+        let start = Int(bounds?.lowerBound ?? 0), end = Int(bounds.map { $0.upperBound + 1 } ?? file.size)
+        writer.status = Int(status.code)
+        let head = HTTPResponseHead(version: .http1_1, status: status, headers: h)
+        guard end > start else {
+            try? handle.close()
+            try await writer.outbound.write(contentsOf: [.head(head), .end(nil)])
+            return
+        }
+        let region = FileRegion(fileHandle: handle, readerIndex: start, endIndex: end)
+        do {
+            try await writer.outbound.write(contentsOf: [.head(head), .body(.fileRegion(region)), .end(nil)])
+            writer.bytes += Int64(end - start)
+        } catch {
+            try? handle.close()  // no-op if the closer already closed it
+            throw error
+        }
+    }
+
+    /// Streams from a fill in progress. The last byte is held back until the fill is verified, so a
+    /// corrupt or truncated upstream body never reaches a client as a complete response.
+    private func follow(_ fill: BlobFill, digest: Digest, range: ByteRange?, writer: ResponseWriter) async throws {
+        let first = await fill.wait(for: .head)
+        let total: Int64?
+        switch first.phase {
+        case .failed(let error): throw error
+        case .streaming(let size): total = size
+        case .complete(let size): total = size
+        case .connecting: throw RegistryError(.blobUnknown, "fill did not start")
+        }
+        var h = self.headers(writer, digest, length: nil)
+        var start: Int64 = 0
+        var endExclusive: Int64? = total
+        var status = HTTPResponseStatus.ok
+        if let total {
+            let bounds = try range?.resolve(size: total)
+            if let b = bounds {
+                start = b.lowerBound
+                endExclusive = b.upperBound + 1
+                status = .partialContent
+                h.add(name: "Content-Range", value: "bytes \(b.lowerBound)-\(b.upperBound)/\(total)")
+            }
+            h.add(name: "Content-Length", value: String(endExclusive! - start))
+        } else {
+            h.add(name: "Transfer-Encoding", value: "chunked")
+        }
+        try await writer.sendHead(status: status, headers: h)
+
+        var offset = start
+        while true {
+            let done = endExclusive.map { offset >= $0 } ?? false
+            if done { break }
+            let lastByteOnly = endExclusive.map { offset + 1 >= $0 } ?? false
+            let snap = await fill.wait(for: lastByteOnly ? .complete : .bytes(offset + 1))
+            var available = snap.written
+            switch snap.phase {
+            case .failed(let e): throw AbortResponse(reason: "fill failed: \(e.message)")
+            case .complete(let size):
+                available = size
+                if endExclusive == nil { endExclusive = size }
+            default:
+                if let e = endExclusive { available = min(available, e - 1) }
+            }
+            if let e = endExclusive { available = min(available, e) }
+            while offset < available {
+                let n = Int(min(Int64(Self.followChunk), available - offset))
+                var buffer = writer.allocator.buffer(capacity: n)
+                let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: n) { raw in
+                    fill.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[0..<n]), at: offset)
+                }
+                guard read == n else { throw AbortResponse(reason: "short read from fill") }
+                try await writer.writeBody(.byteBuffer(buffer))
+                offset += Int64(n)
+            }
+        }
+        try await writer.end()
+    }
+
+    private func headMiss(upstream: UpstreamClient, repository: String, digest: Digest, writer: ResponseWriter) async throws {
+        let response: UpstreamResponse
+        do {
+            response = try await upstream.send(.HEAD, repository: repository, path: "blobs/\(digest)")
+        } catch {
+            throw RegistryError(.blobUnknown, "upstream unreachable")
+        }
+        guard response.status == 200 else {
+            throw RegistryError(.blobUnknown, "blob unknown upstream (status \(response.status))")
+        }
+        writer.outcome = "miss-head"
+        try await writer.send(status: .ok, headers: self.headers(writer, digest, length: response.contentLength), body: nil)
+    }
+}

@@ -1,0 +1,41 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import OCIDistribution
+import WharfMirror
+import WharfStorage
+
+/// `GET`/`HEAD /v2/<name>/manifests/<reference>`.
+struct ManifestEndpoint: Sendable {
+    let mirror: Mirror
+
+    func serve(name rawName: String, reference rawReference: String, request: HTTPRequestHead, writer: ResponseWriter) async throws {
+        let name = try RepositoryName(parsing: rawName)
+        let reference = try Reference(parsing: rawReference)
+        let accept = AcceptSet(lines: request.headers["accept"])
+        let (upstream, repository) = self.mirror.route(name)
+        let answer = try await self.mirror.manifests.resolve(upstream: upstream, repository: repository, reference: reference, accept: accept)
+        let manifest = answer.manifest
+        writer.outcome = answer.stale ? "stale" : "manifest"
+        var h = writer.headers()
+        h.add(name: "Content-Type", value: manifest.mediaType)
+        h.add(name: "Docker-Content-Digest", value: manifest.digest.description)
+        h.add(name: "ETag", value: "\"\(manifest.digest)\"")
+        if answer.stale { h.add(name: "Warning", value: "110 wharf \"Response is Stale\""); h.add(name: "X-Wharf-Stale", value: "true") }
+        if Self.matches(ifNoneMatch: request.headers["if-none-match"], manifest.digest) {
+            try await writer.send(status: .notModified, headers: h, body: nil)
+            return
+        }
+        var body = writer.allocator.buffer(capacity: manifest.bytes.count)
+        body.writeBytes(manifest.bytes)
+        try await writer.send(status: .ok, headers: h, body: body)
+    }
+
+    static func matches(ifNoneMatch values: [String], _ digest: Digest) -> Bool {
+        let d = digest.description
+        return values.flatMap { $0.split(separator: ",") }.contains { v in
+            let t = v.trimmingCharacters(in: .whitespaces)
+            return t == d || t == "\"\(d)\"" || t == "W/\"\(d)\""
+        }
+    }
+}

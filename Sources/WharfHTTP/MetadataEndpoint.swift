@@ -1,0 +1,90 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import OCIDistribution
+import WharfMirror
+import WharfUpstream
+
+/// `tags/list` (with `n`/`last` paging and `Link`) and `referrers/<digest>`, answered from the upstream.
+struct MetadataEndpoint: Sendable {
+    let mirror: Mirror
+    static let maxPageSize = 10_000
+
+    func tags(name rawName: String, target: ParsedTarget, writer: ResponseWriter) async throws {
+        let name = try RepositoryName(parsing: rawName)
+        var n: Int?
+        if let raw = target.queryValue("n") {
+            guard let v = Int(raw), v >= 0, v <= Self.maxPageSize else {
+                throw RegistryError(.paginationInvalid, "n must be an integer between 0 and \(Self.maxPageSize)")
+            }
+            n = v
+        }
+        let last = target.queryValue("last")
+        if let last { _ = try Tag(parsing: last) }
+        let (upstream, repository) = self.mirror.route(name)
+        var query: [String] = []
+        if let n { query.append("n=\(n)") }
+        if let last { query.append("last=\(RequestRouter.percentEncode(last))") }
+        let body = try await self.fetchJSON(upstream, repository, path: "tags/list", query: query.joined(separator: "&"), kind: "tags")
+        struct TagList: Decodable { let tags: [String]? }
+        guard let list = try? JSONDecoder().decode(TagList.self, from: body.data) else {
+            throw RegistryError(.unknown, "upstream sent an invalid tag list", status: 502)
+        }
+        // Page locally too: an upstream may ignore n/last.
+        var tags = (list.tags ?? []).sorted()
+        if let last { tags = tags.filter { $0 > last } }
+        var more = body.upstreamHasMore
+        if let n, tags.count > n { tags = Array(tags.prefix(n)); more = true }
+        if n == 0 { more = false }
+        var h = writer.headers()
+        h.add(name: "Content-Type", value: "application/json")
+        if more, let n, let lastTag = tags.last {
+            var link = "/v2/\(name)/tags/list?n=\(n)&last=\(RequestRouter.percentEncode(lastTag))"
+            if let ns = target.queryValue("ns") { link += "&ns=\(RequestRouter.percentEncode(ns))" }
+            h.add(name: "Link", value: "<\(link)>; rel=\"next\"")
+        }
+        let json = "{\"name\":\(JSONString.quote(name.value)),\"tags\":[" + tags.map(JSONString.quote).joined(separator: ",") + "]}"
+        writer.outcome = "tags"
+        try await writer.send(status: .ok, headers: h, body: writer.allocator.buffer(string: json))
+    }
+
+    func referrers(name rawName: String, digest rawDigest: String, target: ParsedTarget, writer: ResponseWriter) async throws {
+        let name = try RepositoryName(parsing: rawName)
+        let digest = try Digest(parsing: rawDigest)
+        let (upstream, repository) = self.mirror.route(name)
+        var query = ""
+        if let t = target.queryValue("artifactType") { query = "artifactType=\(RequestRouter.percentEncode(t))" }
+        let body = try await self.fetchJSON(upstream, repository, path: "referrers/\(digest)", query: query, kind: "referrers")
+        var h = writer.headers()
+        h.add(name: "Content-Type", value: MediaType.ociIndex)
+        if let f = body.filtersApplied { h.add(name: "OCI-Filters-Applied", value: f) }
+        writer.outcome = "referrers"
+        try await writer.send(status: .ok, headers: h, body: ByteBuffer(bytes: body.data))
+    }
+
+    private struct Fetched {
+        let data: Data
+        let upstreamHasMore: Bool
+        let filtersApplied: String?
+    }
+
+    private func fetchJSON(_ upstream: UpstreamClient, _ repository: String, path: String, query: String, kind: String) async throws -> Fetched {
+        let response: UpstreamResponse
+        let buffer: ByteBuffer
+        do {
+            response = try await upstream.send(.GET, repository: repository, path: path, query: query)
+            buffer = try await response.collect(upTo: 4 << 20)
+        } catch {
+            throw RegistryError(.unavailable, "upstream unreachable")
+        }
+        guard response.status == 200 else {
+            if response.status == 404 || response.status == 401 || response.status == 403 {
+                throw RegistryError(kind == "tags" ? .nameUnknown : .notFound, "\(kind) not found upstream")
+            }
+            if response.status == 429 { throw RegistryError(.tooManyRequests, "upstream rate limit reached") }
+            throw RegistryError(.unavailable, "upstream answered \(response.status)")
+        }
+        let link = response.headers.first(name: "link") ?? ""
+        return Fetched(data: Data(buffer.readableBytesView), upstreamHasMore: link.contains("rel=\"next\""), filtersApplied: response.headers.first(name: "oci-filters-applied"))
+    }
+}

@@ -1,0 +1,68 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import OCIDistribution
+import Synchronization
+import WharfMirror
+
+/// Routes one request to the handler for its endpoint and writes the access log line.
+///
+/// Blob serving (``BlobEndpoint``) is kept apart from tag/manifest resolution (``ManifestEndpoint``),
+/// so blob GETs can later be answered by a separate cache node.
+struct RegistryHandler: Sendable {
+    let mirror: Mirror
+    let logger: Logger
+    let manifests: ManifestEndpoint
+    let blobs: BlobEndpoint
+    let metadata: MetadataEndpoint
+    private static let requestCounter = Atomic<UInt64>(0)
+
+    init(mirror: Mirror, logger: Logger) {
+        self.mirror = mirror
+        self.logger = logger
+        self.manifests = ManifestEndpoint(mirror: mirror)
+        self.blobs = BlobEndpoint(mirror: mirror)
+        self.metadata = MetadataEndpoint(mirror: mirror)
+    }
+
+    func handle(_ head: HTTPRequestHead, _ writer: ResponseWriter) async throws {
+        let started = ContinuousClock.now
+        let id = Self.requestCounter.add(1, ordering: .relaxed).newValue
+        defer {
+            let micros = (ContinuousClock.now - started) / .microseconds(1)
+            self.logger.info("request", metadata: [
+                "id": "\(id)", "method": "\(head.method.rawValue)", "path": "\(head.uri.prefix(512))", "status": "\(writer.status)",
+                "bytes": "\(writer.bytes)", "us": "\(Int(micros))", "cache": "\(writer.outcome)",
+            ])
+        }
+        do {
+            try await self.dispatch(head, writer)
+        } catch let error as RegistryError {
+            guard writer.status == 0 else { throw AbortResponse(reason: "\(error)") }
+            try await writer.sendError(error)
+        }
+    }
+
+    private func dispatch(_ head: HTTPRequestHead, _ writer: ResponseWriter) async throws {
+        let target = try RequestRouter.parse(uri: head.uri)
+        let readOnly = head.method == .GET || head.method == .HEAD
+        switch target.route {
+        case .base where readOnly:
+            var h = writer.headers()
+            h.add(name: "Content-Type", value: "application/json")
+            try await writer.send(status: .ok, headers: h, body: writer.allocator.buffer(string: "{}"))
+        case .manifest(let name, let reference) where readOnly:
+            try await self.manifests.serve(name: name, reference: reference, request: head, writer: writer)
+        case .blob(let name, let digest) where readOnly:
+            try await self.blobs.serve(name: name, digest: digest, request: head, writer: writer)
+        case .tags(let name) where readOnly:
+            try await self.metadata.tags(name: name, target: target, writer: writer)
+        case .referrers(let name, let digest) where readOnly:
+            try await self.metadata.referrers(name: name, digest: digest, target: target, writer: writer)
+        case .notFound, .catalog:
+            throw RegistryError(.notFound, "no such endpoint")
+        default:
+            throw RegistryError(.unsupported, "this is a read-only pull-through cache: \(head.method.rawValue) is not supported")
+        }
+    }
+}

@@ -1,0 +1,197 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+import WharfMirror
+
+/// The HTTP/1.1 front: accepts connections, parses requests, hands them to ``RegistryHandler``.
+///
+/// Runs as a `Service`: on graceful shutdown it stops accepting, lets requests in progress finish
+/// (up to `drainTimeout`), and closes idle keep-alive connections at once.
+public final class RegistryServer: Service, Sendable {
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        public var idleTimeout: TimeAmount = .seconds(120)
+        public var drainTimeout: Duration = .seconds(10)
+        public var maxHeaderBytes = 16 * 1024
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    private let configuration: Configuration
+    private let handler: RegistryHandler
+    private let logger: Logger
+    private let connections = ConnectionRegistry()
+    private let bound = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, any Error>], serverChannel: (any Channel)?)>((nil, [], nil))
+
+    public init(configuration: Configuration, mirror: Mirror, logger: Logger) {
+        self.configuration = configuration
+        self.handler = RegistryHandler(mirror: mirror, logger: logger)
+        self.logger = logger
+    }
+
+    /// The port actually bound (useful with port 0); waits until the listener is up.
+    public func boundPort() async throws -> Int {
+        try await withCheckedThrowingContinuation { c in
+            let port: Int? = self.bound.withLock { b in
+                if let p = b.port { return p }
+                b.waiters.append(c)
+                return nil
+            }
+            if let port { c.resume(returning: port) }
+        }
+    }
+
+    /// Begins a graceful shutdown (also triggered by ServiceLifecycle's signals).
+    public func beginShutdown() {
+        let channel = self.bound.withLock { $0.serverChannel }
+        channel?.close(promise: nil)
+        self.connections.shutdown()
+    }
+
+    public func run() async throws {
+        let config = self.configuration
+        let serverChannel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
+        do {
+            serverChannel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .bind(host: config.host, port: config.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(IdleStateHandler(allTimeout: config.idleTimeout))
+                        var limits = NIOHTTPDecoderLimitConfiguration()
+                        limits.maxHeaderListSize = config.maxHeaderBytes
+                        limits.maxHeaderFieldSize = config.maxHeaderBytes
+                        limits.maxHeaderFieldCount = 256
+                        try sync.configureHTTPServerPipeline(
+                            withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: true,
+                            withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
+                        try sync.addHandler(ProtocolErrorResponder())
+                        try sync.addHandler(FileRegionCloser())
+                        try sync.addHandler(IdleConnectionCloser())
+                        return try NIOAsyncChannel(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(inboundType: HTTPServerRequestPart.self, outboundType: HTTPServerResponsePart.self))
+                    }
+                }
+        } catch {
+            let waiters = self.bound.withLock { b in defer { b.waiters = [] }; return b.waiters }
+            waiters.forEach { $0.resume(throwing: error) }
+            throw error
+        }
+        let port = serverChannel.channel.localAddress?.port ?? config.port
+        let waiters = self.bound.withLock { b in
+            b.port = port
+            b.serverChannel = serverChannel.channel
+            defer { b.waiters = [] }
+            return b.waiters
+        }
+        waiters.forEach { $0.resume(returning: port) }
+        self.logger.info("listening", metadata: ["address": "\(config.host):\(port)"])
+
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                try await serverChannel.executeThenClose { inbound in
+                    for try await connection in inbound {
+                        group.addTask { await self.serve(connection) }
+                    }
+                }
+                // Listener closed: give requests in progress time to finish, then close the rest.
+                group.addTask {
+                    try? await Task.sleep(for: config.drainTimeout)
+                    self.connections.closeAll()
+                }
+                while self.connections.count > 0 { try await Task.sleep(for: .milliseconds(50)) }
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            self.beginShutdown()
+        }
+        self.logger.info("server stopped")
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
+        let id = self.connections.add(connection.channel)
+        defer { self.connections.remove(id) }
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var requests = inbound.makeAsyncIterator()
+                while let part = try await requests.next() {
+                    guard case .head(let head) = part else { continue }
+                    var bodyBytes = 0
+                    reading: while let more = try await requests.next() {
+                        switch more {
+                        case .body(let b):
+                            bodyBytes += b.readableBytes
+                            if bodyBytes > 1 << 20 { throw AbortResponse(reason: "request body too large") }
+                        case .end: break reading
+                        case .head: throw AbortResponse(reason: "request head inside a request")
+                        }
+                    }
+                    guard self.connections.setBusy(id, true) else { return }
+                    let keepAlive = head.isKeepAlive && !self.connections.isShuttingDown
+                    let writer = ResponseWriter(outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: keepAlive)
+                    try await self.handler.handle(head, writer)
+                    guard self.connections.setBusy(id, false), keepAlive else { return }
+                }
+            }
+        } catch {
+            self.logger.debug("connection ended", metadata: ["reason": "\(error)"])
+        }
+    }
+}
+
+/// Open connections and whether each is in the middle of a request, for graceful shutdown.
+final class ConnectionRegistry: Sendable {
+    private struct State {
+        var next = 0
+        var channels: [Int: (channel: any Channel, busy: Bool)] = [:]
+        var shuttingDown = false
+    }
+
+    private let state = Mutex(State())
+
+    var count: Int { self.state.withLock { $0.channels.count } }
+    var isShuttingDown: Bool { self.state.withLock { $0.shuttingDown } }
+
+    func add(_ channel: any Channel) -> Int {
+        let (id, close) = self.state.withLock { s in
+            s.next += 1
+            s.channels[s.next] = (channel, false)
+            return (s.next, s.shuttingDown)
+        }
+        if close { channel.close(promise: nil) }
+        return id
+    }
+
+    func remove(_ id: Int) { self.state.withLock { _ = $0.channels.removeValue(forKey: id) } }
+
+    /// Marks a connection busy/idle; returns false if it should stop (shutting down and now idle).
+    func setBusy(_ id: Int, _ busy: Bool) -> Bool {
+        self.state.withLock { s in
+            s.channels[id]?.busy = busy
+            return !(s.shuttingDown && !busy)
+        }
+    }
+
+    func shutdown() {
+        let idle = self.state.withLock { s in
+            s.shuttingDown = true
+            return s.channels.values.filter { !$0.busy }.map(\.channel)
+        }
+        idle.forEach { $0.close(promise: nil) }
+    }
+
+    func closeAll() {
+        self.state.withLock { $0.channels.values.map(\.channel) }.forEach { $0.close(promise: nil) }
+    }
+}

@@ -1,0 +1,75 @@
+import NIOCore
+import NIOHTTP1
+import OCIDistribution
+
+/// Thrown to end a response early by closing the connection, so the client never sees it as complete.
+struct AbortResponse: Error {
+    let reason: String
+}
+
+/// Writes one response to the connection and remembers its status and size for the access log.
+final class ResponseWriter {
+    let outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
+    let allocator: ByteBufferAllocator
+    let isHead: Bool
+    let keepAlive: Bool
+    var status = 0
+    var bytes: Int64 = 0
+    var outcome = "-"
+
+    init(outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, allocator: ByteBufferAllocator, isHead: Bool, keepAlive: Bool) {
+        self.outbound = outbound
+        self.allocator = allocator
+        self.isHead = isHead
+        self.keepAlive = keepAlive
+    }
+
+    static func baseHeaders(keepAlive: Bool) -> HTTPHeaders {
+        var h = HTTPHeaders()
+        h.reserveCapacity(10)
+        h.add(name: "Docker-Distribution-API-Version", value: "registry/2.0")
+        if !keepAlive { h.add(name: "Connection", value: "close") }
+        return h
+    }
+
+    func headers() -> HTTPHeaders { Self.baseHeaders(keepAlive: self.keepAlive) }
+
+    /// A complete response with an in-memory body (omitted for HEAD, `Content-Length` kept).
+    func send(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer?) async throws {
+        var headers = headers
+        let length = body?.readableBytes ?? 0
+        if body != nil || !headers.contains(name: "Content-Length") {
+            headers.replaceOrAdd(name: "Content-Length", value: String(length))
+        }
+        self.status = Int(status.code)
+        let head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+        if let body, !self.isHead, body.readableBytes > 0 {
+            try await self.outbound.write(contentsOf: [.head(head), .body(.byteBuffer(body)), .end(nil)])
+            self.bytes += Int64(length)
+        } else {
+            try await self.outbound.write(contentsOf: [.head(head), .end(nil)])
+        }
+    }
+
+    /// The head of a streamed response; follow with ``writeBody(_:)`` and ``end()``.
+    func sendHead(status: HTTPResponseStatus, headers: HTTPHeaders) async throws {
+        self.status = Int(status.code)
+        try await self.outbound.write(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers)))
+    }
+
+    func writeBody(_ part: IOData) async throws {
+        self.bytes += Int64(part.readableBytes)
+        try await self.outbound.write(.body(part))
+    }
+
+    func end() async throws { try await self.outbound.write(.end(nil)) }
+
+    func sendError(_ error: RegistryError) async throws {
+        var h = self.headers()
+        h.add(name: "Content-Type", value: "application/json; charset=utf-8")
+        for (name, value) in error.headers { h.add(name: name, value: value) }
+        if error.status == 405 { h.add(name: "Allow", value: "GET, HEAD") }
+        if self.outcome == "-" { self.outcome = error.code.name }
+        try await self.send(status: .init(statusCode: error.status), headers: h, body: self.allocator.buffer(string: error.jsonBody))
+    }
+}

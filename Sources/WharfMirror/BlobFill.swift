@@ -1,0 +1,118 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import OCIDistribution
+import Synchronization
+
+/// One in-progress download of a blob into a temp file, which any number of clients follow.
+///
+/// The fill owns the temp file's descriptor; followers `pread` from it while it grows. The descriptor
+/// stays valid after the file is renamed into place (or unlinked on failure) and is closed when the
+/// last follower lets go of the fill.
+public final class BlobFill: Sendable {
+    public enum Phase: Sendable {
+        case connecting
+        case streaming(size: Int64?)
+        case complete(size: Int64)
+        case failed(RegistryError)
+    }
+
+    /// What a follower waits for.
+    public enum Condition: Sendable {
+        case head
+        case bytes(Int64)
+        case complete
+    }
+
+    public struct Snapshot: Sendable {
+        public let phase: Phase
+        public let written: Int64
+    }
+
+    private struct Waiter {
+        let condition: Condition
+        let continuation: CheckedContinuation<Snapshot, Never>
+    }
+
+    private struct State {
+        var phase: Phase = .connecting
+        var written: Int64 = 0
+        var waiters: [Waiter] = []
+        var followers = 0
+    }
+
+    public let digest: Digest
+    let fd: Int32
+    let tempPath: String
+    private let state = Mutex(State())
+
+    init(digest: Digest, fd: Int32, tempPath: String) {
+        self.digest = digest
+        self.fd = fd
+        self.tempPath = tempPath
+    }
+
+    deinit { close(self.fd) }
+
+    /// Suspends until `condition` holds or the fill has ended.
+    public func wait(for condition: Condition) async -> Snapshot {
+        await withCheckedContinuation { (c: CheckedContinuation<Snapshot, Never>) in
+            let ready: Snapshot? = self.state.withLock { s in
+                let snap = Snapshot(phase: s.phase, written: s.written)
+                if Self.holds(condition, snap) { return snap }
+                s.waiters.append(Waiter(condition: condition, continuation: c))
+                return nil
+            }
+            if let ready { c.resume(returning: ready) }
+        }
+    }
+
+    /// Copies up to `count` bytes at `offset` from the temp file into `buffer`; returns bytes read.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(self.fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n > 0 { done += n; continue }
+            if n < 0, errno == EINTR { continue }
+            break
+        }
+        return done
+    }
+
+    public var snapshot: Snapshot { self.state.withLock { Snapshot(phase: $0.phase, written: $0.written) } }
+
+    // MARK: Producer side
+
+    func started(size: Int64?) { self.update { $0.phase = .streaming(size: size) } }
+    func progressed(to written: Int64) { self.update { $0.written = written } }
+    func completed(size: Int64) { self.update { $0.phase = .complete(size: size); $0.written = size } }
+    func failed(_ error: RegistryError) { self.update { $0.phase = .failed(error) } }
+
+    private func update(_ change: (inout State) -> Void) {
+        let ready: [(CheckedContinuation<Snapshot, Never>, Snapshot)] = self.state.withLock { s in
+            change(&s)
+            let snap = Snapshot(phase: s.phase, written: s.written)
+            var fire: [(CheckedContinuation<Snapshot, Never>, Snapshot)] = []
+            s.waiters.removeAll { w in
+                guard Self.holds(w.condition, snap) else { return false }
+                fire.append((w.continuation, snap))
+                return true
+            }
+            return fire
+        }
+        for (c, snap) in ready { c.resume(returning: snap) }
+    }
+
+    private static func holds(_ condition: Condition, _ s: Snapshot) -> Bool {
+        switch s.phase {
+        case .failed, .complete: return true
+        case .connecting: return false
+        case .streaming:
+            switch condition {
+            case .head: return true
+            case .bytes(let n): return s.written >= n
+            case .complete: return false
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+#if canImport(Glibc)
+import AsyncHTTPClient
+import NIOHTTP1
+import Glibc
+#endif
+import Logging
+import NIOCore
+import OCIDistribution
+import Synchronization
+import WharfStorage
+import WharfUpstream
+
+/// Starts at most one upstream download per digest and lets every other request join it.
+///
+/// A fill runs in its own task: a client that disconnects does not cancel it. The bytes are hashed
+/// and written to a temp file as they arrive; only a fill whose size and digest check out is fsynced,
+/// renamed into `blobs/` and committed to the index.
+public final class BlobFills: Sendable {
+    public enum Source: Sendable {
+        case cached(BlobRecord)
+        case fill(BlobFill)
+    }
+
+    private let store: BlobStore
+    private let index: CacheIndex
+    private let logger: Logger
+    private let active = Mutex<[Digest: BlobFill]>([:])
+    public let counters = FillCounters()
+
+    public init(store: BlobStore, index: CacheIndex, logger: Logger) {
+        self.store = store
+        self.index = index
+        self.logger = logger
+    }
+
+    /// The cached blob, the fill already running for it, or a new fill from `upstream`.
+    public func source(for digest: Digest, upstream: UpstreamClient, repository: String) throws(RegistryError) -> Source {
+        let result: Result<Source, RegistryError> = self.active.withLock { fills in
+            if let running = fills[digest] {
+                self.counters.followersJoined.add(1, ordering: .relaxed)
+                return .success(.fill(running))
+            }
+            if let record = try? self.index.blob(digest), FileSystemCalls.fileSize(self.store.layout.blobPath(digest)) == record.size {
+                return .success(.cached(record))
+            }
+            let temp: (fd: Int32, path: String)
+            do { temp = try self.store.createTempFile(for: digest) } catch {
+                self.logger.error("cannot create temp file", metadata: ["error": "\(error)"])
+                return .failure(RegistryError(.blobUnknown, "cache cannot store blobs right now"))
+            }
+            let fill = BlobFill(digest: digest, fd: temp.fd, tempPath: temp.path)
+            fills[digest] = fill
+            self.counters.fillsStarted.add(1, ordering: .relaxed)
+            Task { await self.run(fill, upstream: upstream, repository: repository) }
+            return .success(.fill(fill))
+        }
+        return try result.get()
+    }
+
+    public var inFlight: Int { self.active.withLock { $0.count } }
+
+    private func run(_ fill: BlobFill, upstream: UpstreamClient, repository: String) async {
+        let digest = fill.digest
+        let started = ContinuousClock.now
+        do {
+            let response = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", timeout: .hours(6))
+            guard response.status == 200, let body = response.body else {
+                throw UpstreamErrors.fromStatus(response.status, headers: response.headers, kind: .blob)
+            }
+            let expected = response.contentLength
+            fill.started(size: expected)
+            var hasher = StreamingSHA256()
+            var written: Int64 = 0
+            for try await chunk in body {
+                try chunk.withUnsafeReadableBytes { raw in
+                    hasher.update(raw)
+                    try Self.writeAll(fill.fd, raw, at: written)
+                }
+                written += Int64(chunk.readableBytes)
+                if let expected, written > expected { throw RegistryError(.blobUnknown, "upstream sent more bytes than announced") }
+                fill.progressed(to: written)
+            }
+            if let expected, written != expected {
+                throw RegistryError(.blobUnknown, "upstream body ended after \(written) of \(expected) bytes")
+            }
+            guard hasher.finalize() == digest.hex else {
+                self.counters.digestMismatches.add(1, ordering: .relaxed)
+                throw RegistryError(.blobUnknown, "upstream content does not match digest \(digest)")
+            }
+            try self.store.publish(tempPath: fill.tempPath, fd: fill.fd, as: digest)
+            try self.index.commitBlob(digest, size: written, link: (upstream.configuration.name, repository))
+            self.counters.bytesFetched.add(Int(written), ordering: .relaxed)
+            self.counters.fillsCompleted.add(1, ordering: .relaxed)
+            fill.completed(size: written)
+            self.logger.info("blob cached", metadata: [
+                "digest": "\(digest)", "bytes": "\(written)", "duration": "\(ContinuousClock.now - started)",
+            ])
+        } catch {
+            unlink(fill.tempPath)
+            let failure = (error as? RegistryError) ?? UpstreamErrors.unavailable(.blob, "upstream fetch failed: \(error)")
+            self.counters.fillsFailed.add(1, ordering: .relaxed)
+            self.logger.warning("blob fill failed", metadata: ["digest": "\(digest)", "error": "\(failure)"])
+            fill.failed(failure)
+        }
+        self.active.withLock { fills in
+            if fills[digest] === fill { fills[digest] = nil }
+        }
+    }
+
+    private static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, at offset: Int64) throws {
+        var done = 0
+        while done < raw.count {
+            let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
+            if n > 0 { done += n; continue }
+            if n < 0, errno == EINTR { continue }
+            throw RegistryError(.blobUnknown, "cache disk write failed (errno \(errno))")
+        }
+    }
+}
+
+/// Counters for fills, readable by tests and the stats endpoint.
+public final class FillCounters: Sendable {
+    public let fillsStarted = Atomic<Int>(0)
+    public let fillsCompleted = Atomic<Int>(0)
+    public let fillsFailed = Atomic<Int>(0)
+    public let followersJoined = Atomic<Int>(0)
+    public let digestMismatches = Atomic<Int>(0)
+    public let bytesFetched = Atomic<Int>(0)
+}

@@ -1,0 +1,136 @@
+import AsyncHTTPClient
+import NIOHTTP1
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import OCIDistribution
+import WharfStorage
+import WharfUpstream
+
+/// A manifest to send to a client.
+public struct ManifestAnswer: Sendable {
+    public let manifest: StoredManifest
+    /// True when the upstream could not be asked and a cached tag answer past its TTL was used.
+    public let stale: Bool
+}
+
+/// Resolves manifests by tag or digest: from the index when fresh, else from the upstream, verified
+/// and stored by digest with exact bytes. Tag answers are cached per accept class.
+public struct ManifestResolver: Sendable {
+    public static let maxManifestBytes = 4 * 1024 * 1024
+    private let index: CacheIndex
+    private let logger: Logger
+
+    public init(index: CacheIndex, logger: Logger) {
+        self.index = index
+        self.logger = logger
+    }
+
+    public func resolve(
+        upstream: UpstreamClient, repository: String, reference: Reference, accept: AcceptSet
+    ) async throws(RegistryError) -> ManifestAnswer {
+        switch reference {
+        case .digest(let digest):
+            if let cached = self.cached(digest) { return ManifestAnswer(manifest: cached, stale: false) }
+            let fetched = try await self.fetch(upstream: upstream, repository: repository, reference: digest.description, accept: .all, expected: digest)
+            try self.store(fetched, upstream: upstream, repository: repository, tag: nil)
+            return ManifestAnswer(manifest: fetched, stale: false)
+
+        case .tag(let tag):
+            let upstreamName = upstream.configuration.name
+            let cachedTag = self.cachedTag(upstream: upstreamName, repository: repository, tag: tag.value, accept: accept)
+            if let (record, manifest) = cachedTag, Clock.seconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds) {
+                return ManifestAnswer(manifest: manifest, stale: false)
+            }
+            do {
+                let fetched = try await self.fetch(upstream: upstream, repository: repository, reference: tag.value, accept: accept, expected: nil)
+                try self.store(fetched, upstream: upstream, repository: repository, tag: (tag.value, accept.classKey))
+                return ManifestAnswer(manifest: fetched, stale: false)
+            } catch let error where Self.allowsStale(error) {
+                guard let (_, manifest) = cachedTag else { throw error }
+                self.logger.notice("serving stale tag", metadata: ["repository": "\(repository)", "tag": "\(tag)", "reason": "\(error)"])
+                return ManifestAnswer(manifest: manifest, stale: true)
+            }
+        }
+    }
+
+    private static func allowsStale(_ e: RegistryError) -> Bool {
+        e.status >= 500 || e.status == 429
+    }
+
+    private func cached(_ digest: Digest) -> StoredManifest? {
+        (try? self.index.manifest(digest)) ?? nil
+    }
+
+    /// The cached answer for this accept class, or the full-class answer if the client accepts its type.
+    private func cachedTag(upstream: String, repository: String, tag: String, accept: AcceptSet) -> (TagRecord, StoredManifest)? {
+        var classes = [accept.classKey]
+        if accept.classKey != AcceptSet.all.classKey { classes.append(AcceptSet.all.classKey) }
+        for cls in classes {
+            guard let record = try? self.index.tag(upstream: upstream, repository: repository, tag: tag, acceptClass: cls),
+                  accept.accepts(record.mediaType), let manifest = self.cached(record.digest)
+            else { continue }
+            return (record, manifest)
+        }
+        return nil
+    }
+
+    private func fetch(
+        upstream: UpstreamClient, repository: String, reference: String, accept: AcceptSet, expected: Digest?
+    ) async throws(RegistryError) -> StoredManifest {
+        var headers = HTTPHeaders()
+        headers.add(name: "Accept", value: accept.wildcard ? MediaType.modern.joined(separator: ", ") + ", */*" : accept.headerValue)
+        let response: UpstreamResponse
+        let body: ByteBuffer
+        do {
+            response = try await upstream.send(.GET, repository: repository, path: "manifests/\(reference)", headers: headers)
+            guard response.status == 200 else {
+                _ = try? await response.collect(upTo: 64 * 1024)
+                throw UpstreamErrors.fromStatus(response.status, headers: response.headers, kind: .manifest)
+            }
+            body = try await response.collect(upTo: Self.maxManifestBytes)
+        } catch let e as RegistryError {
+            throw e
+        } catch {
+            throw UpstreamErrors.unavailable(.manifest, "upstream unreachable: \(error)")
+        }
+        let bytes = Array(buffer: body)
+        let mediaType = (response.headers.first(name: "content-type") ?? "")
+            .split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        guard !MediaType.isSchema1(mediaType) else {
+            throw RegistryError(.manifestUnknown, "schema1 manifests are not supported by this mirror")
+        }
+        let computed = Digest.sha256(of: bytes)
+        let claimed = response.headers.first(name: "docker-content-digest").flatMap { try? Digest(parsing: $0) }
+        guard computed == (expected ?? claimed ?? computed) else {
+            self.logger.warning("upstream manifest digest mismatch", metadata: ["repository": "\(repository)", "reference": "\(reference)"])
+            throw RegistryError(.unknown, "upstream manifest does not match its digest", status: 502)
+        }
+        return StoredManifest(digest: computed, mediaType: mediaType.isEmpty ? Self.sniffMediaType(bytes) : mediaType, bytes: bytes)
+    }
+
+    private func store(_ manifest: StoredManifest, upstream: UpstreamClient, repository: String, tag: (String, String)?) throws(RegistryError) {
+        do {
+            try self.index.putManifest(manifest, upstream: upstream.configuration.name, repository: repository, tag: tag)
+            try self.index.link(Self.referencedDigests(manifest.bytes), upstream: upstream.configuration.name, repository: repository)
+        } catch {
+            self.logger.error("index write failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Digests a manifest refers to (config, layers, child manifests): they become visible in its repository.
+    static func referencedDigests(_ bytes: [UInt8]) -> [Digest] {
+        struct Descriptor: Decodable { let digest: String? }
+        struct Shape: Decodable { let config: Descriptor?; let layers: [Descriptor]?; let manifests: [Descriptor]?; let blobs: [Descriptor]? }
+        guard let shape = try? JSONDecoder().decode(Shape.self, from: Data(bytes)) else { return [] }
+        let all = [shape.config].compactMap { $0 } + (shape.layers ?? []) + (shape.manifests ?? []) + (shape.blobs ?? [])
+        return all.compactMap { $0.digest.flatMap { try? Digest(parsing: $0) } }
+    }
+
+    /// A manifest without `Content-Type`: read its `mediaType` field.
+    static func sniffMediaType(_ bytes: [UInt8]) -> String {
+        struct Shape: Decodable { let mediaType: String? }
+        return (try? JSONDecoder().decode(Shape.self, from: Data(bytes)))?.mediaType ?? MediaType.ociManifest
+    }
+}

@@ -1,0 +1,50 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import OCIDistribution
+
+/// Content-addressed blob files: temp files for fills, atomic publish, open for serving.
+public struct BlobStore: Sendable {
+    public let layout: CacheLayout
+
+    public init(layout: CacheLayout) { self.layout = layout }
+
+    /// A new, exclusive temp file in `tmp/`, opened read-write. The caller owns the descriptor.
+    public func createTempFile(for digest: Digest) throws -> (fd: Int32, path: String) {
+        for _ in 0..<8 {
+            let path = "\(self.layout.tempDirectory)/\(digest.hex.prefix(16)).\(UInt64.random(in: 0...UInt64.max)).part"
+            let fd = Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+            if fd >= 0 { return (fd, path) }
+            if errno != EEXIST { throw FileSystemCalls.Failure(call: "open", path: path, errno: errno) }
+        }
+        throw FileSystemCalls.Failure(call: "open", path: self.layout.tempDirectory, errno: EEXIST)
+    }
+
+    /// fsync the data, rename the temp file to its final place, fsync the folder.
+    public func publish(tempPath: String, fd: Int32, as digest: Digest) throws {
+        guard fsync(fd) == 0 else { throw FileSystemCalls.Failure(call: "fsync", path: tempPath, errno: errno) }
+        let final = self.layout.blobPath(digest)
+        try FileSystemCalls.makeParents(of: final, below: self.layout.root)
+        guard rename(tempPath, final) == 0 else { throw FileSystemCalls.Failure(call: "rename", path: final, errno: errno) }
+        FileSystemCalls.fsyncDirectory(String(final[..<final.lastIndex(of: "/")!]))
+    }
+
+    /// Opens a published blob for reading; returns nil if the file is missing.
+    public func open(_ digest: Digest) -> (fd: Int32, size: Int64)? {
+        let fd = Glibc.open(self.layout.blobPath(digest), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { close(fd); return nil }
+        return (fd, Int64(st.st_size))
+    }
+
+    public func remove(_ digest: Digest) {
+        unlink(self.layout.blobPath(digest))
+    }
+
+    /// Startup reconcile, step one: anything in `tmp/` is an unfinished fill from a previous run.
+    @discardableResult
+    public func removeLeftoverTempFiles() -> Int {
+        FileSystemCalls.emptyDirectory(self.layout.tempDirectory)
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+
+/// Runs the `skopeo` command-line tool (containers/image) as a real registry client.
+public enum Skopeo {
+    /// Path of the skopeo binary.
+    public static let executable = "/usr/bin/skopeo"
+
+    /// Runs `skopeo copy --src-tls-verify=false [extraArguments] SOURCE dir:DESTINATION`.
+    ///
+    /// - Parameters:
+    ///   - source: a transport reference such as `docker://127.0.0.1:5000/repo:tag`.
+    ///   - destinationDirectory: directory for the `dir:` transport (created by skopeo).
+    ///   - extraArguments: more `copy` options, e.g. `["--src-creds", "user:pass"]`.
+    ///   - timeout: skopeo is killed (SIGTERM, then SIGKILL) and
+    ///     ``FixtureError/timeout(_:)`` thrown when it runs longer than this.
+    /// - Returns: the exit status and the combined stdout+stderr.
+    public static func copy(
+        source: String,
+        destinationDirectory: String,
+        extraArguments: [String] = [],
+        timeout: Duration = .seconds(120)
+    ) async throws -> (status: Int32, output: String) {
+        let arguments = ["copy", "--src-tls-verify=false"] + extraArguments + [source, "dir:\(destinationDirectory)"]
+        return try await run(arguments: arguments, timeout: timeout)
+    }
+
+    /// Runs skopeo with arbitrary arguments under the same timeout rules as ``copy(source:destinationDirectory:extraArguments:timeout:)``.
+    public static func run(arguments: [String], timeout: Duration) async throws -> (status: Int32, output: String) {
+        let outputPath = FileManager.default.temporaryDirectory
+            .appendingPathComponent("wharf-skopeo-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+
+        let child = try ChildProcess.spawn(executable: executable, arguments: arguments, outputPath: outputPath)
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while child.isRunning {
+            if Task.isCancelled {
+                await child.terminate(timeout: .seconds(2))
+                throw CancellationError()
+            }
+            if clock.now >= deadline {
+                await child.terminate(timeout: .seconds(2))
+                throw FixtureError.timeout("skopeo \(arguments.joined(separator: " ")) after \(timeout): \(child.output())")
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let status = await child.terminate()
+        return (status, child.output())
+    }
+}

@@ -1,0 +1,255 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// How ``TamperingProxy`` alters `200` responses to `GET` requests whose path contains
+/// `/blobs/`. Every other response is passed through unchanged.
+public enum TamperMode: Sendable, Hashable {
+    /// Forward unchanged.
+    case passthrough
+    /// Same length, but the byte in the middle (offset `length / 2`) is XORed with 0xFF.
+    case flipByte
+    /// Send the upstream `Content-Length`, then about half the body, then close the
+    /// connection cleanly (FIN).
+    case truncate
+    /// `Content-Length` and body both shortened by 1 KiB (to at least 0): a well-framed
+    /// response with the wrong size.
+    case shortBody
+    /// Status 500 with a JSON `UNKNOWN` error body instead of the blob.
+    case error500
+    /// `200` with the full `Content-Length`, about half the body, then a TCP reset.
+    case resetMidStream
+}
+
+/// One request seen by ``TamperingProxy``.
+public struct ProxyRequestRecord: Sendable, Hashable {
+    public let method: String
+    /// The request target (path and query).
+    public let uri: String
+}
+
+/// An HTTP/1.1 reverse proxy on `127.0.0.1:<ephemeral port>` in front of an upstream base
+/// URL, able to damage blob responses on demand.
+///
+/// Requests are forwarded with their method, path, query and headers (minus `Host` and
+/// hop-by-hop headers); responses come back with their status and headers (including
+/// `WWW-Authenticate`, `Location`, `Docker-Content-Digest`, `Content-Length`) and a
+/// streamed body. Redirects are returned to the client, not followed. Request bodies
+/// are buffered (they are small in pull tests); response bodies are streamed with
+/// backpressure. An unreachable upstream yields 502.
+public final class TamperingProxy: Sendable {
+    /// The upstream base URL, e.g. `http://127.0.0.1:5000` (no trailing slash).
+    public let upstream: String
+
+    private struct State {
+        var mode: TamperMode = .passthrough
+        var records: [ProxyRequestRecord] = []
+        var client: HTTPClient?
+    }
+
+    private let state = Mutex(State())
+    private let server: LoopbackHTTPServer
+
+    public init(upstream: String) {
+        var base = upstream
+        while base.hasSuffix("/") { base.removeLast() }
+        self.upstream = base
+        let box = WeakProxy()
+        self.server = LoopbackHTTPServer(connectionHandler: { connection in
+            guard let proxy = box.value else { return }
+            try await proxy.serve(connection)
+        })
+        box.value = self
+    }
+
+    public func start() async throws {
+        let configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow,
+            timeout: .init(connect: .seconds(10), read: .seconds(120)),
+            decompression: .disabled)
+        let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        state.withLock { $0.client = client }
+        try await server.start()
+    }
+
+    /// Closes the listener and all client connections, then shuts the upstream client down.
+    public func stop() async throws {
+        await server.stop()
+        let client = state.withLock { state -> HTTPClient? in
+            defer { state.client = nil }
+            return state.client
+        }
+        try await client?.shutdown()
+    }
+
+    public var port: Int { server.port }
+    /// `http://127.0.0.1:PORT`.
+    public var url: String { "http://127.0.0.1:\(port)" }
+
+    public var mode: TamperMode { state.withLock { $0.mode } }
+
+    /// Changes the tampering for responses that start from now on.
+    public func setMode(_ mode: TamperMode) {
+        state.withLock { $0.mode = mode }
+    }
+
+    /// Every request received so far, oldest first.
+    public var requests: [ProxyRequestRecord] { state.withLock { $0.records } }
+
+    /// Number of requests received with `method` whose target contains `pathContaining`.
+    public func count(method: String, pathContaining: String) -> Int {
+        state.withLock { $0.records.filter { $0.method == method && $0.uri.contains(pathContaining) }.count }
+    }
+
+    // MARK: - Proxying
+
+    private static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+        "te", "trailer", "transfer-encoding", "upgrade",
+    ]
+
+    private func serve(_ connection: LoopbackConnection) async throws {
+        var iterator = connection.inbound.makeAsyncIterator()
+        while let part = try await iterator.next() {
+            guard case .head(let head) = part else { continue }
+            var body = ByteBuffer()
+            reading: while let part = try await iterator.next() {
+                switch part {
+                case .body(var chunk): body.writeBuffer(&chunk)
+                case .end: break reading
+                case .head: throw FixtureError.invalid("request head inside a request body")
+                }
+            }
+            let mode = state.withLock { state -> TamperMode in
+                state.records.append(ProxyRequestRecord(method: head.method.rawValue, uri: head.uri))
+                return state.mode
+            }
+            let keepOpen = try await forward(head, body: body, mode: mode, connection: connection)
+            if !keepOpen || !head.isKeepAlive { return }
+        }
+    }
+
+    /// Forwards one request; returns whether the connection may carry another request.
+    private func forward(
+        _ head: HTTPRequestHead, body: ByteBuffer, mode: TamperMode, connection: LoopbackConnection
+    ) async throws -> Bool {
+        guard let client = state.withLock({ $0.client }) else { return false }
+        var request = HTTPClientRequest(url: upstream + head.uri)
+        request.method = head.method
+        for (name, value) in head.headers {
+            let lower = name.lowercased()
+            if lower == "host" || lower == "content-length" || Self.hopByHop.contains(lower) { continue }
+            request.headers.add(name: name, value: value)
+        }
+        if body.readableBytes > 0 || [.POST, .PUT, .PATCH].contains(head.method) {
+            request.body = .bytes(body)
+        }
+
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: .seconds(300))
+        } catch {
+            let reply = LoopbackHTTPResponse.json(
+                .badGateway, #"{"errors":[{"code":"UNKNOWN","message":"tampering proxy: upstream failed"}]}"#)
+            try await connection.send(reply, for: head)
+            return true
+        }
+
+        var headers = HTTPHeaders()
+        for (name, value) in response.headers where !Self.hopByHop.contains(name.lowercased()) {
+            headers.add(name: name, value: value)
+        }
+        let length = headers.first(name: "content-length").flatMap { Int($0) }
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        let tamper = head.method == .GET && response.status == .ok && path.contains("/blobs/")
+        var effective = tamper ? mode : .passthrough
+        if effective == .shortBody && length == nil { effective = .passthrough }
+        let responseHead = { (headers: HTTPHeaders) in
+            HTTPResponseHead(version: head.version, status: response.status, headers: headers)
+        }
+
+        switch effective {
+        case .error500:
+            let reply = LoopbackHTTPResponse.json(
+                .internalServerError,
+                #"{"errors":[{"code":"UNKNOWN","message":"tampering proxy: injected error","detail":null}]}"#)
+            try await connection.send(reply, for: head)
+            return true  // the upstream body is dropped, which cancels that request
+
+        case .shortBody:
+            let shortened = max(0, (length ?? 0) - 1024)
+            headers.replaceOrAdd(name: "content-length", value: String(shortened))
+            try await connection.write(.head(responseHead(headers)))
+            try await stream(response.body, limit: shortened, to: connection)
+            try await connection.write(.end(nil))
+            return true
+
+        case .passthrough, .flipByte:
+            try await connection.write(.head(responseHead(headers)))
+            if head.method == .HEAD {
+                try await connection.write(.end(nil))
+                return true
+            }
+            let flipAt = effective == .flipByte ? (length ?? 0) / 2 : nil
+            do {
+                try await stream(response.body, limit: nil, flipAt: flipAt, to: connection)
+            } catch {
+                // The upstream body failed part way: the client must not see a complete response.
+                await connection.reset()
+                return false
+            }
+            try await connection.write(.end(nil))
+            return true
+
+        case .truncate, .resetMidStream:
+            try await connection.write(.head(responseHead(headers)))
+            let half = (length ?? 0) / 2
+            try? await stream(response.body, limit: half, to: connection)
+            if effective == .truncate {
+                try? await connection.channel.close().get()
+            } else {
+                // Let the bytes already written leave before the reset discards the send queue.
+                try? await Task.sleep(for: .milliseconds(50))
+                await connection.reset()
+            }
+            return false
+        }
+    }
+
+    /// Copies up to `limit` body bytes (all when `nil`) to the client, XOR-ing the byte at
+    /// offset `flipAt` with 0xFF. Stops reading the upstream once `limit` is reached.
+    private func stream(
+        _ body: HTTPClientResponse.Body, limit: Int?, flipAt: Int? = nil, to connection: LoopbackConnection
+    ) async throws {
+        var offset = 0
+        if limit == 0 { return }
+        for try await var chunk in body {
+            if let limit, offset + chunk.readableBytes > limit {
+                chunk = chunk.getSlice(at: chunk.readerIndex, length: limit - offset) ?? ByteBuffer()
+            }
+            if let flipAt, flipAt >= offset, flipAt < offset + chunk.readableBytes {
+                let index = chunk.readerIndex + (flipAt - offset)
+                if let byte = chunk.getInteger(at: index, as: UInt8.self) {
+                    chunk.setInteger(byte ^ 0xFF, at: index)
+                }
+            }
+            offset += chunk.readableBytes
+            if chunk.readableBytes > 0 {
+                try await connection.write(.body(.byteBuffer(chunk)))
+            }
+            if let limit, offset >= limit { return }
+        }
+    }
+}
+
+/// Breaks the proxy ↔ handler reference cycle.
+private final class WeakProxy: @unchecked Sendable {
+    private let lock = Mutex<Void>(())
+    private weak var _value: TamperingProxy?
+    var value: TamperingProxy? {
+        get { lock.withLock { _ in _value } }
+        set { lock.withLock { _ in _value = newValue } }
+    }
+}

@@ -1,0 +1,204 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import OCIDistribution
+import Synchronization
+
+/// An answer from the upstream. `body` is nil when Wharf already consumed it (e.g. a final 401).
+public struct UpstreamResponse: Sendable {
+    public let status: Int
+    public let headers: HTTPHeaders
+    public let body: HTTPClientResponse.Body?
+
+    /// Reads the whole body, refusing more than `limit` bytes.
+    public func collect(upTo limit: Int) async throws -> ByteBuffer {
+        guard let body else { return ByteBuffer() }
+        return try await body.collect(upTo: limit)
+    }
+
+    public var contentLength: Int64? { self.headers.first(name: "content-length").flatMap { Int64($0) } }
+}
+
+/// The upstream could not be reached or misbehaved at the transport level.
+public struct UpstreamUnreachable: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Talks to one upstream registry: token auth (Bearer via the realm, or Basic), token cache,
+/// and redirects followed by hand, without `Authorization` on other hosts.
+public final class UpstreamClient: Sendable {
+    public let configuration: UpstreamConfiguration
+    private let http: HTTPClient
+    private let logger: Logger
+    private let tokens = TokenCache()
+    private let challenge = Mutex<AuthChallenge?>(nil)
+
+    public init(configuration: UpstreamConfiguration, httpClient: HTTPClient, logger: Logger) {
+        self.configuration = configuration
+        self.http = httpClient
+        self.logger = logger
+    }
+
+    /// An HTTP client set up for upstream use: no automatic redirects, no decompression.
+    public static func makeHTTPClient() -> HTTPClient {
+        var config = HTTPClient.Configuration(
+            redirectConfiguration: .disallow,
+            timeout: .init(connect: .seconds(10), read: .seconds(60)),
+            connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64),
+            ignoreUncleanSSLShutdown: false,
+            decompression: .disabled
+        )
+        config.httpVersion = .automatic
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    }
+
+    /// Number of token requests made to the realm so far.
+    public var tokenFetches: Int { get async { await self.tokens.fetchCount } }
+
+    /// `GET /v2/` — learns the auth challenge. Returns the status.
+    public func ping() async throws -> Int {
+        let response = try await self.execute(.GET, url: self.configuration.url + "/v2/", headers: [:], authorization: nil)
+        if response.status == .unauthorized { self.learnChallenge(response.headers) }
+        _ = try? await response.body.collect(upTo: 64 * 1024)
+        return Int(response.status.code)
+    }
+
+    /// Sends `method` to `/v2/<repository>/<path>` with pull authorization for `repository`.
+    public func send(
+        _ method: HTTPMethod, repository: String, path: String, query: String? = nil, headers: HTTPHeaders = [:],
+        timeout: TimeAmount = .seconds(60)
+    ) async throws -> UpstreamResponse {
+        var url = "\(self.configuration.url)/v2/\(repository)/\(path)"
+        if let query, !query.isEmpty { url += "?" + query }
+        let scope = "repository:\(repository):pull"
+        var refresh = false
+        for attempt in 0..<2 {
+            let authorization = try await self.authorization(scope: scope, refresh: refresh)
+            let response = try await self.executeFollowingRedirects(method, url: url, headers: headers, authorization: authorization, timeout: timeout)
+            guard response.status == .unauthorized, attempt == 0 else {
+                return UpstreamResponse(status: Int(response.status.code), headers: response.headers, body: response.body)
+            }
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            let learned = self.learnChallenge(response.headers)
+            guard learned else {
+                return UpstreamResponse(status: 401, headers: response.headers, body: nil)
+            }
+            refresh = authorization != nil
+            self.logger.debug("upstream asked for authorization", metadata: ["repository": "\(repository)", "refresh": "\(refresh)"])
+        }
+        preconditionFailure("unreachable")
+    }
+
+    // MARK: Authorization
+
+    @discardableResult
+    private func learnChallenge(_ headers: HTTPHeaders) -> Bool {
+        let all = AuthChallenge.parse(headers: headers["www-authenticate"])
+        guard let chosen = all.first(where: { $0.scheme == "bearer" && $0.realm != nil }) ?? all.first(where: { $0.scheme == "basic" }) else {
+            return false
+        }
+        self.challenge.withLock { $0 = chosen }
+        return true
+    }
+
+    private func authorization(scope: String, refresh: Bool) async throws -> String? {
+        guard let challenge = self.challenge.withLock({ $0 }) else { return nil }
+        let credentials = self.configuration.credentials
+        if challenge.scheme == "basic" { return credentials?.basicAuthorization }
+        guard let realm = challenge.realm else { return nil }
+        let service = challenge.service ?? ""
+        let sendCredentials = credentials != nil && Self.sharesTrustDomain(realm: realm, upstream: self.configuration.url)
+        let key = TokenCache.Key(realm: realm, service: service, scope: scope, identity: sendCredentials ? credentials!.username : "")
+        let token = try await self.tokens.token(for: key, invalidate: refresh) { [self] in
+            try await self.fetchToken(realm: realm, service: service, scope: scope, credentials: sendCredentials ? credentials : nil)
+        }
+        return "Bearer " + token
+    }
+
+    private func fetchToken(realm: String, service: String, scope: String, credentials: UpstreamCredentials?) async throws -> TokenCache.Entry {
+        guard var components = URLComponents(string: realm), components.scheme == "https" || components.scheme == "http" else {
+            throw UpstreamUnreachable(description: "upstream token realm is not an http(s) URL")
+        }
+        var items = components.queryItems ?? []
+        if !service.isEmpty { items.append(URLQueryItem(name: "service", value: service)) }
+        items.append(URLQueryItem(name: "scope", value: scope))
+        if let credentials { items.append(URLQueryItem(name: "account", value: credentials.username)) }
+        components.queryItems = items
+        guard let url = components.string else { throw UpstreamUnreachable(description: "bad token realm") }
+        var headers = HTTPHeaders()
+        if let credentials { headers.add(name: "Authorization", value: credentials.basicAuthorization) }
+        let started = ContinuousClock.now
+        let response = try await self.execute(.GET, url: url, headers: headers, authorization: nil, timeout: .seconds(30))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        guard response.status == .ok else {
+            throw UpstreamUnreachable(description: "token endpoint answered \(response.status.code)")
+        }
+        let parsed = try JSONDecoder().decode(TokenResponse.self, from: Data(body.readableBytesView))
+        guard let token = parsed.access_token ?? parsed.token, !token.isEmpty else {
+            throw UpstreamUnreachable(description: "token endpoint returned no token")
+        }
+        let lifetime = max(1, parsed.expires_in ?? 60)
+        let margin = min(30.0, Double(lifetime) / 2)
+        return TokenCache.Entry(token: token, refreshAt: started + .milliseconds(Int64((Double(lifetime) - margin) * 1000)))
+    }
+
+    private struct TokenResponse: Decodable {
+        let token: String?
+        let access_token: String?
+        let expires_in: Int?
+    }
+
+    /// Credentials go only to a realm on the upstream's own host or registrable domain.
+    static func sharesTrustDomain(realm: String, upstream: String) -> Bool {
+        guard let r = URLComponents(string: realm)?.host?.lowercased(), let u = URLComponents(string: upstream)?.host?.lowercased() else {
+            return false
+        }
+        if r == u { return true }
+        let isIP = { (h: String) in h.allSatisfy { $0.isNumber || $0 == "." } || h.contains(":") }
+        guard !isIP(r), !isIP(u) else { return false }
+        let tail = { (h: String) in h.split(separator: ".").suffix(2).joined(separator: ".") }
+        return tail(r) == tail(u)
+    }
+
+    // MARK: Transport
+
+    private func executeFollowingRedirects(
+        _ method: HTTPMethod, url: String, headers: HTTPHeaders, authorization: String?, timeout: TimeAmount
+    ) async throws -> HTTPClientResponse {
+        var current = url
+        let origin = Self.origin(of: url)
+        for _ in 0..<6 {
+            let sameOrigin = Self.origin(of: current) == origin
+            let response = try await self.execute(method, url: current, headers: headers, authorization: sameOrigin ? authorization : nil, timeout: timeout)
+            guard [301, 302, 303, 307, 308].contains(Int(response.status.code)), let location = response.headers.first(name: "location"),
+                  let next = URL(string: location, relativeTo: URL(string: current))?.absoluteString
+            else { return response }
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            self.logger.debug("following upstream redirect", metadata: ["to-host": "\(URLComponents(string: next)?.host ?? "?")"])
+            current = next
+        }
+        throw UpstreamUnreachable(description: "too many upstream redirects")
+    }
+
+    private func execute(
+        _ method: HTTPMethod, url: String, headers: HTTPHeaders, authorization: String?, timeout: TimeAmount = .seconds(30)
+    ) async throws -> HTTPClientResponse {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        request.headers = headers
+        request.headers.replaceOrAdd(name: "User-Agent", value: "wharf/0.1")
+        if let authorization { request.headers.replaceOrAdd(name: "Authorization", value: authorization) }
+        do {
+            return try await self.http.execute(request, timeout: timeout)
+        } catch {
+            throw UpstreamUnreachable(description: "\(method) \(Self.origin(of: url)): \(error)")
+        }
+    }
+
+    static func origin(of url: String) -> String {
+        guard let c = URLComponents(string: url) else { return url }
+        return "\(c.scheme ?? "")://\(c.host ?? "")\(c.port.map { ":\($0)" } ?? "")"
+    }
+}

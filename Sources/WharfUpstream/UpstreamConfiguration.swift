@@ -1,0 +1,75 @@
+import Foundation
+
+/// Credentials Wharf uses at an upstream's token endpoint. Never logged, never shown.
+public struct UpstreamCredentials: Sendable, Hashable, CustomStringConvertible {
+    public let username: String
+    public let password: String
+
+    public init(username: String, password: String) {
+        self.username = username
+        self.password = password
+    }
+
+    public var description: String { "UpstreamCredentials(username: \(self.username), password: <redacted>)" }
+
+    /// `Authorization: Basic …` value.
+    public var basicAuthorization: String {
+        "Basic " + Data("\(self.username):\(self.password)".utf8).base64EncodedString()
+    }
+
+    /// Reads `user:password` from the first line of a file.
+    public static func load(file path: String) throws -> UpstreamCredentials {
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let line = text.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+        guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else {
+            throw ConfigurationError("credentials file \(path) must hold one line 'user:password'")
+        }
+        return UpstreamCredentials(username: String(line[..<colon]), password: String(line[line.index(after: colon)...]))
+    }
+
+    /// `WHARF_UPSTREAM_USERNAME` / `WHARF_UPSTREAM_PASSWORD`, if both are set.
+    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) -> UpstreamCredentials? {
+        guard let u = env["WHARF_UPSTREAM_USERNAME"], !u.isEmpty, let p = env["WHARF_UPSTREAM_PASSWORD"] else { return nil }
+        return UpstreamCredentials(username: u, password: p)
+    }
+}
+
+/// A configuration mistake, explained.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ message: String) { self.description = message }
+}
+
+/// One upstream registry.
+public struct UpstreamConfiguration: Sendable {
+    /// Short name used in the index and logs (e.g. `docker.io`).
+    public var name: String
+    /// Base URL without trailing slash, e.g. `https://registry-1.docker.io`.
+    public var url: String
+    public var credentials: UpstreamCredentials?
+    /// How long a tag → digest answer is served without asking the upstream again.
+    public var tagTTL: Duration
+
+    public static let dockerHubURL = "https://registry-1.docker.io"
+
+    public init(name: String? = nil, url: String, credentials: UpstreamCredentials? = nil, tagTTL: Duration = .seconds(300)) throws {
+        var u = url
+        while u.hasSuffix("/") { u.removeLast() }
+        guard let parsed = URLComponents(string: u), let scheme = parsed.scheme, ["http", "https"].contains(scheme),
+              let host = parsed.host, !host.isEmpty, parsed.query == nil, parsed.user == nil
+        else { throw ConfigurationError("upstream URL '\(url)' must look like https://host[:port]") }
+        self.url = u
+        self.name = name ?? (Self.isDockerHubHost(host) ? "docker.io" : host + (parsed.port.map { ":\($0)" } ?? ""))
+        self.credentials = credentials
+        self.tagTTL = tagTTL
+    }
+
+    public var host: String { URLComponents(string: self.url)?.host ?? "" }
+
+    /// Docker Hub keeps official images under `library/`.
+    public var isDockerHub: Bool { Self.isDockerHubHost(self.host) }
+
+    static func isDockerHubHost(_ host: String) -> Bool {
+        ["registry-1.docker.io", "docker.io", "index.docker.io", "registry.hub.docker.com"].contains(host.lowercased())
+    }
+}

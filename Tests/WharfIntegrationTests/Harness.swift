@@ -1,0 +1,139 @@
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import WharfHTTP
+import WharfMirror
+import WharfStorage
+import WharfTestSupport
+import WharfUpstream
+
+/// A real upstream for tests: a token server, Distribution 2.8 with token auth, seeded storage.
+final class UpstreamEnvironment: Sendable {
+    let directory: String
+    let generator: ImageGenerator
+    let storage: RegistryStorage
+    let tokens: TokenServer
+    let registry: RegistryProcess
+
+    static let users = ["alice": "alice-secret", "bob": "bob-secret"]
+
+    init(tokenLifetime: Int = 300) throws {
+        self.directory = try TempDirectory.make("upstream")
+        self.generator = try ImageGenerator(directory: self.directory + "/gen", seed: UInt64.random(in: 1...UInt64.max))
+        self.storage = RegistryStorage(root: self.directory + "/storage")
+        self.tokens = TokenServer(users: Self.users, privateRepositories: ["private/secret": ["alice"]], tokenLifetime: tokenLifetime)
+        self.registry = RegistryProcess(storageRoot: self.directory + "/storage", tokenServer: self.tokens)
+    }
+
+    func start() async throws {
+        try await self.tokens.start()
+        try await self.registry.start()
+    }
+
+    func stop() async {
+        try? await self.registry.stop()
+        try? await self.tokens.stop()
+        try? FileManager.default.removeItem(atPath: self.directory)
+    }
+}
+
+/// Wharf running in-process on 127.0.0.1 with its own data folder.
+final class WharfInstance: Sendable {
+    let dataDirectory: String
+    let mirror: Mirror
+    let server: RegistryServer
+    let http: HTTPClient
+    let port: Int
+    private let serverTask: Task<Void, any Error>
+    private let maintenanceTask: Task<Void, Never>
+
+    var url: String { "http://127.0.0.1:\(self.port)" }
+    var host: String { "127.0.0.1:\(self.port)" }
+
+    static func start(upstream: String, credentials: UpstreamCredentials? = nil, tagTTL: Duration = .seconds(300), dataDirectory: String? = nil) async throws -> WharfInstance {
+        let dir = try dataDirectory ?? TempDirectory.make("wharf")
+        var logger = Logger(label: "wharf-test")
+        logger.logLevel = ProcessInfo.processInfo.environment["WHARF_TEST_LOG"] == nil ? .error : .debug
+        let http = UpstreamClient.makeHTTPClient()
+        let config = try UpstreamConfiguration(name: "test-upstream", url: upstream, credentials: credentials, tagTTL: tagTTL)
+        let mirror = try Mirror(dataDirectory: dir, upstream: config, httpClient: http, logger: logger)
+        var serverConfig = RegistryServer.Configuration(host: "127.0.0.1", port: 0)
+        serverConfig.drainTimeout = .seconds(2)
+        let server = RegistryServer(configuration: serverConfig, mirror: mirror, logger: logger)
+        let task = Task { try await server.run() }
+        let port = try await server.boundPort()
+        let maintenance = Task { await mirror.runMaintenance() }
+        return WharfInstance(dir: dir, mirror: mirror, server: server, http: http, port: port, task: task, maintenance: maintenance)
+    }
+
+    private init(dir: String, mirror: Mirror, server: RegistryServer, http: HTTPClient, port: Int, task: Task<Void, any Error>, maintenance: Task<Void, Never>) {
+        self.dataDirectory = dir
+        self.mirror = mirror
+        self.server = server
+        self.http = http
+        self.port = port
+        self.serverTask = task
+        self.maintenanceTask = maintenance
+    }
+
+    func stop(removeData: Bool = true) async {
+        self.server.beginShutdown()
+        _ = try? await self.serverTask.value
+        self.maintenanceTask.cancel()
+        await self.maintenanceTask.value
+        try? await self.http.shutdown()
+        if removeData { try? FileManager.default.removeItem(atPath: self.dataDirectory) }
+    }
+
+    /// Files under blobs/ (relative), for asserting what was cached.
+    func cachedBlobHexes() -> Set<String> {
+        let root = self.dataDirectory + "/blobs/sha256"
+        var out = Set<String>()
+        for prefix in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: root + "/" + prefix)) ?? [] { out.insert(name) }
+        }
+        return out
+    }
+
+    func tempFiles() -> [String] { (try? FileManager.default.contentsOfDirectory(atPath: self.dataDirectory + "/tmp")) ?? [] }
+}
+
+enum TempDirectory {
+    static func make(_ label: String) throws -> String {
+        let path = NSTemporaryDirectory() + "wharf-\(label)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+}
+
+enum Hashing {
+    static func sha256Hex(file path: String) throws -> String {
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        var h = SHA256()
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { h.update(data: chunk) }
+        return h.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func sha256Hex(_ buffer: ByteBuffer) -> String {
+        var h = SHA256()
+        buffer.withUnsafeReadableBytes { h.update(bufferPointer: $0) }
+        return h.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// Checks that a skopeo `dir:` copy holds every expected blob with the right content.
+enum SkopeoDir {
+    static func verify(directory: String, expected: [GeneratedBlob]) throws -> [String] {
+        var problems: [String] = []
+        for blob in expected {
+            let path = directory + "/" + blob.hex
+            guard FileManager.default.fileExists(atPath: path) else { problems.append("missing \(blob.digest)"); continue }
+            let hex = try Hashing.sha256Hex(file: path)
+            if hex != blob.hex { problems.append("content of \(blob.digest) hashes to \(hex)") }
+        }
+        return problems
+    }
+}

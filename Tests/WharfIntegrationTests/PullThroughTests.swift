@@ -1,0 +1,123 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Testing
+import WharfTestSupport
+
+/// skopeo → Wharf → Distribution 2.8 (token auth), end to end.
+@Suite(.serialized, .timeLimit(.minutes(10)))
+struct PullThroughTests {
+    @Test("skopeo pulls a single-arch image and each platform of a multi-arch one through Wharf")
+    func skopeoPulls() async throws {
+        let upstream = try UpstreamEnvironment()
+        let image = try upstream.generator.image(layerSizes: [300_000, 2_000_000], format: .dockerSchema2)
+        try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
+        let multi = try upstream.generator.index(
+            platforms: [(os: "linux", architecture: "amd64"), (os: "linux", architecture: "arm64")], layerSizes: [500_000], format: .oci)
+        try upstream.storage.add(index: multi, repository: "team/multi", tag: "latest")
+        try await upstream.start()
+        let wharf = try await WharfInstance.start(upstream: upstream.registry.url)
+        do {
+            let out = try TempDirectory.make("skopeo")
+            defer { try? FileManager.default.removeItem(atPath: out) }
+
+            let first = try await Skopeo.copy(source: "docker://\(wharf.host)/team/app:v1", destinationDirectory: out + "/a", extraArguments: [], timeout: .seconds(120))
+            #expect(first.status == 0, "skopeo failed: \(first.output)")
+            #expect(try SkopeoDir.verify(directory: out + "/a", expected: image.blobs) == [])
+            let cached = wharf.cachedBlobHexes()
+            for blob in image.blobs { #expect(cached.contains(blob.hex), "blob \(blob.digest) not cached") }
+            #expect(wharf.tempFiles().isEmpty)
+
+            // Second pull: served from the cache, no new blob GETs upstream.
+            let blobGETsBefore = try upstream.registry.requestCount(method: "GET", pathContaining: "/blobs/")
+            let second = try await Skopeo.copy(source: "docker://\(wharf.host)/team/app:v1", destinationDirectory: out + "/b", extraArguments: [], timeout: .seconds(120))
+            #expect(second.status == 0, "skopeo failed: \(second.output)")
+            #expect(try SkopeoDir.verify(directory: out + "/b", expected: image.blobs) == [])
+            #expect(try upstream.registry.requestCount(method: "GET", pathContaining: "/blobs/") == blobGETsBefore)
+
+            for (i, platform) in multi.images.enumerated() {
+                let dest = out + "/multi-\(i)"
+                let r = try await Skopeo.copy(
+                    source: "docker://\(wharf.host)/team/multi:latest", destinationDirectory: dest,
+                    extraArguments: ["--override-os", platform.platform.os, "--override-arch", platform.platform.architecture], timeout: .seconds(120))
+                #expect(r.status == 0, "skopeo failed for \(platform.platform): \(r.output)")
+                #expect(try SkopeoDir.verify(directory: dest, expected: platform.blobs) == [])
+                let manifest = try Data(contentsOf: URL(fileURLWithPath: dest + "/manifest.json"))
+                #expect(manifest == (try platform.manifest.data()), "platform manifest bytes differ for \(platform.platform)")
+            }
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await upstream.stop()
+    }
+
+    @Test("manifest HEAD carries type, digest and real length; by-digest GET and ranges behave")
+    func manifestAndRangeHeaders() async throws {
+        let upstream = try UpstreamEnvironment()
+        let image = try upstream.generator.image(layerSizes: [100_000], format: .oci)
+        try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
+        try await upstream.start()
+        let wharf = try await WharfInstance.start(upstream: upstream.registry.url)
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            var head = HTTPClientRequest(url: "\(wharf.url)/v2/team/app/manifests/v1")
+            head.method = .HEAD
+            head.headers.add(name: "Accept", value: "application/vnd.oci.image.manifest.v1+json")
+            head.headers.add(name: "Accept", value: "application/vnd.oci.image.index.v1+json")
+            let h = try await client.execute(head, timeout: .seconds(30))
+            #expect(h.status == .ok)
+            #expect(h.headers.first(name: "content-type") == "application/vnd.oci.image.manifest.v1+json")
+            #expect(h.headers.first(name: "docker-content-digest") == image.manifest.digest)
+            #expect(h.headers.first(name: "content-length") == String(image.manifest.size))
+
+            // A client that accepts only Docker types never gets the cached OCI manifest.
+            var docker = HTTPClientRequest(url: "\(wharf.url)/v2/team/app/manifests/v1")
+            docker.headers.add(name: "Accept", value: "application/vnd.docker.distribution.manifest.v2+json")
+            let d = try await client.execute(docker, timeout: .seconds(30))
+            _ = try await d.body.collect(upTo: 1 << 20)
+            #expect(d.headers.first(name: "content-type") != "application/vnd.oci.image.manifest.v1+json" || d.status != .ok)
+
+            let byDigest = try await client.execute(HTTPClientRequest(url: "\(wharf.url)/v2/team/app/manifests/\(image.manifest.digest)"), timeout: .seconds(30))
+            let body = try await byDigest.body.collect(upTo: 1 << 20)
+            #expect(byDigest.status == .ok)
+            #expect(Array(buffer: body) == Array(try image.manifest.data()))
+
+            let layer = image.layers[0]
+            let whole = try Data(contentsOf: URL(fileURLWithPath: layer.path))
+            for rangeHeader in ["bytes=0-99", "bytes=1000-", "bytes=-500"] {  // first request is a cold fill, later ones hits
+                var r = HTTPClientRequest(url: "\(wharf.url)/v2/team/app/blobs/\(layer.digest)")
+                r.headers.add(name: "Range", value: rangeHeader)
+                let resp = try await client.execute(r, timeout: .seconds(30))
+                let got = try await resp.body.collect(upTo: 1 << 24)
+                #expect(resp.status == .partialContent, "\(rangeHeader)")
+                let expected: Data = switch rangeHeader {
+                case "bytes=0-99": whole.prefix(100)
+                case "bytes=1000-": whole.dropFirst(1000)
+                default: whole.suffix(500)
+                }
+                #expect(Data(buffer: got) == expected, "\(rangeHeader)")
+                let lower = whole.count - expected.count == 0 ? 0 : (rangeHeader == "bytes=1000-" ? 1000 : (rangeHeader == "bytes=-500" ? whole.count - 500 : 0))
+                #expect(resp.headers.first(name: "content-range") == "bytes \(lower)-\(lower + expected.count - 1)/\(whole.count)")
+            }
+            var bad = HTTPClientRequest(url: "\(wharf.url)/v2/team/app/blobs/\(layer.digest)")
+            bad.headers.add(name: "Range", value: "bytes=\(whole.count + 10)-")
+            let unsat = try await client.execute(bad, timeout: .seconds(30))
+            _ = try await unsat.body.collect(upTo: 1 << 16)
+            #expect(unsat.status == .rangeNotSatisfiable)
+            #expect(unsat.headers.first(name: "content-range") == "bytes */\(whole.count)")
+
+            var blobHead = HTTPClientRequest(url: "\(wharf.url)/v2/team/app/blobs/\(layer.digest)")
+            blobHead.method = .HEAD
+            let bh = try await client.execute(blobHead, timeout: .seconds(30))
+            #expect(bh.status == .ok)
+            #expect(bh.headers.first(name: "content-length") == String(layer.size))
+        } catch {
+            Issue.record(error)
+        }
+        try? await client.shutdown()
+        await wharf.stop()
+        await upstream.stop()
+    }
+}

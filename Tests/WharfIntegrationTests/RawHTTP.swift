@@ -1,0 +1,72 @@
+import Crypto
+import Foundation
+import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A blocking raw-socket HTTP client for hostile requests no well-behaved client would send.
+enum RawHTTP {
+    struct Response {
+        let status: Int
+        let headers: [(String, String)]
+        let body: [UInt8]
+        let raw: [UInt8]
+        var bodyText: String { String(decoding: self.body, as: UTF8.self) }
+        var declaredLength: Int? { self.header("content-length").flatMap { Int($0) } }
+        func header(_ name: String) -> String? { self.headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+    }
+
+    /// Sends `request` verbatim and reads until the server closes, `maxBytes` arrive, or 20 s pass.
+    static func request(_ request: String, port: Int, maxBytes: Int = 64 << 20) throws -> Response {
+        try self.request(Array(request.utf8), port: port, maxBytes: maxBytes)
+    }
+
+    static func request(_ bytes: [UInt8], port: Int, maxBytes: Int = 64 << 20) throws -> Response {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EIO) }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0 else { throw POSIXError(.ECONNREFUSED) }
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { break }
+            sent += n
+        }
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while received.count < maxBytes {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            received.append(contentsOf: chunk[0..<n])
+            if let r = parse(received), let len = r.declaredLength, r.body.count >= len, r.header("connection")?.lowercased() != "close" { break }
+        }
+        return parse(received) ?? Response(status: 0, headers: [], body: [], raw: received)
+    }
+
+    static func parse(_ data: [UInt8]) -> Response? {
+        guard let end = data.firstRange(of: [13, 10, 13, 10]) else { return nil }
+        let headText = String(decoding: data[..<end.lowerBound], as: UTF8.self)
+        var lines = headText.components(separatedBy: "\r\n")
+        let statusLine = lines.removeFirst().split(separator: " ")
+        guard statusLine.count >= 2, let status = Int(statusLine[1]) else { return nil }
+        let headers = lines.compactMap { l -> (String, String)? in
+            guard let c = l.firstIndex(of: ":") else { return nil }
+            return (String(l[..<c]), l[l.index(after: c)...].trimmingCharacters(in: .whitespaces))
+        }
+        return Response(status: status, headers: headers, body: Array(data[end.upperBound...]), raw: data)
+    }
+}
+
+struct SHA256Wrapper {
+    private var h = SHA256()
+    mutating func update(_ b: ByteBuffer) { b.withUnsafeReadableBytes { self.h.update(bufferPointer: $0) } }
+    mutating func finalize() -> String { self.h.finalize().map { String(format: "%02x", $0) }.joined() }
+}
