@@ -1,5 +1,4 @@
 import CLMDB
-import Synchronization
 
 /// An LMDB environment: one directory holding a memory-mapped B+tree file
 /// with up to `maxDatabases` named ``Database``s.
@@ -37,8 +36,8 @@ public final class Environment: @unchecked Sendable {
     public let path: String
 
     private let readers: ReaderPool
-    private let writeLock = Mutex<Void>(())
-    private let databases = Mutex<[String: Database]>([:])
+    private let writeLock = Locked<Void>(())
+    private let databases = Locked<[String: Database]>([:])
 
     /// Opens (creating the directory if needed) an environment at `path` with
     /// `MDB_NOTLS` and a large sparse map (256 GiB of address space by default;
@@ -46,7 +45,9 @@ public final class Environment: @unchecked Sendable {
     ///
     /// - Parameters:
     ///   - mapSize: maximum database size in bytes. Writes that would exceed it
-    ///     throw ``LMDBError/mapFull``.
+    ///     throw ``LMDBError/mapFull`` (the map is not grown automatically:
+    ///     `mdb_env_set_mapsize` is only safe with no transaction active in the
+    ///     process, so the default is simply made huge; it costs address space only).
     ///   - maxDatabases: maximum number of named databases.
     ///   - maxReaders: maximum number of simultaneous read transactions.
     ///   - options: extra durability / I/O flags.
@@ -91,12 +92,16 @@ public final class Environment: @unchecked Sendable {
     /// Must not be called from inside a ``write(_:)`` body (it takes the write lock).
     public func database(named name: String) throws -> Database {
         if let cached = databases.withLock({ $0[name] }) { return cached }
-        return try write { txn in
+        let database = try write { txn in
+            // Another caller may have opened it while we waited for the write lock.
             if let cached = databases.withLock({ $0[name] }) { return cached }
             var dbi: MDB_dbi = 0
             try check(mdb_dbi_open(txn.core.txn, name, UInt32(MDB_CREATE), &dbi))
             return Database(dbi: dbi)
-        }.storing(into: databases, name: name)
+        }
+        // Cached only after the commit: an aborted open leaves no handle behind.
+        databases.withLock { $0[name] = database }
+        return database
     }
 
     /// Runs `body` in a read-only snapshot transaction (`MDB_RDONLY`), which is
@@ -114,11 +119,11 @@ public final class Environment: @unchecked Sendable {
     /// synchronous: LMDB's writer lock belongs to the OS thread. Do not nest
     /// `write` calls or call ``database(named:)`` inside `body` (deadlock).
     public func write<R>(_ body: (borrowing WriteTransaction) throws -> R) throws -> R {
-        var result: R?
-        try writeLock.withLock { _ throws(any Error) in
+        return try writeLock.withLock { _ throws -> R in
             var txn: OpaquePointer?
             try check(mdb_txn_begin(env, nil, 0, &txn))
             guard let txn else { throw LMDBError.outOfMemory }
+            let result: R
             do {
                 result = try body(WriteTransaction(core: TransactionCore(txn: txn, maxKeySize: maxKeySize)))
             } catch {
@@ -126,8 +131,8 @@ public final class Environment: @unchecked Sendable {
                 throw error
             }
             try check(mdb_txn_commit(txn))  // frees txn on success and failure
+            return result
         }
-        return result!
     }
 
     /// Flushes data to disk (`mdb_env_sync`). With `force: false` the flush is
@@ -146,12 +151,5 @@ public final class Environment: @unchecked Sendable {
         var info = MDB_envinfo()
         mdb_env_info(env, &info)
         return info.me_mapsize
-    }
-}
-
-extension Database {
-    fileprivate func storing(into cache: borrowing Mutex<[String: Database]>, name: String) -> Database {
-        cache.withLock { $0[name] = self }
-        return self
     }
 }

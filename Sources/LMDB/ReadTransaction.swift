@@ -4,6 +4,7 @@
 /// Noncopyable and non-`Sendable`: it cannot escape the body or cross to
 /// another task. Buffers handed to `withValue`/`forEach` point straight into
 /// the memory map and are valid only inside their closure.
+/// To pass one to a helper, declare the parameter `borrowing ReadTransaction`.
 public struct ReadTransaction: ~Copyable {
     let core: TransactionCore
 

@@ -1,19 +1,13 @@
 import CLMDB
-import Synchronization
 
 /// Recycles read-only transactions: `mdb_txn_reset` keeps the reader slot and
 /// the allocation, and `mdb_txn_renew` takes a fresh snapshot, which is much
 /// cheaper than `mdb_txn_begin` + `mdb_txn_abort`. Safe across threads
 /// because the environment is opened with `MDB_NOTLS`.
 final class ReaderPool: @unchecked Sendable {
-    /// A reset (inactive) `MDB_txn *`; only ever used by one caller at a time.
-    private struct Idle: @unchecked Sendable {
-        let txn: OpaquePointer
-    }
-
     private let env: OpaquePointer
     private let capacity: Int
-    private let idle = Mutex<[Idle]>([])
+    private let idle = Locked<[OpaquePointer]>([])  // reset (inactive) transactions
 
     init(env: OpaquePointer, capacity: Int) {
         self.env = env
@@ -24,9 +18,9 @@ final class ReaderPool: @unchecked Sendable {
     /// Returns an active read transaction on a fresh snapshot.
     func checkOut() throws(LMDBError) -> OpaquePointer {
         if let recycled = idle.withLock({ $0.popLast() }) {
-            let rc = mdb_txn_renew(recycled.txn)
-            if rc == 0 { return recycled.txn }
-            mdb_txn_abort(recycled.txn)
+            let rc = mdb_txn_renew(recycled)
+            if rc == 0 { return recycled }
+            mdb_txn_abort(recycled)
             throw LMDBError(code: rc)
         }
         var txn: OpaquePointer?
@@ -41,7 +35,7 @@ final class ReaderPool: @unchecked Sendable {
         mdb_txn_reset(txn)
         let kept = idle.withLock { pool -> Bool in
             guard pool.count < capacity else { return false }
-            pool.append(Idle(txn: txn))
+            pool.append(txn)
             return true
         }
         if !kept { mdb_txn_abort(txn) }
@@ -49,10 +43,10 @@ final class ReaderPool: @unchecked Sendable {
 
     /// Frees every pooled transaction; called before `mdb_env_close`.
     func drain() {
-        let all = idle.withLock { pool -> [Idle] in
+        let all = idle.withLock { pool -> [OpaquePointer] in
             defer { pool.removeAll() }
             return pool
         }
-        for entry in all { mdb_txn_abort(entry.txn) }
+        for txn in all { mdb_txn_abort(txn) }
     }
 }

@@ -4,6 +4,7 @@
 /// Sees its own uncommitted changes. Noncopyable and non-`Sendable`: LMDB's
 /// writer lock belongs to the OS thread that began the transaction, so it must
 /// not escape the (synchronous) body.
+/// To pass one to a helper, declare the parameter `borrowing WriteTransaction`.
 public struct WriteTransaction: ~Copyable {
     let core: TransactionCore
 

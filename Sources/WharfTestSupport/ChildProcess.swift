@@ -89,8 +89,8 @@ public struct ChildProcess: Sendable {
     public var exitStatus: Int32? { state.exitStatus.withLock { $0 } }
 
     /// Waits until the child exits and returns its status (see ``exitStatus``).
-    /// Throws ``FixtureError/timeout(_:)`` if it is still running after `timeout`;
-    /// the child is left running in that case.
+    /// Throws ``FixtureError/timeout(_:)`` if it is still running after `timeout`, or
+    /// `CancellationError` if the task is cancelled; the child is left running then.
     @discardableResult
     public func waitForExit(timeout: Duration) async throws -> Int32 {
         let clock = ContinuousClock()
@@ -100,7 +100,7 @@ public struct ChildProcess: Sendable {
             if clock.now >= deadline {
                 throw FixtureError.timeout("\(executable) (pid \(pid)) did not exit within \(timeout)")
             }
-            try? await Task.sleep(for: .milliseconds(10))
+            try await Task.sleep(for: .milliseconds(10))
         }
     }
 
@@ -112,29 +112,59 @@ public struct ChildProcess: Sendable {
 
     /// Sends SIGTERM, waits up to `timeout`, then sends SIGKILL and waits for the exit.
     /// Returns the exit status. Safe to call more than once.
+    ///
+    /// Foundation reaps a child only once every process holding its internal
+    /// termination socket has exited, so a grandchild that outlives the child delays
+    /// ``exitStatus``. A child that is already dead (a zombie) counts as exited here: its
+    /// real status if it is reaped within 2 s, else `128 + ` the last signal sent.
     @discardableResult
     public func terminate(timeout: Duration = .seconds(5)) async -> Int32 {
         if let status = exitStatus { return status }
         signal(SIGTERM)
-        if let status = try? await waitForExitIgnoringCancellation(timeout: timeout) { return status }
+        if let status = try? await waitForExitIgnoringCancellation(timeout: timeout, signalSent: SIGTERM) {
+            return status
+        }
         signal(SIGKILL)
-        if let status = try? await waitForExitIgnoringCancellation(timeout: .seconds(30)) { return status }
+        if let status = try? await waitForExitIgnoringCancellation(timeout: .seconds(30), signalSent: SIGKILL) {
+            return status
+        }
         return -1
+    }
+
+    /// Whether the child is dead but not yet reaped (Linux `/proc`; false elsewhere).
+    private var isZombie: Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
     }
 
     /// Like `waitForExit`, but keeps waiting when the task is cancelled, so cleanup
     /// paths still make sure the child is gone.
-    private func waitForExitIgnoringCancellation(timeout: Duration) async throws -> Int32 {
+    private func waitForExitIgnoringCancellation(timeout: Duration, signalSent: Int32) async throws -> Int32 {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         while true {
             if let status = exitStatus { return status }
-            if clock.now >= deadline { throw FixtureError.timeout("pid \(pid)") }
-            if Task.isCancelled {
-                usleep(10_000)
-            } else {
-                try? await Task.sleep(for: .milliseconds(10))
+            if isZombie {
+                // Dead already; give Foundation a moment to reap it and report the real status.
+                for _ in 0..<200 {
+                    if let status = exitStatus { return status }
+                    await Self.pause()
+                }
+                return 128 + signalSent
             }
+            if clock.now >= deadline { throw FixtureError.timeout("pid \(pid)") }
+            await Self.pause()
+        }
+    }
+
+    /// Sleeps 10 ms, even in a cancelled task (where `Task.sleep` would return at once).
+    private static func pause() async {
+        if Task.isCancelled {
+            usleep(10_000)
+        } else {
+            try? await Task.sleep(for: .milliseconds(10))
         }
     }
 

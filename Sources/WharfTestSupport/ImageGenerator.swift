@@ -137,12 +137,12 @@ public struct ImageGenerator: Sendable {
     public func layer(payloadSize: Int, mediaType: String = ManifestFormat.oci.layerMediaType) throws
         -> (blob: GeneratedBlob, diffID: String)
     {
-        precondition(payloadSize >= 0, "payloadSize must not be negative")
+        precondition(payloadSize >= 0 && payloadSize < 1 << 33, "payloadSize must be in 0..<8 GiB (ustar size field)")
         let number = sequence.take()
         var random = SplitMix64(seed: seed, stream: number)
         let temporary = temporaryPath()
         let written = try TarGzip.writeLayer(
-            path: temporary, fileName: "wharf/payload-\(seed)-\(number).bin", payloadSize: payloadSize
+            path: temporary, fileName: "payload-\(seed)-\(number).bin", payloadSize: payloadSize
         ) { random.fill($0) }
         let blob = try commit(temporary, digest: written.digest, size: written.size, mediaType: mediaType)
         return (blob, written.diffID)

@@ -38,8 +38,9 @@ public struct LoopbackConnection {
 
     /// Closes the connection with a TCP reset (SO_LINGER 0) instead of a FIN.
     public func reset() async {
-        let option = ChannelOptions.Types.SocketOption(level: SOL_SOCKET, name: SO_LINGER)
-        try? await channel.setOption(option, value: linger(l_onoff: 1, l_linger: 0)).get()
+        if let provider = channel as? any SocketOptionProvider {
+            try? await provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).get()
+        }
         try? await channel.close().get()
     }
 }

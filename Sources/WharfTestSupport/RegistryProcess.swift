@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOHTTP1
 import Synchronization
 
 /// One line of the registry's access log.
@@ -58,6 +59,9 @@ public final class RegistryProcess: Sendable {
     /// Writes the config, starts the registry and waits (up to 20 s) until `GET /v2/`
     /// answers 401 (200 without a token server). Retries on a port collision.
     public func start() async throws {
+        if let tokenServer, tokenServer.port == 0 {
+            throw FixtureError.state("start the TokenServer before the RegistryProcess")
+        }
         try FileManager.default.createDirectory(atPath: storageRoot, withIntermediateDirectories: true)
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("wharf-registry-\(UUID().uuidString)").path

@@ -12,6 +12,9 @@ import Foundation
 ///
 /// Every link file holds `sha256:<hex>` with no trailing newline. Seeding is safe while
 /// the registry runs as long as no cache is configured (the default of ``RegistryProcess``).
+///
+/// Because blob data may be a hard link to the generator's file, never modify a `data`
+/// file in place; use ``overwriteBlobData(digest:with:)``, which replaces the file.
 public struct RegistryStorage: Sendable {
     /// The storage root (`storage.filesystem.rootdirectory`).
     public let root: String
@@ -73,6 +76,16 @@ public struct RegistryStorage: Sendable {
         if FileManager.default.fileExists(atPath: tagPath) {
             try FileManager.default.removeItem(atPath: tagPath)
         }
+    }
+
+    /// Replaces the stored bytes of a blob (for example to serve corrupt content under
+    /// the original digest). The file is replaced, not edited, so the generator's copy
+    /// it may be hard-linked to stays intact.
+    public func overwriteBlobData(digest: String, with data: Data) throws {
+        let destination = blobDataPath(digest: digest)
+        try FileManager.default.createDirectory(
+            atPath: (destination as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try data.write(to: URL(fileURLWithPath: destination), options: .atomic)
     }
 
     /// Path of a blob's `data` file inside the storage root.

@@ -45,7 +45,7 @@ public final class UpstreamClient: Sendable {
     public static func makeHTTPClient() -> HTTPClient {
         var config = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
-            timeout: .init(connect: .seconds(10), read: .seconds(60)),
+            timeout: .init(connect: .seconds(5), read: .seconds(60)),
             connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64),
             ignoreUncleanSSLShutdown: false,
             decompression: .disabled

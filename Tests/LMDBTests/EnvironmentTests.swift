@@ -48,6 +48,12 @@ import Testing
         #expect(try env.count(one) == 1)
         #expect(try env.count(two) == 2)
         #expect(try env.read { try $0.get(one, "k".bytes) } == "1".bytes)
+
+        // Transactions can be lent to helpers.
+        func lookup(_ txn: borrowing ReadTransaction, _ db: Database) throws -> [UInt8]? {
+            try txn.get(db, "k".bytes)
+        }
+        #expect(try env.read { try lookup($0, two) } == "2".bytes)
         #expect(env.mapSize == 1 << 38)
         #expect(env.maxKeySize == 511)
     }

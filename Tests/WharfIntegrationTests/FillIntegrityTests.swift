@@ -1,3 +1,9 @@
+import NIOHTTP1
+import OCIDistribution
+import Synchronization
+import WharfMirror
+import WharfStorage
+import WharfUpstream
 import AsyncHTTPClient
 import Foundation
 import NIOCore

@@ -1,3 +1,6 @@
+import NIOHTTP1
+import OCIDistribution
+import Synchronization
 import AsyncHTTPClient
 import Crypto
 import Foundation

@@ -1,3 +1,11 @@
+import NIOCore
+import NIOHTTP1
+import OCIDistribution
+import Synchronization
+import WharfMirror
+import WharfStorage
+import WharfUpstream
+import AsyncHTTPClient
 import Foundation
 import Testing
 import WharfTestSupport

@@ -1,3 +1,10 @@
+import NIOHTTP1
+import OCIDistribution
+import Synchronization
+import WharfMirror
+import WharfStorage
+import WharfUpstream
+import AsyncHTTPClient
 import Crypto
 import Foundation
 import NIOCore

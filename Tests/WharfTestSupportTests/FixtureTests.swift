@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOHTTP1
 import Testing
 import WharfTestSupport
 
@@ -61,6 +62,34 @@ struct FixtureTests {
         let indexJSON = try JSONSerialization.jsonObject(with: index.index.data()) as? [String: Any]
         #expect(indexJSON?["mediaType"] as? String == "application/vnd.oci.image.index.v1+json")
         #expect((indexJSON?["manifests"] as? [Any])?.count == 2)
+    }
+
+    // MARK: - Storage seeding
+
+    @Test func storageLayoutMatchesDistribution() throws {
+        let work = try TemporaryDirectory()
+        defer { work.remove() }
+        let generator = try ImageGenerator(directory: work.path + "/gen", seed: 3)
+        let index = try generator.index(
+            platforms: [(os: "linux", architecture: "amd64"), (os: "linux", architecture: "arm64")],
+            layerSizes: [100], format: .dockerSchema2)
+        let storage = RegistryStorage(root: work.path + "/root")
+        try storage.add(index: index, repository: "a/b", tag: "t")
+        let repo = storage.root + "/docker/registry/v2/repositories/a/b"
+        func link(_ path: String) throws -> String { try String(contentsOfFile: repo + path, encoding: .utf8) }
+        #expect(try link("/_manifests/tags/t/current/link") == index.index.digest)
+        #expect(try link("/_manifests/tags/t/index/sha256/\(index.index.hex)/link") == index.index.digest)
+        for image in index.images {
+            #expect(try link("/_manifests/revisions/sha256/\(image.manifest.hex)/link") == image.manifest.digest)
+            for blob in image.blobs {
+                #expect(try link("/_layers/sha256/\(blob.hex)/link") == blob.digest)
+                #expect(try FileDigest.sha256(path: storage.blobDataPath(digest: blob.digest)) == blob.digest)
+            }
+        }
+        let layer = index.images[0].layers[0]
+        try storage.overwriteBlobData(digest: layer.digest, with: Data("corrupt".utf8))
+        #expect(try FileDigest.sha256(path: storage.blobDataPath(digest: layer.digest)) != layer.digest)
+        #expect(try FileDigest.sha256(path: layer.path) == layer.digest)
     }
 
     // MARK: - Token server
@@ -263,7 +292,7 @@ struct FixtureTests {
         let work = try TemporaryDirectory()
         defer { work.remove() }
         let child = try ChildProcess.spawn(
-            executable: "/bin/sh", arguments: ["-c", "trap '' TERM; sleep 30 & wait; sleep 30"],
+            executable: "/bin/sh", arguments: ["-c", "trap '' TERM; while :; do sleep 0.05; done"],
             outputPath: work.path + "/out.log")
         try await Task.sleep(for: .milliseconds(200))
         #expect(child.isRunning)
@@ -271,6 +300,19 @@ struct FixtureTests {
         #expect(status == 128 + SIGKILL)
         #expect(!child.isRunning)
         #expect(kill(child.pid, 0) != 0)
+    }
+
+    @Test func largeLayersGenerateQuickly() throws {
+        let work = try TemporaryDirectory()
+        defer { work.remove() }
+        let generator = try ImageGenerator(directory: work.path, seed: 99)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let (layer, _) = try generator.layer(payloadSize: 256 << 20, mediaType: ManifestFormat.oci.layerMediaType)
+        let elapsed = clock.now - start
+        print("256 MiB layer in \(elapsed)")
+        #expect(layer.size > 256 << 20)
+        #expect(elapsed < .seconds(30))
     }
 
     @Test func freePortsAreUsable() throws {

@@ -29,7 +29,7 @@ do {
 }
 
 var failures = 0
-func fail(_ message: String) {
+@MainActor func fail(_ message: String) {
     print("MISMATCH: \(message)")
     failures += 1
 }
@@ -210,24 +210,28 @@ let buildKind = "release"
 #endif
 print("hashing \(totalMiB) MiB per run, best of \(runs), \(buildKind) build; MB/s = 10^6 bytes/s")
 
-var results: [String: [Int: Double]] = [:]
+var best: [String: [Int: Duration]] = [:]
 var referenceDigest: [Int: String] = [:]
-for chunk in chunks {
-    for backend in backends {
-        var best = Duration.seconds(1_000_000)
-        for _ in 0..<runs {
+// Runs are interleaved (run 1 of every backend and chunk size, then run 2, …) so
+// background load on a shared machine hits all contenders alike; best run wins.
+for _ in 0..<runs {
+    for chunk in chunks {
+        for backend in backends {
             let start = ContinuousClock.now
             let digest = backend.digest(input, chunk)
             let elapsed = ContinuousClock.now - start
-            best = min(best, elapsed)
+            best[backend.name, default: [:]][chunk] = min(best[backend.name]?[chunk] ?? elapsed, elapsed)
             if let expected = referenceDigest[chunk] {
                 if digest != expected { fail("\(backend.name), \(chunkLabel(chunk)) chunks: \(digest) != \(expected)") }
             } else {
                 referenceDigest[chunk] = digest
             }
         }
-        let seconds = Double(best.components.seconds) + Double(best.components.attoseconds) / 1e18
-        results[backend.name, default: [:]][chunk] = Double(totalBytes) / seconds / 1e6
+    }
+}
+let results = best.mapValues { perChunk in
+    perChunk.mapValues { d in
+        Double(totalBytes) / (Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18) / 1e6
     }
 }
 if Set(referenceDigest.values).count != 1 { fail("digest depends on chunk size: \(referenceDigest)") }

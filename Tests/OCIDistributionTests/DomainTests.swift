@@ -1,0 +1,106 @@
+import OCIDistribution
+import Testing
+
+@Suite struct DigestTests {
+    static let hex = String(repeating: "0123456789abcdef", count: 4)
+
+    @Test func parsesValidDigests() throws {
+        let d = try Digest(parsing: "sha256:\(Self.hex)")
+        #expect(d.algorithm == .sha256)
+        #expect(d.relativePath == "blobs/sha256/01/\(Self.hex)")
+        #expect(try Digest(parsing: "sha256%3A\(Self.hex)") == d)
+        #expect(try Digest(parsing: "sha256%3a\(Self.hex)") == d)
+        _ = try Digest(parsing: "sha512:" + String(repeating: "ab", count: 64))
+    }
+
+    @Test(arguments: [
+        "sha256", "sha256:", ":abc", "sha256:ABC", "sha256:\(String(repeating: "A", count: 64))", "md5:d41d8cd98f00b204e9800998ecf8427e",
+        "sha256:../../etc/passwd", "sha256:\(String(repeating: "a", count: 63))", "sha256:\(String(repeating: "a", count: 65))",
+        "sha256-:\(String(repeating: "a", count: 64))", "sha256:\(String(repeating: "a", count: 64))%00", "sha512:abc",
+    ])
+    func rejectsInvalidDigests(_ raw: String) {
+        #expect(throws: RegistryError.self) { try Digest(parsing: raw) }
+    }
+
+    @Test func hashesKnownInput() {
+        #expect(Digest.sha256(of: Array("abc".utf8)).hex == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+}
+
+@Suite struct NameAndTagTests {
+    @Test(arguments: ["alpine", "library/alpine", "a/b/c", "my-org/my_app", "a__b", "a.b", "a---b", "x0/y1"])
+    func validNames(_ n: String) throws { _ = try RepositoryName(parsing: n) }
+
+    @Test(arguments: ["", "Alpine", "a//b", "/a", "a/", "..", "a/../b", "%2e%2e", "a_", "-a", "a___b", "a b", String(repeating: "a", count: 256)])
+    func invalidNames(_ n: String) { #expect(throws: RegistryError.self) { try RepositoryName(parsing: n) } }
+
+    @Test func dockerHubNormalization() throws {
+        #expect(try RepositoryName(parsing: "alpine").dockerHubNormalized.value == "library/alpine")
+        #expect(try RepositoryName(parsing: "user/app").dockerHubNormalized.value == "user/app")
+    }
+
+    @Test(arguments: ["latest", "v1.2.3", "_x", "A-b.c_d", String(repeating: "t", count: 128)])
+    func validTags(_ t: String) throws { _ = try Tag(parsing: t) }
+
+    @Test(arguments: ["", ".x", "-x", "a/b", "a:b", "bad!", String(repeating: "t", count: 129)])
+    func invalidTags(_ t: String) { #expect(throws: RegistryError.self) { try Tag(parsing: t) } }
+}
+
+@Suite struct RangeTests {
+    @Test func resolvesSingleRanges() throws {
+        #expect(try ByteRange(header: "bytes=0-99")!.resolve(size: 1000) == 0...99)
+        #expect(try ByteRange(header: "bytes=900-")!.resolve(size: 1000) == 900...999)
+        #expect(try ByteRange(header: "bytes=-100")!.resolve(size: 1000) == 900...999)
+        #expect(try ByteRange(header: "bytes=990-2000")!.resolve(size: 1000) == 990...999)
+        #expect(try ByteRange(header: "items=0-1") == nil)
+    }
+
+    @Test(arguments: ["bytes=abc", "bytes=0-1,3-4", "bytes=5-1", "bytes=-0", "bytes=--1", "bytes=99999999999999999999-", "bytes="])
+    func rejectsMalformed(_ h: String) { #expect(throws: RegistryError.self) { try ByteRange(header: h) } }
+
+    @Test func unsatisfiable() throws {
+        #expect(throws: RegistryError.self) { try ByteRange(header: "bytes=1000-")!.resolve(size: 1000) }
+    }
+}
+
+@Suite struct AcceptTests {
+    @Test func mergesLinesAndClasses() {
+        let docker = AcceptSet(lines: [MediaType.dockerManifest, MediaType.dockerManifestList + ", " + MediaType.ociIndex + ";q=0.5"])
+        #expect(docker.accepts(MediaType.dockerManifest))
+        #expect(docker.accepts(MediaType.ociIndex))
+        #expect(!docker.accepts(MediaType.ociManifest))
+        #expect(AcceptSet(lines: ["*/*"]).accepts(MediaType.ociManifest))
+        #expect(docker.classKey != AcceptSet.all.classKey)
+        #expect(AcceptSet(lines: MediaType.modern).classKey == AcceptSet(lines: [MediaType.modern.reversed().joined(separator: ",")]).classKey)
+    }
+}
+
+@Suite struct ChallengeTests {
+    @Test func parsesBearerWithQuotedCommas() {
+        let c = AuthChallenge.parse(#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:foo/bar:pull,push repository:x:pull""#)
+        #expect(c.count == 1)
+        #expect(c[0].scheme == "bearer")
+        #expect(c[0].realm == "https://auth.example/token")
+        #expect(c[0].service == "registry.example")
+        #expect(c[0].scopes == ["repository:foo/bar:pull,push", "repository:x:pull"])
+    }
+
+    @Test func parsesSeveralChallengesAndErrors() {
+        let c = AuthChallenge.parse(headers: [#"Basic realm="r", Bearer realm="https://a/t",error="invalid_token""#, "Bearer realm=\"x\\\"y\""])
+        #expect(c.map(\.scheme) == ["basic", "bearer", "bearer"])
+        #expect(c[1].error == "invalid_token")
+        #expect(c[2].realm == "x\"y")
+    }
+
+    @Test func survivesGarbage() {
+        for g in ["", "=", "Bearer", "Bearer realm", "Bearer realm=\"unterminated", ",,,", "Bearer ,realm=x,,"] {
+            _ = AuthChallenge.parse(g)
+        }
+        #expect(AuthChallenge.parse("Bearer realm").first?.scheme == "bearer")
+    }
+
+    @Test func errorJSONIsEscaped() {
+        let e = RegistryError(.nameInvalid, "bad \"name\"\n", detail: ["k": "v"])
+        #expect(e.jsonBody == #"{"errors":[{"code":"NAME_INVALID","message":"bad \"name\"\n","detail":{"k":"v"}}]}"# + "\n")
+    }
+}
