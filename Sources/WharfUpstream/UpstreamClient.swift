@@ -34,6 +34,9 @@ public final class UpstreamClient: Sendable {
     private let logger: Logger
     private let tokens = TokenCache()
     private let challenge = Mutex<AuthChallenge?>(nil)
+    /// One `/v2/` probe in flight to learn the challenge before the first content request.
+    private let probe = Mutex<Task<Void, Never>?>(nil)
+    private let probed = Atomic<Bool>(false)
 
     public init(configuration: UpstreamConfiguration, httpClient: HTTPClient, logger: Logger) {
         self.configuration = configuration
@@ -62,6 +65,7 @@ public final class UpstreamClient: Sendable {
         let response = try await self.execute(.GET, url: self.configuration.url + "/v2/", headers: [:], authorization: nil)
         if response.status == .unauthorized { self.learnChallenge(response.headers) }
         _ = try? await response.body.collect(upTo: 64 * 1024)
+        self.probed.store(true, ordering: .relaxed)
         return Int(response.status.code)
     }
 
@@ -73,6 +77,7 @@ public final class UpstreamClient: Sendable {
         var url = "\(self.configuration.url)/v2/\(repository)/\(path)"
         if let query, !query.isEmpty { url += "?" + query }
         let scope = "repository:\(repository):pull"
+        await self.learnChallengeOnce()
         var refresh = false
         for attempt in 0..<2 {
             let authorization = try await self.authorization(scope: scope, refresh: refresh)
@@ -92,6 +97,20 @@ public final class UpstreamClient: Sendable {
     }
 
     // MARK: Authorization
+
+    /// Pings `/v2/` once so that even the first content request carries credentials (one GET per blob upstream).
+    private func learnChallengeOnce() async {
+        guard !self.probed.load(ordering: .relaxed) else { return }
+        let task = self.probe.withLock { p -> Task<Void, Never> in
+            if let running = p { return running }
+            let t = Task { _ = try? await self.ping() }
+            p = t
+            return t
+        }
+        await task.value
+        // A failed probe (upstream down) may be retried by a later request.
+        if !self.probed.load(ordering: .relaxed) { self.probe.withLock { $0 = nil } }
+    }
 
     @discardableResult
     private func learnChallenge(_ headers: HTTPHeaders) -> Bool {

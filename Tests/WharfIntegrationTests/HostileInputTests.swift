@@ -91,18 +91,18 @@ struct HostileInputTests {
         do {
             let layer = image.layers[0].digest
             // Make the layer a cache hit so range errors are checked on the sendfile path too.
-            let warm = try RawHTTP.request(Self.get("/v2/team/app/blobs/\(layer)"), port: wharf.port)
+            let warm = try await RawHTTP.request(Self.get("/v2/team/app/blobs/\(layer)"), port: wharf.port)
             #expect(warm.status == 200)
             let cases = Self.cases(layer: layer)
             #expect(cases.count >= 30)
             for c in cases {
-                let r = try RawHTTP.request(c.request, port: wharf.port)
+                let r = try await RawHTTP.request(c.request, port: wharf.port)
                 #expect(r.status == c.status, "\(c.name): got \(r.status) \(r.bodyText.prefix(200))")
                 if let code = c.code {
                     #expect(r.bodyText.contains("\"code\":\"\(code)\""), "\(c.name): body \(r.bodyText.prefix(200))")
                     #expect(r.header("content-type")?.hasPrefix("application/json") == true, "\(c.name): content-type")
                 }
-                let ping = try RawHTTP.request(Self.get("/v2/"), port: wharf.port)
+                let ping = try await RawHTTP.request(Self.get("/v2/"), port: wharf.port)
                 #expect(ping.status == 200, "server unhealthy after \(c.name)")
             }
             #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox).sorted() == ["data", "sentinel"])

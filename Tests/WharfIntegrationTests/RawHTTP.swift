@@ -25,11 +25,15 @@ enum RawHTTP {
     }
 
     /// Sends `request` verbatim and reads until the server closes, `maxBytes` arrive, or 20 s pass.
-    static func request(_ request: String, port: Int, maxBytes: Int = 64 << 20) throws -> Response {
-        try self.request(Array(request.utf8), port: port, maxBytes: maxBytes)
+    /// The blocking socket work runs on its own thread, never on the (2-thread) cooperative pool.
+    static func request(_ request: String, port: Int, maxBytes: Int = 64 << 20) async throws -> Response {
+        let bytes = Array(request.utf8)
+        return try await withCheckedThrowingContinuation { c in
+            Thread.detachNewThread { c.resume(with: Result { try Self.blockingRequest(bytes, port: port, maxBytes: maxBytes) }) }
+        }
     }
 
-    static func request(_ bytes: [UInt8], port: Int, maxBytes: Int = 64 << 20) throws -> Response {
+    static func blockingRequest(_ bytes: [UInt8], port: Int, maxBytes: Int) throws -> Response {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
         defer { close(fd) }
