@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "wharf", targets: ["WharfCLI"]),
         .executable(name: "wharf-digest-bench", targets: ["DigestBench"]),
+        .executable(name: "wharf-fixture-upstream", targets: ["FixtureUpstream"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -89,6 +90,8 @@ let package = Package(
             "OCIDistribution", "COpenSSLCrypto",
             .product(name: "Crypto", package: "swift-crypto"),
         ], path: "loadtest/DigestBench", swiftSettings: swiftSettings),
+
+        .executableTarget(name: "FixtureUpstream", dependencies: ["WharfTestSupport"], path: "loadtest/FixtureUpstream", swiftSettings: swiftSettings),
 
         // MARK: - Tests
         .testTarget(name: "LMDBTests", dependencies: ["LMDB"], swiftSettings: swiftSettings),
