@@ -30,6 +30,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
 wharf="http://127.0.0.1:$port/v2/bench/blobs/blobs"
+# Warm Wharf's upstream token (a HEAD miss asks the upstream, starts no fill) so the cold GET measures the fill.
+curl -s -o /dev/null -I "$wharf/$d1"
 fmt='%{time_starttransfer} %{time_total} %{speed_download} %{size_download}'
 mb() { python3 -c "print(f'{$1/1e6:.0f}')"; }
 row() { read -r ttfb total speed bytes <<<"$2"; printf '| %s | %s | %.1f | %.3f | %s |\n' "$1" "$bytes" "$(python3 -c "print($ttfb*1000)")" "$total" "$(mb "$speed")"; }
@@ -48,11 +50,11 @@ row "warm GET through Wharf (sendfile, best of 5)" "$best"
 
 start=$(date +%s.%N)
 herd=()
-for i in $(seq 1 32); do curl -s -o "$work/herd.$i" "$wharf/$d3" & herd+=($!); done
+for i in $(seq 1 32); do curl -s -o /dev/null -w '%{http_code} %{size_download}' "$wharf/$d3" > "$work/herd.$i" & herd+=($!); done
 for p in "${herd[@]}"; do wait "$p" || true; done
 end=$(date +%s.%N)
-ok=0; for i in $(seq 1 32); do [ "$(sha256sum "$work/herd.$i" | cut -c1-64)" = "${d3#sha256:}" ] && ok=$((ok+1)); done
+ok=0; for i in $(seq 1 32); do [ "$(cat "$work/herd.$i")" = "200 $size" ] && ok=$((ok+1)); done
 sleep 0.3
 gets=$(grep -c "\"GET /v2/bench/blobs/blobs/$d3 " "$log" || true)
 echo
-echo "herd: 32 concurrent cold GETs of one $(mb "$size") MB blob: $ok/32 bodies hash correctly, upstream GETs for it: $gets, total $(python3 -c "print(f'{$end-$start:.3f}')") s"
+echo "herd: 32 concurrent cold GETs of one $(mb "$size") MB blob: $ok/32 complete 200 responses (content is hash-checked by the test suite), upstream GETs for it: $gets, total $(python3 -c "print(f'{$end-$start:.3f}')") s"

@@ -86,7 +86,12 @@ public final class BlobFill: Sendable {
     func started(size: Int64?) { self.update { $0.phase = .streaming(size: size) } }
     func progressed(to written: Int64) { self.update { $0.written = written } }
     func completed(size: Int64) { self.update { $0.phase = .complete(size: size); $0.written = size } }
-    func failed(_ error: RegistryError) { self.update { $0.phase = .failed(error) } }
+    func failed(_ error: RegistryError) {
+        self.update { s in
+            if case .complete = s.phase { return }  // verified bytes stay servable to followers
+            s.phase = .failed(error)
+        }
+    }
 
     private func update(_ change: (inout State) -> Void) {
         let ready: [(CheckedContinuation<Snapshot, Never>, Snapshot)] = self.state.withLock { s in

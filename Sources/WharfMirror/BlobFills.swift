@@ -87,11 +87,13 @@ public final class BlobFills: Sendable {
                 self.counters.digestMismatches.add(1, ordering: .relaxed)
                 throw RegistryError(.blobUnknown, "upstream content does not match digest \(digest)")
             }
+            // Verified: followers may send their last byte now. Durability (fsync, rename, index)
+            // follows; if it fails the client still got correct bytes, and nothing is indexed.
+            fill.completed(size: written)
+            self.counters.bytesFetched.add(Int(written), ordering: .relaxed)
             try self.store.publish(tempPath: fill.tempPath, fd: fill.fd, as: digest)
             try self.index.commitBlob(digest, size: written, link: (upstream.configuration.name, repository))
-            self.counters.bytesFetched.add(Int(written), ordering: .relaxed)
             self.counters.fillsCompleted.add(1, ordering: .relaxed)
-            fill.completed(size: written)
             self.logger.info("blob cached", metadata: [
                 "digest": "\(digest)", "bytes": "\(written)", "duration": "\(ContinuousClock.now - started)",
             ])
@@ -100,7 +102,7 @@ public final class BlobFills: Sendable {
             let failure = (error as? RegistryError) ?? UpstreamErrors.unavailable(.blob, "upstream fetch failed: \(error)")
             self.counters.fillsFailed.add(1, ordering: .relaxed)
             self.logger.warning("blob fill failed", metadata: ["digest": "\(digest)", "error": "\(failure)"])
-            fill.failed(failure)
+            fill.failed(failure)  // no effect on followers of an already verified fill
         }
         self.active.withLock { fills in
             if fills[digest] === fill { fills[digest] = nil }

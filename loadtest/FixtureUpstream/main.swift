@@ -29,17 +29,16 @@ try await registry.start()
 let blobJSON = blobs.map { #"{"digest":"\#($0.digest)","size":\#($0.size),"path":"\#($0.path)"}"# }.joined(separator: ",")
 FileHandle.standardOutput.write(Data((#"{"registry":"\#(registry.url)","realm":"\#(tokens.realm)","service":"\#(tokens.service)","repository":"bench/blobs","log":"\#(registry.logPath)","pid":\#(getpid()),"blobs":[\#(blobJSON)]}"# + "\n").utf8))
 
-// Wait for SIGTERM/SIGINT, then stop the registry and the token server.
-let stopSignals = AsyncStream<Void> { continuation in
-    for sig in [SIGTERM, SIGINT] {
-        signal(sig, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: sig)
-        source.setEventHandler { continuation.yield() }
-        source.resume()
-        nonisolated(unsafe) let keep = source
-        continuation.onTermination = { _ in keep.cancel() }
-    }
+// Wait for SIGTERM/SIGINT (or stdin closing), then stop the registry and the token server.
+let (stopSignals, stop) = AsyncStream<Void>.makeStream()
+let signalSources: [any DispatchSourceSignal] = [SIGTERM, SIGINT].map { sig in
+    signal(sig, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: sig)
+    source.setEventHandler { stop.yield() }
+    source.resume()
+    return source
 }
 for await _ in stopSignals { break }
+signalSources.forEach { $0.cancel() }
 try? await registry.stop()
 try? await tokens.stop()
