@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "wharf", targets: ["WharfCLI"]),
         .executable(name: "wharf-digest-bench", targets: ["DigestBench"]),
         .executable(name: "wharf-fixture-upstream", targets: ["FixtureUpstream"]),
+        .executable(name: "wharf-index-bench", targets: ["IndexBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -91,6 +92,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ], path: "loadtest/DigestBench", swiftSettings: swiftSettings),
 
+        .executableTarget(name: "IndexBench", dependencies: ["LMDB"], path: "loadtest/IndexBench", swiftSettings: swiftSettings),
         .executableTarget(name: "FixtureUpstream", dependencies: ["WharfTestSupport"], path: "loadtest/FixtureUpstream", swiftSettings: swiftSettings),
 
         // MARK: - Tests

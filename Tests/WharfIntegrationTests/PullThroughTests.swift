@@ -125,4 +125,40 @@ struct PullThroughTests {
         await wharf.stop()
         await upstream.stop()
     }
+
+    @Test("tags/list pages with n/last and Link (keeping ns); referrers pass the upstream's answer through")
+    func tagsAndReferrers() async throws {
+        let upstream = try UpstreamEnvironment()
+        let image = try upstream.generator.image(layerSizes: [1000], format: .oci)
+        try upstream.storage.add(image: image, repository: "team/app", tag: "a")
+        for tag in ["b", "c", "d", "e"] { try upstream.storage.setTag(tag, repository: "team/app", manifestDigest: image.manifest.digest) }
+        try await upstream.start()
+        let wharf = try await WharfInstance.start(upstream: upstream.registry.url)
+        do {
+            let all = try await RawHTTP.request("GET /v2/team/app/tags/list HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            #expect(all.status == 200)
+            #expect(all.bodyText == #"{"name":"team/app","tags":["a","b","c","d","e"]}"#)
+            #expect(all.header("link") == nil)
+
+            let page1 = try await RawHTTP.request("GET /v2/team/app/tags/list?n=2&ns=example.io HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            #expect(page1.bodyText == #"{"name":"team/app","tags":["a","b"]}"#)
+            #expect(page1.header("link") == #"</v2/team/app/tags/list?n=2&last=b&ns=example.io>; rel="next""#)
+            let page3 = try await RawHTTP.request("GET /v2/team/app/tags/list?n=2&last=d HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            #expect(page3.bodyText == #"{"name":"team/app","tags":["e"]}"#)
+            #expect(page3.header("link") == nil)
+            let none = try await RawHTTP.request("GET /v2/team/app/tags/list?n=0 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            #expect(none.bodyText == #"{"name":"team/app","tags":[]}"#)
+            #expect(none.header("link") == nil)
+            let missing = try await RawHTTP.request("GET /v2/team/nope/tags/list HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            #expect(missing.status == 404 && missing.bodyText.contains("NAME_UNKNOWN"))
+
+            // Distribution 2.8 has no referrers API: its 404 is passed on, so clients fall back to the sha256-<hex> tag.
+            let refs = try await RawHTTP.request("GET /v2/team/app/referrers/\(image.manifest.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            #expect(refs.status == 404 && refs.bodyText.contains("\"code\""))
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await upstream.stop()
+    }
 }
