@@ -20,7 +20,7 @@ public enum Skopeo {
         extraArguments: [String] = [],
         timeout: Duration = .seconds(120)
     ) async throws -> (status: Int32, output: String) {
-        let arguments = ["copy", "--src-tls-verify=false"] + extraArguments + [source, "dir:\(destinationDirectory)"]
+        let arguments = ["--insecure-policy", "copy", "--src-tls-verify=false"] + extraArguments + [source, "dir:\(destinationDirectory)"]
         return try await run(arguments: arguments, timeout: timeout)
     }
 
