@@ -161,4 +161,35 @@ struct PullThroughTests {
         await wharf.stop()
         await upstream.stop()
     }
+
+    @Test("a private upstream repository: anonymous Wharf cannot read it, Wharf with credentials can")
+    func privateRepository() async throws {
+        let upstream = try UpstreamEnvironment()
+        let image = try upstream.generator.image(layerSizes: [150_000], format: .dockerSchema2)
+        try upstream.storage.add(image: image, repository: "private/secret", tag: "v1")
+        try await upstream.start()
+        let anonymous = try await WharfInstance.start(upstream: upstream.registry.url)
+        let withCredentials = try await WharfInstance.start(
+            upstream: upstream.registry.url, credentials: UpstreamCredentials(username: "alice", password: "alice-secret"))
+        do {
+            let out = try TempDirectory.make("skopeo-private")
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            let denied = try await RawHTTP.request("GET /v2/private/secret/manifests/v1 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: anonymous.port)
+            #expect(denied.status == 404 && denied.bodyText.contains("MANIFEST_UNKNOWN"), "\(denied.status) \(denied.bodyText)")
+            #expect(denied.header("www-authenticate") == nil, "the upstream's challenge must not be relayed")
+            let layer = try await RawHTTP.request("GET /v2/private/secret/blobs/\(image.layers[0].digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: anonymous.port)
+            #expect(layer.status == 404 && layer.bodyText.contains("BLOB_UNKNOWN"))
+            #expect(anonymous.cachedBlobHexes().isEmpty)
+
+            let r = try await Skopeo.copy(source: "docker://\(withCredentials.host)/private/secret:v1", destinationDirectory: out + "/p", extraArguments: [], timeout: .seconds(60))
+            #expect(r.status == 0, "\(r.output)")
+            #expect(try SkopeoDir.verify(directory: out + "/p", expected: image.blobs) == [])
+            #expect(upstream.tokens.requests.contains { $0.user == "alice" && $0.status == 200 })
+        } catch {
+            Issue.record(error)
+        }
+        await anonymous.stop()
+        await withCredentials.stop()
+        await upstream.stop()
+    }
 }
