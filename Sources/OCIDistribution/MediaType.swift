@@ -38,6 +38,7 @@ public struct AcceptSet: Sendable, Hashable {
                 if !types.contains(type), types.count < 32 { types.append(type) }
             }
         }
+        if types.isEmpty { wildcard = true }  // no Accept at all: any type is acceptable (RFC 9110)
         if wildcard { mask = 0b1111 }
         self.types = types
         self.wildcard = wildcard

@@ -20,13 +20,13 @@ struct BlobEndpoint: Sendable {
         if let record = try? self.mirror.index.blob(digest) {
             if writer.isHead {
                 writer.outcome = "hit"
+                self.mirror.stats.blobHits.add()
                 try await writer.send(status: .ok, headers: self.headers(writer, digest, length: record.size), body: nil)
                 return
             }
             if let file = self.mirror.store.open(digest), file.size == record.size {
                 self.mirror.index.touch(digest)
-                writer.outcome = "hit"
-                try await self.sendFile(file, digest: digest, range: range, writer: writer)
+                try await self.sendHit(file, digest: digest, repository: repository, range: range, writer: writer)
                 return
             }
         }
@@ -37,12 +37,24 @@ struct BlobEndpoint: Sendable {
         switch try self.mirror.fills.source(for: digest, upstream: upstream, repository: repository) {
         case .cached:
             guard let file = self.mirror.store.open(digest) else { throw RegistryError(.blobUnknown, "blob vanished from the cache") }
-            writer.outcome = "hit"
-            try await self.sendFile(file, digest: digest, range: range, writer: writer)
+            try await self.sendHit(file, digest: digest, repository: repository, range: range, writer: writer)
         case .fill(let fill):
-            writer.outcome = "fill"
+            writer.outcome = "miss"
+            self.mirror.stats.blobMisses.add()
+            defer {
+                self.mirror.stats.bytesFromFills.add(Int(writer.bytes))
+                self.mirror.stats.repository(repository, bytes: Int(writer.bytes))
+            }
             try await self.follow(fill, digest: digest, range: range, writer: writer)
         }
+    }
+
+    private func sendHit(_ file: (fd: Int32, size: Int64), digest: Digest, repository: String, range: ByteRange?, writer: ResponseWriter) async throws {
+        writer.outcome = "hit"
+        self.mirror.stats.blobHits.add()
+        try await self.sendFile(file, digest: digest, range: range, writer: writer)
+        self.mirror.stats.bytesFromDisk.add(Int(writer.bytes))
+        self.mirror.stats.repository(repository, bytes: Int(writer.bytes))
     }
 
     private func headers(_ writer: ResponseWriter, _ digest: Digest, length: Int64?) -> HTTPHeaders {
@@ -148,6 +160,7 @@ struct BlobEndpoint: Sendable {
 
     private func headMiss(upstream: UpstreamClient, repository: String, digest: Digest, writer: ResponseWriter) async throws {
         let response: UpstreamResponse
+        self.mirror.stats.upstreamRequests.add()
         do {
             response = try await upstream.send(.HEAD, repository: repository, path: "blobs/\(digest)")
         } catch {
@@ -156,7 +169,8 @@ struct BlobEndpoint: Sendable {
         guard response.status == 200 else {
             throw RegistryError(.blobUnknown, "blob unknown upstream (status \(response.status))")
         }
-        writer.outcome = "miss-head"
+        writer.outcome = "miss"
+        self.mirror.stats.blobMisses.add()
         try await writer.send(status: .ok, headers: self.headers(writer, digest, length: response.contentLength), body: nil)
     }
 }

@@ -16,7 +16,10 @@ struct ManifestEndpoint: Sendable {
         let (upstream, repository) = self.mirror.route(name)
         let answer = try await self.mirror.manifests.resolve(upstream: upstream, repository: repository, reference: reference, accept: accept)
         let manifest = answer.manifest
-        writer.outcome = answer.stale ? "stale" : "manifest"
+        writer.outcome = answer.stale ? "stale" : (answer.fromCache ? "hit" : "miss")
+        let stats = self.mirror.stats
+        (answer.fromCache ? stats.manifestHits : stats.manifestMisses).add()
+        if !writer.isHead { stats.repository(repository, pull: true) }
         var h = writer.headers()
         h.add(name: "Content-Type", value: manifest.mediaType)
         h.add(name: "Docker-Content-Digest", value: manifest.digest.description)

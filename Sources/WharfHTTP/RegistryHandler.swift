@@ -15,6 +15,7 @@ struct RegistryHandler: Sendable {
     let manifests: ManifestEndpoint
     let blobs: BlobEndpoint
     let metadata: MetadataEndpoint
+    let status: StatusEndpoint
     private static let requestCounter = Atomic<UInt64>(0)
 
     init(mirror: Mirror, logger: Logger) {
@@ -23,29 +24,34 @@ struct RegistryHandler: Sendable {
         self.manifests = ManifestEndpoint(mirror: mirror)
         self.blobs = BlobEndpoint(mirror: mirror)
         self.metadata = MetadataEndpoint(mirror: mirror)
+        self.status = StatusEndpoint(mirror: mirror)
     }
 
     func handle(_ head: HTTPRequestHead, _ writer: ResponseWriter) async throws {
         let started = ContinuousClock.now
         let id = Self.requestCounter.add(1, ordering: .relaxed).newValue
+        var kind = MirrorStats.RequestKind.other
         defer {
-            let micros = (ContinuousClock.now - started) / .microseconds(1)
+            let elapsed = ContinuousClock.now - started
+            self.mirror.stats.request(kind, duration: elapsed)
+            let micros = elapsed / .microseconds(1)
             self.logger.info("request", metadata: [
                 "id": "\(id)", "method": "\(head.method.rawValue)", "path": "\(head.uri.prefix(512))", "status": "\(writer.status)",
                 "bytes": "\(writer.bytes)", "us": "\(Int(micros))", "cache": "\(writer.outcome)",
             ])
         }
         do {
-            try await self.dispatch(head, writer)
+            try await self.dispatch(head, writer, kind: &kind)
         } catch let error as RegistryError {
             guard writer.status == 0 else { throw AbortResponse(reason: "\(error)") }
             try await writer.sendError(error)
         }
     }
 
-    private func dispatch(_ head: HTTPRequestHead, _ writer: ResponseWriter) async throws {
+    private func dispatch(_ head: HTTPRequestHead, _ writer: ResponseWriter, kind: inout MirrorStats.RequestKind) async throws {
         let target = try RequestRouter.parse(uri: head.uri)
         let readOnly = head.method == .GET || head.method == .HEAD
+        kind = Self.kind(of: target.route)
         switch target.route {
         case .base where readOnly:
             var h = writer.headers()
@@ -59,10 +65,24 @@ struct RegistryHandler: Sendable {
             try await self.metadata.tags(name: name, target: target, writer: writer)
         case .referrers(let name, let digest) where readOnly:
             try await self.metadata.referrers(name: name, digest: digest, target: target, writer: writer)
+        case .status(let page) where readOnly:
+            try await self.status.serve(page, writer: writer)
         case .notFound, .catalog:
             throw RegistryError(.notFound, "no such endpoint")
         default:
             throw RegistryError(.unsupported, "this is a read-only pull-through cache: \(head.method.rawValue) is not supported")
+        }
+    }
+
+    private static func kind(of route: Route) -> MirrorStats.RequestKind {
+        switch route {
+        case .base: .base
+        case .manifest: .manifest
+        case .blob: .blob
+        case .tags: .tags
+        case .referrers: .referrers
+        case .status: .status
+        case .blobUpload, .catalog, .notFound: .other
         }
     }
 }

@@ -11,7 +11,13 @@ enum Route: Equatable {
     case tags(name: String)
     case referrers(name: String, digest: String)
     case catalog
+    case status(StatusPage)
     case notFound
+}
+
+/// Wharf's own pages, outside the distribution API.
+enum StatusPage: String, Equatable {
+    case ping = "/_ping", healthz = "/healthz", readyz = "/readyz", stats = "/stats", metrics = "/metrics", dashboard = "/"
 }
 
 /// The request line split into a route and its query parameters.
@@ -37,6 +43,9 @@ enum RequestRouter {
             pathPart = Substring(uri)
         }
         guard pathPart.hasPrefix("/") else { throw RegistryError(.nameInvalid, "request target must be an absolute path", status: 400) }
+        if let page = StatusPage(rawValue: String(pathPart)) ?? (pathPart == "/dashboard" ? .dashboard : nil) {
+            return ParsedTarget(route: .status(page), query: query)
+        }
         if pathPart == "/v2" || pathPart == "/v2/" { return ParsedTarget(route: .base, query: query) }
         guard pathPart.hasPrefix("/v2/") else { return ParsedTarget(route: .notFound, query: query) }
         var parts = pathPart.dropFirst(4).split(separator: "/", omittingEmptySubsequences: false).map(String.init)

@@ -25,11 +25,12 @@ public final class BlobFills: Sendable {
     private let index: CacheIndex
     private let logger: Logger
     private let active = Mutex<[Digest: BlobFill]>([:])
-    public let counters = FillCounters()
+    private let stats: MirrorStats
 
-    public init(store: BlobStore, index: CacheIndex, logger: Logger) {
+    public init(store: BlobStore, index: CacheIndex, stats: MirrorStats, logger: Logger) {
         self.store = store
         self.index = index
+        self.stats = stats
         self.logger = logger
     }
 
@@ -37,7 +38,7 @@ public final class BlobFills: Sendable {
     public func source(for digest: Digest, upstream: UpstreamClient, repository: String) throws(RegistryError) -> Source {
         let result: Result<Source, RegistryError> = self.active.withLock { fills in
             if let running = fills[digest] {
-                self.counters.followersJoined.add(1, ordering: .relaxed)
+                self.stats.followersJoined.add()
                 return .success(.fill(running))
             }
             if let record = try? self.index.blob(digest), FileSystemCalls.fileSize(self.store.layout.blobPath(digest)) == record.size {
@@ -50,7 +51,7 @@ public final class BlobFills: Sendable {
             }
             let fill = BlobFill(digest: digest, fd: temp.fd, tempPath: temp.path)
             fills[digest] = fill
-            self.counters.fillsStarted.add(1, ordering: .relaxed)
+            self.stats.fillsStarted.add()
             Task { await self.run(fill, upstream: upstream, repository: repository) }
             return .success(.fill(fill))
         }
@@ -63,6 +64,7 @@ public final class BlobFills: Sendable {
         let digest = fill.digest
         let started = ContinuousClock.now
         do {
+            self.stats.upstreamRequests.add()
             let response = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", timeout: .hours(6))
             guard response.status == 200, let body = response.body else {
                 throw UpstreamErrors.fromStatus(response.status, headers: response.headers, kind: .blob)
@@ -84,23 +86,25 @@ public final class BlobFills: Sendable {
                 throw RegistryError(.blobUnknown, "upstream body ended after \(written) of \(expected) bytes")
             }
             guard hasher.finalize() == digest.hex else {
-                self.counters.digestMismatches.add(1, ordering: .relaxed)
+                self.stats.digestMismatches.add()
                 throw RegistryError(.blobUnknown, "upstream content does not match digest \(digest)")
             }
             // Verified: followers may send their last byte now. Durability (fsync, rename, index)
             // follows; if it fails the client still got correct bytes, and nothing is indexed.
             fill.completed(size: written)
-            self.counters.bytesFetched.add(Int(written), ordering: .relaxed)
+            self.stats.bytesFetched.add(Int(written))
             try self.store.publish(tempPath: fill.tempPath, fd: fill.fd, as: digest)
             try self.index.commitBlob(digest, size: written, link: (upstream.configuration.name, repository))
-            self.counters.fillsCompleted.add(1, ordering: .relaxed)
+            self.stats.fillsCompleted.add()
+            self.stats.fillFinished(after: ContinuousClock.now - started)
             self.logger.info("blob cached", metadata: [
                 "digest": "\(digest)", "bytes": "\(written)", "duration": "\(ContinuousClock.now - started)",
             ])
         } catch {
             unlink(fill.tempPath)
             let failure = (error as? RegistryError) ?? UpstreamErrors.unavailable(.blob, "upstream fetch failed: \(error)")
-            self.counters.fillsFailed.add(1, ordering: .relaxed)
+            if !(error is RegistryError) || failure.status >= 500 { self.stats.upstreamErrors.add() }
+            self.stats.fillsFailed.add()
             self.logger.warning("blob fill failed", metadata: ["digest": "\(digest)", "error": "\(failure)"])
             fill.failed(failure)  // no effect on followers of an already verified fill
         }
@@ -118,14 +122,4 @@ public final class BlobFills: Sendable {
             throw RegistryError(.blobUnknown, "cache disk write failed (errno \(errno))")
         }
     }
-}
-
-/// Counters for fills, readable by tests and the stats endpoint.
-public final class FillCounters: Sendable {
-    public let fillsStarted = Atomic<Int>(0)
-    public let fillsCompleted = Atomic<Int>(0)
-    public let fillsFailed = Atomic<Int>(0)
-    public let followersJoined = Atomic<Int>(0)
-    public let digestMismatches = Atomic<Int>(0)
-    public let bytesFetched = Atomic<Int>(0)
 }

@@ -13,6 +13,8 @@ public struct ManifestAnswer: Sendable {
     public let manifest: StoredManifest
     /// True when the upstream could not be asked and a cached tag answer past its TTL was used.
     public let stale: Bool
+    /// True when no upstream request was needed.
+    public let fromCache: Bool
 }
 
 /// Resolves manifests by tag or digest: from the index when fresh, else from the upstream, verified
@@ -20,10 +22,12 @@ public struct ManifestAnswer: Sendable {
 public struct ManifestResolver: Sendable {
     public static let maxManifestBytes = 4 * 1024 * 1024
     private let index: CacheIndex
+    private let stats: MirrorStats
     private let logger: Logger
 
-    public init(index: CacheIndex, logger: Logger) {
+    public init(index: CacheIndex, stats: MirrorStats, logger: Logger) {
         self.index = index
+        self.stats = stats
         self.logger = logger
     }
 
@@ -32,25 +36,26 @@ public struct ManifestResolver: Sendable {
     ) async throws(RegistryError) -> ManifestAnswer {
         switch reference {
         case .digest(let digest):
-            if let cached = self.cached(digest) { return ManifestAnswer(manifest: cached, stale: false) }
+            if let cached = self.cached(digest) { return ManifestAnswer(manifest: cached, stale: false, fromCache: true) }
             let fetched = try await self.fetch(upstream: upstream, repository: repository, reference: digest.description, accept: .all, expected: digest)
             try self.store(fetched, upstream: upstream, repository: repository, tag: nil)
-            return ManifestAnswer(manifest: fetched, stale: false)
+            return ManifestAnswer(manifest: fetched, stale: false, fromCache: false)
 
         case .tag(let tag):
             let upstreamName = upstream.configuration.name
             let cachedTag = self.cachedTag(upstream: upstreamName, repository: repository, tag: tag.value, accept: accept)
             if let (record, manifest) = cachedTag, Clock.seconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds) {
-                return ManifestAnswer(manifest: manifest, stale: false)
+                return ManifestAnswer(manifest: manifest, stale: false, fromCache: true)
             }
             do {
                 let fetched = try await self.fetch(upstream: upstream, repository: repository, reference: tag.value, accept: accept, expected: nil)
                 try self.store(fetched, upstream: upstream, repository: repository, tag: (tag.value, accept.classKey))
-                return ManifestAnswer(manifest: fetched, stale: false)
+                return ManifestAnswer(manifest: fetched, stale: false, fromCache: false)
             } catch let error where Self.allowsStale(error) {
                 guard let (_, manifest) = cachedTag else { throw error }
                 self.logger.notice("serving stale tag", metadata: ["repository": "\(repository)", "tag": "\(tag)", "reason": "\(error)"])
-                return ManifestAnswer(manifest: manifest, stale: true)
+                self.stats.staleServes.add()
+                return ManifestAnswer(manifest: manifest, stale: true, fromCache: true)
             }
         }
     }
@@ -83,6 +88,7 @@ public struct ManifestResolver: Sendable {
         headers.add(name: "Accept", value: accept.wildcard ? MediaType.modern.joined(separator: ", ") + ", */*" : accept.headerValue)
         let response: UpstreamResponse
         let body: ByteBuffer
+        self.stats.upstreamRequests.add()
         do {
             response = try await upstream.send(.GET, repository: repository, path: "manifests/\(reference)", headers: headers)
             guard response.status == 200 else {
@@ -91,9 +97,11 @@ public struct ManifestResolver: Sendable {
             }
             body = try await response.collect(upTo: Self.maxManifestBytes)
         } catch let e as RegistryError {
+            if e.status >= 500 { self.stats.upstreamErrors.add() }
             throw e
         } catch {
-            throw UpstreamErrors.unavailable(.manifest, "upstream unreachable: \(error)")
+            self.stats.upstreamErrors.add()
+            throw UpstreamErrors.unavailable(.manifest, "upstream unreachable")
         }
         let bytes = Array(buffer: body)
         let mediaType = (response.headers.first(name: "content-type") ?? "")

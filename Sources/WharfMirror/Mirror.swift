@@ -13,6 +13,7 @@ public final class Mirror: Sendable {
     public let fills: BlobFills
     public let manifests: ManifestResolver
     public let upstream: UpstreamClient
+    public let stats = MirrorStats()
     public let logger: Logger
 
     /// Opens (or creates) the cache under `dataDirectory` and removes leftovers of unfinished fills.
@@ -23,8 +24,8 @@ public final class Mirror: Sendable {
         self.store = BlobStore(layout: self.layout)
         let removed = self.store.removeLeftoverTempFiles()
         if removed > 0 { logger.notice("removed unfinished fills from a previous run", metadata: ["count": "\(removed)"]) }
-        self.fills = BlobFills(store: self.store, index: self.index, logger: logger)
-        self.manifests = ManifestResolver(index: self.index, logger: logger)
+        self.fills = BlobFills(store: self.store, index: self.index, stats: self.stats, logger: logger)
+        self.manifests = ManifestResolver(index: self.index, stats: self.stats, logger: logger)
         self.upstream = UpstreamClient(configuration: upstream, httpClient: httpClient, logger: logger)
         self.logger = logger
     }

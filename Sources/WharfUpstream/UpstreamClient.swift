@@ -21,6 +21,16 @@ public struct UpstreamResponse: Sendable {
     public var contentLength: Int64? { self.headers.first(name: "content-length").flatMap { Int64($0) } }
 }
 
+/// What Wharf last saw of an upstream: reachability and Docker Hub style rate-limit headers.
+public struct UpstreamHealth: Sendable, Codable {
+    public var reachable: Bool?
+    public var lastSuccessAt: UInt64?
+    public var lastErrorAt: UInt64?
+    public var lastError: String?
+    public var rateLimitLimit: String?
+    public var rateLimitRemaining: String?
+}
+
 /// The upstream could not be reached or misbehaved at the transport level.
 public struct UpstreamUnreachable: Error, CustomStringConvertible {
     public let description: String
@@ -37,6 +47,10 @@ public final class UpstreamClient: Sendable {
     /// One `/v2/` probe in flight to learn the challenge before the first content request.
     private let probe = Mutex<Task<Void, Never>?>(nil)
     private let probed = Atomic<Bool>(false)
+    private let healthState = Mutex(UpstreamHealth())
+
+    /// Reachability and rate-limit information as last seen.
+    public var health: UpstreamHealth { self.healthState.withLock { $0 } }
 
     public init(configuration: UpstreamConfiguration, httpClient: HTTPClient, logger: Logger) {
         self.configuration = configuration
@@ -210,11 +224,29 @@ public final class UpstreamClient: Sendable {
         request.headers.replaceOrAdd(name: "User-Agent", value: "wharf/0.1")
         if let authorization { request.headers.replaceOrAdd(name: "Authorization", value: authorization) }
         do {
-            return try await self.http.execute(request, timeout: timeout)
+            let response = try await self.http.execute(request, timeout: timeout)
+            let limit = response.headers.first(name: "ratelimit-limit"), remaining = response.headers.first(name: "ratelimit-remaining")
+            let now = Self.now()
+            self.healthState.withLock { h in
+                h.reachable = response.status.code < 500
+                if response.status.code < 500 { h.lastSuccessAt = now } else { h.lastErrorAt = now; h.lastError = "HTTP \(response.status.code)" }
+                if let limit { h.rateLimitLimit = limit }
+                if let remaining { h.rateLimitRemaining = remaining }
+            }
+            return response
         } catch {
-            throw UpstreamUnreachable(description: "\(method) \(Self.origin(of: url)): \(error)")
+            let description = "\(method) \(Self.origin(of: url)): \(error)"
+            let now = Self.now()
+            self.healthState.withLock { h in
+                h.reachable = false
+                h.lastErrorAt = now
+                h.lastError = description
+            }
+            throw UpstreamUnreachable(description: description)
         }
     }
+
+    static func now() -> UInt64 { UInt64(Date().timeIntervalSince1970) }
 
     static func origin(of url: String) -> String {
         guard let c = URLComponents(string: url) else { return url }

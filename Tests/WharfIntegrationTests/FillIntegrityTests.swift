@@ -88,7 +88,7 @@ struct FillIntegrityTests {
             }
             let gets = try upstream.registry.accessLog().filter { $0.method == "GET" && $0.path.contains(big.digest) }.count
             #expect(gets == 1, "upstream saw \(gets) GETs for the blob")
-            print("herd: 32 clients × 64 MiB, upstream GETs \(gets), total \(elapsed), followers joined \(wharf.mirror.fills.counters.followersJoined.load(ordering: .relaxed))")
+            print("herd: 32 clients × 64 MiB, upstream GETs \(gets), total \(elapsed), followers joined \(wharf.mirror.stats.followersJoined.value)")
         } catch {
             Issue.record(error)
         }

@@ -1,0 +1,145 @@
+import Prometheus
+import Synchronization
+import WharfStorage
+
+/// A counter kept twice: an atomic for `/stats`, and a Prometheus counter for `/metrics`.
+public final class StatCounter: Sendable {
+    private let atomic = Atomic<Int>(0)
+    private let prometheus: Counter
+
+    init(_ registry: PrometheusCollectorRegistry, _ name: String, _ labels: [(String, String)] = [], help: String) {
+        self.prometheus = registry.makeCounter(descriptor: metric(name, help), labels: labels)
+    }
+
+    public func add(_ n: Int = 1) {
+        self.atomic.add(n, ordering: .relaxed)
+        self.prometheus.increment(by: Int64(n))
+    }
+
+    public var value: Int { self.atomic.load(ordering: .relaxed) }
+}
+
+/// Everything Wharf counts about itself: requests, hits and misses, bytes, fills, upstream calls,
+/// and the busiest repositories. Read by `/stats`, `/metrics` and the dashboard.
+public final class MirrorStats: Sendable {
+    public enum RequestKind: String, Sendable, CaseIterable { case manifest, blob, tags, referrers, base, status, other }
+
+    private let registry = PrometheusCollectorRegistry()
+    public let startedAt = ContinuousClock.now
+    public let startedAtWall = Clock.seconds()
+
+    public let requests: [RequestKind: StatCounter]
+    public let blobHits: StatCounter
+    public let blobMisses: StatCounter
+    public let manifestHits: StatCounter
+    public let manifestMisses: StatCounter
+    public let staleServes: StatCounter
+    public let bytesFromDisk: StatCounter
+    public let bytesFromFills: StatCounter
+    public let bytesFetched: StatCounter
+    public let fillsStarted: StatCounter
+    public let fillsCompleted: StatCounter
+    public let fillsFailed: StatCounter
+    public let digestMismatches: StatCounter
+    public let followersJoined: StatCounter
+    public let upstreamRequests: StatCounter
+    public let upstreamErrors: StatCounter
+    let requestDuration: [RequestKind: DurationHistogram]
+    // Gauges refreshed when `/metrics` is scraped.
+    private let fillsInFlightGauge: Gauge
+    private let entriesGauges: [String: Gauge]
+    private let upstreamUpGauge: Gauge
+    private let rateLimitRemainingGauge: Gauge
+    let fillDuration: DurationHistogram
+    private let repositories = Mutex<[String: RepositoryUsage]>([:])
+    static let maxTrackedRepositories = 10_000
+
+    /// Bytes and pulls (manifest GETs) per repository.
+    public struct RepositoryUsage: Sendable, Codable {
+        public var bytes: Int = 0
+        public var pulls: Int = 0
+    }
+
+    public init() {
+        let r = self.registry
+        var requests: [RequestKind: StatCounter] = [:]
+        var durations: [RequestKind: DurationHistogram] = [:]
+        let buckets: [Duration] = [.microseconds(100), .milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100),
+                                   .milliseconds(500), .seconds(2), .seconds(10), .seconds(60)]
+        for kind in RequestKind.allCases {
+            requests[kind] = StatCounter(r, "wharf_requests_total", [("kind", kind.rawValue)], help: "HTTP requests by endpoint kind")
+            durations[kind] = r.makeDurationHistogram(
+                descriptor: metric("wharf_request_duration_seconds", "Request latency"), labels: [("kind", kind.rawValue)], buckets: buckets)
+        }
+        self.requests = requests
+        self.requestDuration = durations
+        self.blobHits = StatCounter(r, "wharf_cache_hits_total", [("kind", "blob")], help: "Requests answered from the cache")
+        self.manifestHits = StatCounter(r, "wharf_cache_hits_total", [("kind", "manifest")], help: "Requests answered from the cache")
+        self.blobMisses = StatCounter(r, "wharf_cache_misses_total", [("kind", "blob")], help: "Requests that needed the upstream")
+        self.manifestMisses = StatCounter(r, "wharf_cache_misses_total", [("kind", "manifest")], help: "Requests that needed the upstream")
+        self.staleServes = StatCounter(r, "wharf_stale_serves_total", help: "Tags served past their TTL because the upstream failed")
+        self.bytesFromDisk = StatCounter(r, "wharf_served_bytes_total", [("source", "disk")], help: "Body bytes sent to clients")
+        self.bytesFromFills = StatCounter(r, "wharf_served_bytes_total", [("source", "fill")], help: "Body bytes sent to clients")
+        self.bytesFetched = StatCounter(r, "wharf_upstream_bytes_total", help: "Blob bytes downloaded from upstreams")
+        self.fillsStarted = StatCounter(r, "wharf_fills_started_total", help: "Blob downloads started")
+        self.fillsCompleted = StatCounter(r, "wharf_fills_completed_total", help: "Blob downloads verified and cached")
+        self.fillsFailed = StatCounter(r, "wharf_fills_failed_total", help: "Blob downloads that failed or did not verify")
+        self.digestMismatches = StatCounter(r, "wharf_digest_mismatches_total", help: "Upstream bodies whose digest did not match")
+        self.followersJoined = StatCounter(r, "wharf_fill_followers_total", help: "Requests that joined a download in progress")
+        self.upstreamRequests = StatCounter(r, "wharf_upstream_requests_total", help: "Manifest and blob requests sent upstream")
+        self.upstreamErrors = StatCounter(r, "wharf_upstream_errors_total", help: "Upstream requests that failed (transport or 5xx)")
+        self.fillsInFlightGauge = r.makeGauge(descriptor: metric("wharf_fills_in_flight", "Blob downloads in progress"))
+        self.entriesGauges = Dictionary(uniqueKeysWithValues: ["blobs", "manifests", "tags"].map {
+            ($0, r.makeGauge(descriptor: metric("wharf_cache_entries", "Entries in the cache index"), labels: [("kind", $0)]))
+        })
+        self.upstreamUpGauge = r.makeGauge(descriptor: metric("wharf_upstream_up", "1 if the last upstream request got an answer below 500"))
+        self.rateLimitRemainingGauge = r.makeGauge(
+            descriptor: metric("wharf_upstream_ratelimit_remaining", "Last ratelimit-remaining seen (-1: none)"))
+        self.fillDuration = r.makeDurationHistogram(
+            descriptor: metric("wharf_fill_duration_seconds", "Time from upstream request to verified blob"),
+            buckets: [.milliseconds(10), .milliseconds(100), .seconds(1), .seconds(10), .seconds(60), .seconds(600)])
+    }
+
+    public func request(_ kind: RequestKind, duration: Duration) {
+        self.requests[kind]?.add()
+        self.requestDuration[kind]?.record(duration)
+    }
+
+    public func fillFinished(after duration: Duration) { self.fillDuration.record(duration) }
+
+    /// Prometheus text exposition of every metric, with the gauges set from the given state.
+    public func prometheusText(
+        fillsInFlight: Int, entries: (blobs: Int, manifests: Int, tags: Int)?, upstreamUp: Bool, rateLimitRemaining: Double?
+    ) -> [UInt8] {
+        self.fillsInFlightGauge.set(to: Double(fillsInFlight))
+        if let entries {
+            self.entriesGauges["blobs"]?.set(to: Double(entries.blobs))
+            self.entriesGauges["manifests"]?.set(to: Double(entries.manifests))
+            self.entriesGauges["tags"]?.set(to: Double(entries.tags))
+        }
+        self.upstreamUpGauge.set(to: upstreamUp ? 1 : 0)
+        self.rateLimitRemainingGauge.set(to: rateLimitRemaining ?? -1)
+        return self.registry.emitToBuffer()
+    }
+
+    /// Notes repository traffic for the top-repositories tables.
+    public func repository(_ name: String, bytes: Int = 0, pull: Bool = false) {
+        self.repositories.withLock { repos in
+            guard repos[name] != nil || repos.count < Self.maxTrackedRepositories else { return }
+            repos[name, default: RepositoryUsage()].bytes += bytes
+            if pull { repos[name, default: RepositoryUsage()].pulls += 1 }
+        }
+    }
+
+    public func topRepositories(limit: Int = 10) -> (byBytes: [(String, RepositoryUsage)], byPulls: [(String, RepositoryUsage)]) {
+        let all = self.repositories.withLock { $0 }
+        return (
+            Array(all.sorted { ($0.value.bytes, $1.key) > ($1.value.bytes, $0.key) }.prefix(limit)),
+            Array(all.sorted { ($0.value.pulls, $1.key) > ($1.value.pulls, $0.key) }.prefix(limit))
+        )
+    }
+}
+
+private func metric(_ name: String, _ help: String) -> MetricNameDescriptor {
+    MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+}
