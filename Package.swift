@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "wharf-digest-bench", targets: ["DigestBench"]),
         .executable(name: "wharf-fixture-upstream", targets: ["FixtureUpstream"]),
         .executable(name: "wharf-index-bench", targets: ["IndexBench"]),
+        .executable(name: "wharf-startup-bench", targets: ["StartupBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -75,6 +76,8 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
 
@@ -95,6 +98,11 @@ let package = Package(
         ], path: "loadtest/DigestBench", swiftSettings: swiftSettings),
 
         .executableTarget(name: "IndexBench", dependencies: ["LMDB"], path: "loadtest/IndexBench", swiftSettings: swiftSettings),
+        .executableTarget(name: "StartupBench", dependencies: [
+            "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "loadtest/StartupBench", swiftSettings: swiftSettings),
         .executableTarget(name: "FixtureUpstream", dependencies: ["WharfTestSupport"], path: "loadtest/FixtureUpstream", swiftSettings: swiftSettings),
 
         // MARK: - Tests

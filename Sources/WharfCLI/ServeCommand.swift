@@ -22,8 +22,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("data-dir"), help: "Cache folder (blobs, tmp, LMDB index).")
     var dataDirectory = "./data"
 
-    @Option(name: .customLong("max-size"), help: "Cache size bound, e.g. 200GiB (recorded; LRU eviction is the cache-lifecycle work).")
+    @Option(name: .customLong("max-size"), help: "Cache size bound, e.g. 200GiB; least recently used blobs are evicted past it. Unbounded if not given.")
     var maxSize: String?
+
+    @Option(name: .customLong("high-watermark"), help: "Start evicting when the cache passes this percentage of --max-size.")
+    var highWatermark = 90
+
+    @Option(name: .customLong("low-watermark"), help: "Evict until the cache is at or under this percentage of --max-size.")
+    var lowWatermark = 80
 
     @Option(name: .customLong("upstream-credentials"), help: "File holding 'user:password' for the upstream (else WHARF_UPSTREAM_USERNAME/PASSWORD).")
     var upstreamCredentials: String?
@@ -43,19 +49,20 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "wharf")
         let (host, port) = try ListenAddress.parse(self.listen)
-        if let maxSize { _ = try ByteSize.parse(maxSize) }
+        let limits = try self.maxSize.map { try self.cacheLimits(maxBytes: ByteSize.parse($0)) }
         let credentials = try self.upstreamCredentials.map { try UpstreamCredentials.load(file: $0) } ?? UpstreamCredentials.fromEnvironment()
         let upstreamConfig = try UpstreamConfiguration(url: self.upstream, credentials: credentials, tagTTL: .seconds(self.tagTTL))
 
         let http = UpstreamClient.makeHTTPClient()
-        let mirror = try Mirror(dataDirectory: self.dataDirectory, upstream: upstreamConfig, httpClient: http, logger: logger)
+        let mirror = try Mirror(dataDirectory: self.dataDirectory, upstream: upstreamConfig, httpClient: http, logger: logger, limits: limits)
         let server = RegistryServer(configuration: .init(host: host, port: port), mirror: mirror, logger: logger)
         logger.info("starting wharf", metadata: [
             "upstream": "\(upstreamConfig.url)", "data-dir": "\(self.dataDirectory)",
             "credentials": "\(credentials == nil ? "anonymous" : "configured")",
+            "cache-limit": "\(limits.map { "\($0)" } ?? "unbounded")",
         ])
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: MaintenanceService(mirror: mirror)), .init(service: server)],
+            services: [.init(service: MaintenanceService(mirror: mirror, server: server)), .init(service: server)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
@@ -67,12 +74,23 @@ struct ServeCommand: AsyncParsableCommand {
         }
         try await http.shutdown()
     }
+
+    private func cacheLimits(maxBytes: Int64) throws -> CacheLimits {
+        do {
+            return try CacheLimits(maxBytes: maxBytes, highWatermarkPercent: self.highWatermark, lowWatermarkPercent: self.lowWatermark)
+        } catch {
+            throw ValidationError("--max-size/--high-watermark/--low-watermark: \(error)")
+        }
+    }
 }
 
-/// Periodic upkeep (batched last-access writes) as a service.
+/// Background upkeep as a service, started once the server listens: the index ↔ disk check,
+/// eviction, and batched last-access writes.
 struct MaintenanceService: Service {
     let mirror: Mirror
+    let server: RegistryServer
     func run() async throws {
+        _ = try await self.server.boundPort()
         await cancelWhenGracefulShutdown { await self.mirror.runMaintenance() }
     }
 }

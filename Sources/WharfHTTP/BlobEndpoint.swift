@@ -8,8 +8,6 @@ import WharfStorage
 /// `GET`/`HEAD /v2/<name>/blobs/<digest>`: hits go out with sendfile; misses follow a ``BlobFill``.
 struct BlobEndpoint: Sendable {
     let mirror: Mirror
-    /// Largest copy per write when following a fill.
-    static let followChunk = 256 * 1024
 
     func serve(name rawName: String, digest rawDigest: String, request: HTTPRequestHead, writer: ResponseWriter) async throws {
         let name = try RepositoryName(parsing: rawName)
@@ -144,15 +142,18 @@ struct BlobEndpoint: Sendable {
                 if let e = endExclusive { available = min(available, e - 1) }
             }
             if let e = endExclusive { available = min(available, e) }
-            while offset < available {
-                let n = Int(min(Int64(Self.followChunk), available - offset))
-                var buffer = writer.allocator.buffer(capacity: n)
-                let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: n) { raw in
-                    fill.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[0..<n]), at: offset)
+            if offset < available {
+                // Zero-copy from the growing file: a FileRegion over a duplicate of the fill's descriptor.
+                guard let fd = fill.duplicateDescriptor() else { throw AbortResponse(reason: "cannot duplicate fill descriptor") }
+                let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
+                let region = FileRegion(fileHandle: handle, readerIndex: Int(offset), endIndex: Int(available))
+                do {
+                    try await writer.writeBody(.fileRegion(region))
+                } catch {
+                    try? handle.close()  // no-op if FileRegionCloser already closed it
+                    throw error
                 }
-                guard read == n else { throw AbortResponse(reason: "short read from fill") }
-                try await writer.writeBody(.byteBuffer(buffer))
-                offset += Int64(n)
+                offset = available
             }
         }
         try await writer.end()

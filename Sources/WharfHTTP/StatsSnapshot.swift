@@ -6,7 +6,7 @@ import WharfUpstream
 /// The `/stats` document: a consistent-enough snapshot of ``MirrorStats`` plus index and upstream state.
 struct StatsSnapshot: Codable, Sendable {
     struct Cache: Codable, Sendable {
-        var blobHits, blobMisses, manifestHits, manifestMisses, staleServes: Int
+        var blobHits, blobMisses, manifestHits, manifestMisses, staleServes, revalidations, negativeHits: Int
         var hitRatioByRequests: Double
         var hitRatioByBytes: Double
     }
@@ -52,6 +52,7 @@ struct StatsSnapshot: Codable, Sendable {
         self.cache = Cache(
             blobHits: s.blobHits.value, blobMisses: s.blobMisses.value, manifestHits: s.manifestHits.value,
             manifestMisses: s.manifestMisses.value, staleServes: s.staleServes.value,
+            revalidations: s.revalidations.value, negativeHits: s.negativeHits.value,
             hitRatioByRequests: lookups == 0 ? 0 : Double(hits) / Double(lookups),
             hitRatioByBytes: disk + fills == 0 ? 0 : Double(disk) / Double(disk + fills))
         self.bytes = Bytes(

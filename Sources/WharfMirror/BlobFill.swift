@@ -6,7 +6,8 @@ import Synchronization
 
 /// One in-progress download of a blob into a temp file, which any number of clients follow.
 ///
-/// The fill owns the temp file's descriptor; followers `pread` from it while it grows. The descriptor
+/// The fill owns the temp file's descriptor; followers send from duplicates of it (sendfile) while it
+/// grows, never past the bytes written (and never the last byte before verification). The descriptor
 /// stays valid after the file is renamed into place (or unlinked on failure) and is closed when the
 /// last follower lets go of the fill.
 public final class BlobFill: Sendable {
@@ -67,16 +68,11 @@ public final class BlobFill: Sendable {
         }
     }
 
-    /// Copies up to `count` bytes at `offset` from the temp file into `buffer`; returns bytes read.
-    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int {
-        var done = 0
-        while done < buffer.count {
-            let n = pread(self.fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
-            if n > 0 { done += n; continue }
-            if n < 0, errno == EINTR { continue }
-            break
-        }
-        return done
+    /// A new descriptor for the temp file (or, once published, the blob file), owned by the caller:
+    /// lets a follower send the bytes written so far with sendfile.
+    public func duplicateDescriptor() -> Int32? {
+        let fd = dup(self.fd)
+        return fd >= 0 ? fd : nil
     }
 
     public var snapshot: Snapshot { self.state.withLock { Snapshot(phase: $0.phase, written: $0.written) } }

@@ -60,6 +60,9 @@ public final class BlobFills: Sendable {
 
     public var inFlight: Int { self.active.withLock { $0.count } }
 
+    /// True while a fill for `digest` runs (from its start until after its index commit or failure).
+    public func isFilling(_ digest: Digest) -> Bool { self.active.withLock { $0[digest] != nil } }
+
     private func run(_ fill: BlobFill, upstream: UpstreamClient, repository: String) async {
         let digest = fill.digest
         let started = ContinuousClock.now

@@ -23,41 +23,108 @@ public struct ManifestResolver: Sendable {
     public static let maxManifestBytes = 4 * 1024 * 1024
     private let index: CacheIndex
     private let stats: MirrorStats
+    private let negative: NegativeCache
     private let logger: Logger
 
-    public init(index: CacheIndex, stats: MirrorStats, logger: Logger) {
+    public init(index: CacheIndex, stats: MirrorStats, negativeTTL: Duration = .seconds(30), logger: Logger) {
         self.index = index
         self.stats = stats
+        self.negative = NegativeCache(ttl: negativeTTL)
         self.logger = logger
     }
 
     public func resolve(
         upstream: UpstreamClient, repository: String, reference: Reference, accept: AcceptSet
     ) async throws(RegistryError) -> ManifestAnswer {
+        let negativeKey = "\(upstream.configuration.name)\u{0}\(repository)\u{0}\(reference)\u{0}\(accept.classKey)"
         switch reference {
         case .digest(let digest):
             if let cached = self.cached(digest) { return ManifestAnswer(manifest: cached, stale: false, fromCache: true) }
-            let fetched = try await self.fetch(upstream: upstream, repository: repository, reference: digest.description, accept: .all, expected: digest)
+            try self.checkNegative(negativeKey)
+            let fetched = try await self.remembering404(negativeKey) { () async throws(RegistryError) -> StoredManifest in
+                try await self.fetch(upstream: upstream, repository: repository, reference: digest.description, accept: .all, expected: digest)
+            }
             try self.store(fetched, upstream: upstream, repository: repository, tag: nil)
             return ManifestAnswer(manifest: fetched, stale: false, fromCache: false)
 
         case .tag(let tag):
-            let upstreamName = upstream.configuration.name
-            let cachedTag = self.cachedTag(upstream: upstreamName, repository: repository, tag: tag.value, accept: accept)
-            if let (record, manifest) = cachedTag, Clock.seconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds) {
+            let cachedTag = self.cachedTag(upstream: upstream.configuration.name, repository: repository, tag: tag.value, accept: accept)
+            guard let (record, manifest) = cachedTag else {
+                try self.checkNegative(negativeKey)
+                let fetched = try await self.remembering404(negativeKey) { () async throws(RegistryError) -> StoredManifest in
+                    try await self.fetch(upstream: upstream, repository: repository, reference: tag.value, accept: accept, expected: nil)
+                }
+                try self.store(fetched, upstream: upstream, repository: repository, tag: (tag.value, accept.classKey))
+                return ManifestAnswer(manifest: fetched, stale: false, fromCache: false)
+            }
+            if Clock.seconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds) {
                 return ManifestAnswer(manifest: manifest, stale: false, fromCache: true)
             }
             do {
-                let fetched = try await self.fetch(upstream: upstream, repository: repository, reference: tag.value, accept: accept, expected: nil)
-                try self.store(fetched, upstream: upstream, repository: repository, tag: (tag.value, accept.classKey))
-                return ManifestAnswer(manifest: fetched, stale: false, fromCache: false)
+                return try await self.revalidate(upstream: upstream, repository: repository, tag: tag.value, accept: accept, cached: manifest)
             } catch let error where Self.allowsStale(error) {
-                guard let (_, manifest) = cachedTag else { throw error }
                 self.logger.notice("serving stale tag", metadata: ["repository": "\(repository)", "tag": "\(tag)", "reason": "\(error)"])
                 self.stats.staleServes.add()
                 return ManifestAnswer(manifest: manifest, stale: true, fromCache: true)
             }
         }
+    }
+
+    /// An expired tag: ask with a HEAD (free on Docker Hub's rate limit). Unchanged → keep the cached
+    /// manifest; changed → GET only a digest not already cached.
+    private func revalidate(
+        upstream: UpstreamClient, repository: String, tag: String, accept: AcceptSet, cached: StoredManifest
+    ) async throws(RegistryError) -> ManifestAnswer {
+        var headers = HTTPHeaders()
+        headers.add(name: "Accept", value: Self.acceptHeader(accept))
+        self.stats.upstreamRequests.add()
+        let response: UpstreamResponse
+        do {
+            response = try await upstream.send(.HEAD, repository: repository, path: "manifests/\(tag)", headers: headers)
+        } catch {
+            if !(error is UpstreamBackoff) { self.stats.upstreamErrors.add() }
+            throw UpstreamErrors.from(error, kind: .manifest)
+        }
+        guard response.status == 200 else {
+            if response.status >= 500 { self.stats.upstreamErrors.add() }
+            throw UpstreamErrors.fromStatus(response.status, headers: response.headers, kind: .manifest)
+        }
+        let current = response.headers.first(name: "docker-content-digest").flatMap { try? Digest(parsing: $0) }
+        let manifest: StoredManifest
+        var fromCache = true
+        if current == cached.digest {
+            manifest = cached
+            self.stats.revalidations.add()
+        } else if let current, let known = self.cached(current), accept.accepts(known.mediaType) {
+            manifest = known
+        } else if let current {
+            manifest = try await self.fetch(upstream: upstream, repository: repository, reference: current.description, accept: accept, expected: current)
+            fromCache = false
+        } else {
+            manifest = try await self.fetch(upstream: upstream, repository: repository, reference: tag, accept: accept, expected: nil)
+            fromCache = false
+        }
+        try self.store(manifest, upstream: upstream, repository: repository, tag: (tag, accept.classKey))
+        return ManifestAnswer(manifest: manifest, stale: false, fromCache: fromCache)
+    }
+
+    private func checkNegative(_ key: String) throws(RegistryError) {
+        guard self.negative.contains(key) else { return }
+        self.stats.negativeHits.add()
+        throw RegistryError(.manifestUnknown, "not found upstream (cached answer)")
+    }
+
+    private func remembering404(_ key: String, _ body: () async throws(RegistryError) -> StoredManifest) async throws(RegistryError) -> StoredManifest {
+        do {
+            return try await body()
+        } catch {
+            if error.status == 404 { self.negative.insert(key) }
+            throw error
+        }
+    }
+
+    static func acceptHeader(_ accept: AcceptSet) -> String {
+        accept.wildcard ? MediaType.modern.joined(separator: ", ") + ", */*" : accept.headerValue
     }
 
     private static func allowsStale(_ e: RegistryError) -> Bool {
@@ -85,7 +152,7 @@ public struct ManifestResolver: Sendable {
         upstream: UpstreamClient, repository: String, reference: String, accept: AcceptSet, expected: Digest?
     ) async throws(RegistryError) -> StoredManifest {
         var headers = HTTPHeaders()
-        headers.add(name: "Accept", value: accept.wildcard ? MediaType.modern.joined(separator: ", ") + ", */*" : accept.headerValue)
+        headers.add(name: "Accept", value: Self.acceptHeader(accept))
         let response: UpstreamResponse
         let body: ByteBuffer
         self.stats.upstreamRequests.add()
@@ -100,8 +167,8 @@ public struct ManifestResolver: Sendable {
             if e.status >= 500 { self.stats.upstreamErrors.add() }
             throw e
         } catch {
-            self.stats.upstreamErrors.add()
-            throw UpstreamErrors.unavailable(.manifest, "upstream unreachable")
+            if !(error is UpstreamBackoff) { self.stats.upstreamErrors.add() }
+            throw UpstreamErrors.from(error, kind: .manifest)
         }
         let bytes = Array(buffer: body)
         let mediaType = (response.headers.first(name: "content-type") ?? "")

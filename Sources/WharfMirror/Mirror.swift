@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import AsyncHTTPClient
 import Logging
 import OCIDistribution
@@ -14,19 +17,31 @@ public final class Mirror: Sendable {
     public let manifests: ManifestResolver
     public let upstream: UpstreamClient
     public let stats = MirrorStats()
+    /// The size bound, the running total of cached bytes, and which fills are kept.
+    public let budget: CacheBudget
+    /// Digests being sent to clients (the blob endpoint marks them; the evictor spares them).
+    public let serving = ServingRegistry()
+    public let evictor: Evictor
+    public let startupReconcile: StartupReconcile
     public let logger: Logger
 
     /// Opens (or creates) the cache under `dataDirectory` and removes leftovers of unfinished fills.
-    public init(dataDirectory: String, upstream: UpstreamConfiguration, httpClient: HTTPClient, logger: Logger) throws {
+    /// `limits` bounds the cache (nil: unbounded). The index ↔ disk check runs later, in ``runMaintenance()``.
+    public init(
+        dataDirectory: String, upstream: UpstreamConfiguration, httpClient: HTTPClient, logger: Logger, limits: CacheLimits? = nil
+    ) throws {
         self.layout = CacheLayout(root: dataDirectory)
         try self.layout.createDirectories()
-        self.index = try CacheIndex(directory: self.layout.indexDirectory)
-        self.store = BlobStore(layout: self.layout)
+        self.budget = CacheBudget(limits: limits, logger: logger)
+        self.index = try CacheIndex(directory: self.layout.indexDirectory, budget: self.budget)
+        self.store = BlobStore(layout: self.layout, budget: self.budget)
         let removed = self.store.removeLeftoverTempFiles()
         if removed > 0 { logger.notice("removed unfinished fills from a previous run", metadata: ["count": "\(removed)"]) }
         self.fills = BlobFills(store: self.store, index: self.index, stats: self.stats, logger: logger)
         self.manifests = ManifestResolver(index: self.index, stats: self.stats, logger: logger)
         self.upstream = UpstreamClient(configuration: upstream, httpClient: httpClient, logger: logger)
+        self.evictor = Evictor(index: self.index, store: self.store, budget: self.budget, fills: self.fills, serving: self.serving, logger: logger)
+        self.startupReconcile = StartupReconcile(index: self.index, store: self.store, fills: self.fills, serving: self.serving, logger: logger)
         self.logger = logger
     }
 
@@ -36,14 +51,23 @@ public final class Mirror: Sendable {
         return (self.upstream, repo.value)
     }
 
-    /// Background upkeep until cancelled: flush batched last-access times once a second.
-    public func runMaintenance() async {
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(1))
-            do { try self.index.flushAccessTimes() } catch {
-                self.logger.error("flushing access times failed", metadata: ["error": "\(error)"])
+    /// Background upkeep until cancelled: the index ↔ disk check once, eviction when over the high
+    /// watermark, and batched last-access writes once a second. Start it once the server listens.
+    /// When cancelled it gives fills in flight up to `fillDrain` to finish (so a blob a client already
+    /// received is not lost to a clean shutdown), then writes the last access times.
+    public func runMaintenance(fillDrain: Duration = .seconds(10)) async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.startupReconcile.run() }
+            group.addTask { await self.evictor.run() }
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                do { try self.index.flushAccessTimes() } catch {
+                    self.logger.error("flushing access times failed", metadata: ["error": "\(error)"])
+                }
             }
         }
-        try? self.index.flushAccessTimes()
+        let deadline = ContinuousClock.now + fillDrain
+        while self.fills.inFlight > 0, ContinuousClock.now < deadline { usleep(10_000) }
+        _ = try? self.index.flushAccessTimes()
     }
 }

@@ -34,6 +34,8 @@ public final class MirrorStats: Sendable {
     public let manifestHits: StatCounter
     public let manifestMisses: StatCounter
     public let staleServes: StatCounter
+    public let revalidations: StatCounter
+    public let negativeHits: StatCounter
     public let bytesFromDisk: StatCounter
     public let bytesFromFills: StatCounter
     public let bytesFetched: StatCounter
@@ -78,6 +80,8 @@ public final class MirrorStats: Sendable {
         self.blobMisses = StatCounter(r, "wharf_cache_misses_total", [("kind", "blob")], help: "Requests that needed the upstream")
         self.manifestMisses = StatCounter(r, "wharf_cache_misses_total", [("kind", "manifest")], help: "Requests that needed the upstream")
         self.staleServes = StatCounter(r, "wharf_stale_serves_total", help: "Tags served past their TTL because the upstream failed")
+        self.revalidations = StatCounter(r, "wharf_tag_revalidations_total", help: "Expired tags confirmed unchanged by an upstream HEAD")
+        self.negativeHits = StatCounter(r, "wharf_negative_hits_total", help: "Requests answered from the not-found cache")
         self.bytesFromDisk = StatCounter(r, "wharf_served_bytes_total", [("source", "disk")], help: "Body bytes sent to clients")
         self.bytesFromFills = StatCounter(r, "wharf_served_bytes_total", [("source", "fill")], help: "Body bytes sent to clients")
         self.bytesFetched = StatCounter(r, "wharf_upstream_bytes_total", help: "Blob bytes downloaded from upstreams")

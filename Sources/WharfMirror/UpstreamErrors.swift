@@ -19,6 +19,19 @@ enum UpstreamErrors {
         }
     }
 
+    /// A transport-level failure (unreachable, circuit open, rate-limit back-off) as a client error.
+    static func from(_ error: any Error, kind: Kind) -> RegistryError {
+        if let e = error as? RegistryError { return e }
+        if let backoff = error as? UpstreamBackoff {
+            let seconds = max(1, backoff.retryAfter.components.seconds + (backoff.retryAfter.components.attoseconds > 0 ? 1 : 0))
+            return RegistryError(.tooManyRequests, "upstream rate limit reached; retry later", headers: [("Retry-After", String(seconds))])
+        }
+        if error is UpstreamUnreachable, "\(error)".contains("circuit open") {
+            return unavailable(kind, "upstream unavailable (circuit open after repeated failures)")
+        }
+        return unavailable(kind, "upstream unreachable")
+    }
+
     static func unavailable(_ kind: Kind, _ message: String) -> RegistryError {
         // Blobs: 404 BLOB_UNKNOWN makes Docker fall back at once instead of retrying for ~75 s.
         kind == .blob ? RegistryError(.blobUnknown, message) : RegistryError(.unavailable, message)

@@ -6,8 +6,13 @@ import OCIDistribution
 /// Content-addressed blob files: temp files for fills, atomic publish, open for serving.
 public struct BlobStore: Sendable {
     public let layout: CacheLayout
+    /// Asked before each publish whether the blob is kept; nil keeps everything.
+    public let budget: CacheBudget?
 
-    public init(layout: CacheLayout) { self.layout = layout }
+    public init(layout: CacheLayout, budget: CacheBudget? = nil) {
+        self.layout = layout
+        self.budget = budget
+    }
 
     /// A new, exclusive temp file in `tmp/`, opened read-write. The caller owns the descriptor.
     public func createTempFile(for digest: Digest) throws -> (fd: Int32, path: String) {
@@ -21,7 +26,19 @@ public struct BlobStore: Sendable {
     }
 
     /// fsync the data, rename the temp file to its final place, fsync the folder.
+    ///
+    /// If the ``budget`` declines the blob (too large to ever stay cached), the temp file is unlinked
+    /// instead: open descriptors (the fill's followers) keep reading it, and the index's commit for
+    /// this digest records nothing.
     public func publish(tempPath: String, fd: Int32, as digest: Digest) throws {
+        if let budget = self.budget {
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw FileSystemCalls.Failure(call: "fstat", path: tempPath, errno: errno) }
+            guard budget.shouldCache(digest, size: Int64(st.st_size)) else {
+                unlink(tempPath)
+                return
+            }
+        }
         guard fsync(fd) == 0 else { throw FileSystemCalls.Failure(call: "fsync", path: tempPath, errno: errno) }
         let final = self.layout.blobPath(digest)
         try FileSystemCalls.makeParents(of: final, below: self.layout.root)

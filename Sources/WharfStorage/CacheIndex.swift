@@ -8,24 +8,45 @@ import Synchronization
 /// The LMDB index: the truth about what is complete in the cache.
 ///
 /// Databases: `blobs` (digest → ``BlobRecord``), `manifests` (digest → ``StoredManifest``),
-/// `tags` ((upstream, repo, tag, accept class) → ``TagRecord``) and `links` ((upstream, repo, digest) → ∅,
-/// which digests were seen in which repository). Reads never take the writer lock; last-access
-/// updates from hits are kept in memory and flushed in one batched write (``flushAccessTimes()``).
+/// `tags` ((upstream, repo, tag, accept class) → ``TagRecord``), `links` ((upstream, repo, digest) → ∅,
+/// which digests were seen in which repository) and `meta` (the running total of blob bytes, updated
+/// in the same transaction as every blob write, so startup never has to add up a million records).
+/// Reads never take the writer lock; last-access updates from hits are kept in memory and flushed in
+/// one batched write (``flushAccessTimes()``).
 public final class CacheIndex: Sendable {
-    private let environment: Environment
-    private let blobs: Database
-    private let manifests: Database
-    private let tags: Database
-    private let links: Database
-    private let pendingAccess = Mutex<[Digest: UInt64]>([:])
+    let environment: Environment
+    let blobs: Database
+    let manifests: Database
+    let tags: Database
+    let links: Database
+    let meta: Database
+    let pendingAccess = Mutex<[Digest: UInt64]>([:])
+    private let totalBytes = Atomic<Int64>(0)
+    /// Told about every change of the blob-bytes total; decides which fills are not indexed.
+    public let budget: CacheBudget?
 
-    public init(directory: String) throws {
+    static let totalKey = Array("blob-bytes".utf8)
+
+    /// Opens (or creates) the index. An index without a stored total (made by an older Wharf) has
+    /// its total computed once by a scan and stored.
+    public init(directory: String, budget: CacheBudget? = nil) throws {
         self.environment = try Environment(path: directory)
         self.blobs = try self.environment.database(named: "blobs")
         self.manifests = try self.environment.database(named: "manifests")
         self.tags = try self.environment.database(named: "tags")
         self.links = try self.environment.database(named: "links")
+        self.meta = try self.environment.database(named: "meta")
+        self.budget = budget
+        let stored = try self.environment.read { txn in try txn.withValue(self.meta, Self.totalKey) { Self.decodeTotal($0) } ?? nil }
+        if let stored {
+            self.indexChanged(total: stored, committed: nil)
+        } else {
+            try self.recomputeBlobBytes()
+        }
     }
+
+    /// Bytes of all blobs in the index (as of this process's last read or write of the total).
+    public var blobBytes: Int64 { self.totalBytes.load(ordering: .acquiring) }
 
     // MARK: Blobs
 
@@ -37,16 +58,52 @@ public final class CacheIndex: Sendable {
     }
 
     /// Records a verified blob (and, optionally, that it was seen in `repository`) in one transaction.
+    /// A blob the ``budget`` declined is not recorded (its link still is).
     public func commitBlob(_ digest: Digest, size: Int64, link: (upstream: String, repository: String)?) throws {
-        let now = Clock.seconds()
-        try self.environment.write { txn in
-            try txn.put(self.blobs, Self.key(digest), BlobRecord(size: size, createdAt: now, lastAccess: now).encoded)
-            if let link { try txn.put(self.links, Self.linkKey(link.upstream, link.repository, digest), []) }
+        if self.budget?.takeDeclined(digest) == true {
+            if let link { try self.link([digest], upstream: link.upstream, repository: link.repository) }
+            return
         }
+        let now = Clock.seconds()
+        let total = try self.environment.write { txn in
+            let key = Self.key(digest)
+            let old = try txn.withValue(self.blobs, key) { BlobRecord(decoding: $0) } ?? nil
+            try txn.put(self.blobs, key, BlobRecord(size: size, createdAt: now, lastAccess: now).encoded)
+            if let link { try txn.put(self.links, Self.linkKey(link.upstream, link.repository, digest), []) }
+            return try self.adjustTotal(txn, by: size - (old?.size ?? 0))
+        }
+        self.indexChanged(total: total, committed: digest)
     }
 
+    /// Removes one blob's entry (the caller removes the file).
     public func removeBlob(_ digest: Digest) throws {
-        try self.environment.write { txn in _ = try txn.delete(self.blobs, Self.key(digest)) }
+        try self.removeBlobs([digest])
+    }
+
+    /// Removes, in one write transaction, the entries of `digests` for which `shouldRemove` (called
+    /// inside the transaction with the current record) is true; returns what was removed. The caller
+    /// removes the files, after this returns. `shouldRemove` must not write to the index.
+    @discardableResult
+    public func removeBlobs(
+        _ digests: some Sequence<Digest>, where shouldRemove: (Digest, BlobRecord) -> Bool = { _, _ in true }
+    ) throws -> [(digest: Digest, record: BlobRecord)] {
+        var removed: [(digest: Digest, record: BlobRecord)] = []
+        let total = try self.environment.write { txn in
+            removed = []
+            var freed: Int64 = 0
+            for digest in digests {
+                let key = Self.key(digest)
+                guard let record = try txn.withValue(self.blobs, key, { BlobRecord(decoding: $0) }) ?? nil,
+                      shouldRemove(digest, record)
+                else { continue }
+                try txn.delete(self.blobs, key)
+                removed.append((digest, record))
+                freed += record.size
+            }
+            return try self.adjustTotal(txn, by: -freed)
+        }
+        self.indexChanged(total: total, committed: nil)
+        return removed
     }
 
     /// Notes a hit; written to LMDB later by ``flushAccessTimes()``.
@@ -76,18 +133,9 @@ public final class CacheIndex: Sendable {
         }
     }
 
-    /// Every blob digest in the index (for reconcile and scrub).
-    public func allBlobs() throws -> [(Digest, BlobRecord)] {
-        try self.environment.read { txn in
-            var out: [(Digest, BlobRecord)] = []
-            try txn.forEach(self.blobs) { k, v in
-                if let d = try? Digest(parsing: String(decoding: k, as: UTF8.self)), let r = BlobRecord(decoding: v) {
-                    out.append((d, r))
-                }
-                return true
-            }
-            return out
-        }
+    /// True if a hit on `digest` is waiting for the next ``flushAccessTimes()``.
+    public func hasPendingTouch(_ digest: Digest) -> Bool {
+        self.pendingAccess.withLock { $0[digest] != nil }
     }
 
     // MARK: Manifests
@@ -133,6 +181,32 @@ public final class CacheIndex: Sendable {
 
     public func counts() throws -> (blobs: Int, manifests: Int, tags: Int) {
         try self.environment.read { txn in (try txn.count(self.blobs), try txn.count(self.manifests), try txn.count(self.tags)) }
+    }
+
+    // MARK: Running total
+
+    /// Adds `delta` to the stored blob-bytes total inside `txn`; returns the new total.
+    func adjustTotal(_ txn: borrowing WriteTransaction, by delta: Int64) throws -> Int64 {
+        let current = try txn.withValue(self.meta, Self.totalKey) { Self.decodeTotal($0) } ?? nil
+        let total = max(0, (current ?? 0) + delta)
+        try txn.put(self.meta, Self.totalKey, Self.encodeTotal(total))
+        return total
+    }
+
+    func indexChanged(total: Int64, committed: Digest?) {
+        self.totalBytes.store(total, ordering: .releasing)
+        self.budget?.indexChanged(total: total, committed: committed)
+    }
+
+    static func encodeTotal(_ total: Int64) -> [UInt8] {
+        var w = ByteWriter()
+        w.u64(UInt64(bitPattern: total))
+        return w.bytes
+    }
+
+    static func decodeTotal(_ raw: UnsafeRawBufferPointer) -> Int64? {
+        var r = ByteReader(raw)
+        return r.u64().map { Int64(bitPattern: $0) }
     }
 
     // MARK: Keys

@@ -70,19 +70,32 @@ public enum FileSystemCalls {
         return Int64(st.st_size)
     }
 
-    /// Removes every regular file directly inside `directory`; returns how many.
-    @discardableResult
-    public static func emptyDirectory(_ directory: String) -> Int {
-        guard let dir = opendir(directory) else { return 0 }
+    /// Size and modification time (nanoseconds since the epoch) of a regular file, or nil.
+    public static func fileStatus(_ path: String) -> (size: Int64, modifiedNanoseconds: Int64)? {
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return (Int64(st.st_size), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+    }
+
+    /// Names of the entries directly inside `directory` (without `.` and `..`); empty if it cannot be read.
+    public static func listDirectory(_ directory: String) -> [String] {
+        guard let dir = opendir(directory) else { return [] }
         defer { closedir(dir) }
-        var removed = 0
+        var names: [String] = []
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
             }
-            if name == "." || name == ".." { continue }
-            if unlink(directory + "/" + name) == 0 { removed += 1 }
+            if name != ".", name != ".." { names.append(name) }
         }
+        return names
+    }
+
+    /// Removes every regular file directly inside `directory`; returns how many.
+    @discardableResult
+    public static func emptyDirectory(_ directory: String) -> Int {
+        var removed = 0
+        for name in self.listDirectory(directory) where unlink(directory + "/" + name) == 0 { removed += 1 }
         return removed
     }
 }

@@ -29,10 +29,7 @@ final class WakeSignal: Sendable {
             group.addTask { try? await Task.sleep(for: timeout) }
             group.addTask { await self.waitForFire() }
             await group.next()
-            group.cancelAll()
-            self.fire()  // releases whichever child is still suspended in waitForFire
-            await group.waitForAll()
-            self.state.withLock { $0.fired = false }
+            group.cancelAll()  // the other child returns at once (the waiter's cancel handler fires it)
         }
     }
 

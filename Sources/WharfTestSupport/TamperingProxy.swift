@@ -45,6 +45,7 @@ public final class TamperingProxy: Sendable {
 
     private struct State {
         var mode: TamperMode = .passthrough
+        var manifestOverride: (status: Int, retryAfter: Int?)?
         var records: [ProxyRequestRecord] = []
         var client: HTTPClient?
     }
@@ -99,6 +100,12 @@ public final class TamperingProxy: Sendable {
     public var requests: [ProxyRequestRecord] { state.withLock { $0.records } }
 
     /// Number of requests received with `method` whose target contains `pathContaining`.
+    /// Answers every manifest request (GET and HEAD) with `status` instead of asking the upstream
+    /// (e.g. 429 with `Retry-After`, or 503); `nil` restores forwarding.
+    public func setManifestOverride(status: Int?, retryAfter: Int? = nil) {
+        state.withLock { $0.manifestOverride = status.map { ($0, retryAfter) } }
+    }
+
     public func count(method: String, pathContaining: String) -> Int {
         state.withLock { $0.records.filter { $0.method == method && $0.uri.contains(pathContaining) }.count }
     }
@@ -136,6 +143,15 @@ public final class TamperingProxy: Sendable {
         _ head: HTTPRequestHead, body: ByteBuffer, mode: TamperMode, connection: LoopbackConnection
     ) async throws -> Bool {
         guard let client = state.withLock({ $0.client }) else { return false }
+        if head.uri.contains("/manifests/"), let override = state.withLock({ $0.manifestOverride }) {
+            var headers: HTTPHeaders = [:]
+            if let r = override.retryAfter { headers.add(name: "Retry-After", value: String(r)) }
+            let reply = LoopbackHTTPResponse.json(
+                HTTPResponseStatus(statusCode: override.status), #"{"errors":[{"code":"TOOMANYREQUESTS","message":"tampering proxy override"}]}"#,
+                headers: headers)
+            try await connection.send(reply, for: head)
+            return true
+        }
         var request = HTTPClientRequest(url: upstream + head.uri)
         request.method = head.method
         for (name, value) in head.headers {

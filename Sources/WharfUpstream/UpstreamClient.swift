@@ -29,6 +29,13 @@ public struct UpstreamHealth: Sendable, Codable {
     public var lastError: String?
     public var rateLimitLimit: String?
     public var rateLimitRemaining: String?
+    public var circuit: CircuitBreaker.State = .closed
+}
+
+/// The upstream answered 429 recently; manifest requests wait until `Retry-After` has passed.
+public struct UpstreamBackoff: Error, CustomStringConvertible {
+    public let retryAfter: Duration
+    public var description: String { "upstream rate limit: retry after \(self.retryAfter.components.seconds) s" }
 }
 
 /// The upstream could not be reached or misbehaved at the transport level.
@@ -48,12 +55,20 @@ public final class UpstreamClient: Sendable {
     private let probe = Mutex<Task<Void, Never>?>(nil)
     private let probed = Atomic<Bool>(false)
     private let healthState = Mutex(UpstreamHealth())
+    private let breaker: Mutex<CircuitBreaker>
+    /// Set by a 429: manifest requests (the rate-limited kind) are not sent before this instant.
+    private let rateLimitedUntil = Mutex<ContinuousClock.Instant?>(nil)
 
-    /// Reachability and rate-limit information as last seen.
-    public var health: UpstreamHealth { self.healthState.withLock { $0 } }
+    /// Reachability, circuit state and rate-limit information as last seen.
+    public var health: UpstreamHealth {
+        var h = self.healthState.withLock { $0 }
+        h.circuit = self.breaker.withLock { $0.state }
+        return h
+    }
 
-    public init(configuration: UpstreamConfiguration, httpClient: HTTPClient, logger: Logger) {
+    public init(configuration: UpstreamConfiguration, httpClient: HTTPClient, logger: Logger, breaker: CircuitBreaker = CircuitBreaker()) {
         self.configuration = configuration
+        self.breaker = Mutex(breaker)
         self.http = httpClient
         self.logger = logger
     }
@@ -68,6 +83,9 @@ public final class UpstreamClient: Sendable {
             decompression: .disabled
         )
         config.httpVersion = .automatic
+        // Fail at once on a refused connection (the circuit breaker and stale serving take over)
+        // instead of retrying until the connect timeout.
+        config.connectionPool.retryConnectionEstablishment = false
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }
 
@@ -91,6 +109,12 @@ public final class UpstreamClient: Sendable {
         var url = "\(self.configuration.url)/v2/\(repository)/\(path)"
         if let query, !query.isEmpty { url += "?" + query }
         let scope = "repository:\(repository):pull"
+        if path.hasPrefix("manifests/"), let until = self.rateLimitedUntil.withLock({ $0 }), ContinuousClock.now < until {
+            throw UpstreamBackoff(retryAfter: until - ContinuousClock.now)
+        }
+        guard self.breaker.withLock({ $0.allowRequest() }) else {
+            throw UpstreamUnreachable(description: "upstream \(self.configuration.name) is unavailable (circuit open)")
+        }
         await self.learnChallengeOnce()
         var refresh = false
         for attempt in 0..<2 {
@@ -225,6 +249,13 @@ public final class UpstreamClient: Sendable {
         if let authorization { request.headers.replaceOrAdd(name: "Authorization", value: authorization) }
         do {
             let response = try await self.http.execute(request, timeout: timeout)
+            self.breaker.withLock { b in
+                if response.status.code >= 500 { b.recordFailure() } else { b.recordSuccess() }
+            }
+            if response.status.code == 429 {
+                let until = ContinuousClock.now + Self.retryAfter(response.headers)
+                self.rateLimitedUntil.withLock { $0 = max($0 ?? until, until) }
+            }
             let limit = response.headers.first(name: "ratelimit-limit"), remaining = response.headers.first(name: "ratelimit-remaining")
             let now = Self.now()
             self.healthState.withLock { h in
@@ -236,6 +267,7 @@ public final class UpstreamClient: Sendable {
             return response
         } catch {
             let description = "\(method) \(Self.origin(of: url)): \(error)"
+            self.breaker.withLock { $0.recordFailure() }
             let now = Self.now()
             self.healthState.withLock { h in
                 h.reachable = false
@@ -247,6 +279,13 @@ public final class UpstreamClient: Sendable {
     }
 
     static func now() -> UInt64 { UInt64(Date().timeIntervalSince1970) }
+
+    /// `Retry-After` in seconds (the HTTP-date form counts as 60 s); default 10 s, at most 1 h.
+    static func retryAfter(_ headers: HTTPHeaders) -> Duration {
+        guard let raw = headers.first(name: "retry-after") else { return .seconds(10) }
+        guard let seconds = Int(raw.trimmingCharacters(in: .whitespaces)) else { return .seconds(60) }
+        return .seconds(min(max(seconds, 1), 3600))
+    }
 
     static func origin(of url: String) -> String {
         guard let c = URLComponents(string: url) else { return url }

@@ -11,6 +11,9 @@ import WharfMirror
 import WharfStorage
 import WharfTestSupport
 import WharfUpstream
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A real upstream for tests: a token server, Distribution 2.8 with token auth, seeded storage.
 final class UpstreamEnvironment: Sendable {
@@ -55,13 +58,17 @@ final class WharfInstance: Sendable {
     var url: String { "http://127.0.0.1:\(self.port)" }
     var host: String { "127.0.0.1:\(self.port)" }
 
-    static func start(upstream: String, credentials: UpstreamCredentials? = nil, tagTTL: Duration = .seconds(300), dataDirectory: String? = nil) async throws -> WharfInstance {
+    static func start(
+        upstream: String, credentials: UpstreamCredentials? = nil, tagTTL: Duration = .seconds(300), dataDirectory: String? = nil,
+        maxSize: Int64? = nil
+    ) async throws -> WharfInstance {
         let dir = try dataDirectory ?? TempDirectory.make("wharf")
         var logger = Logger(label: "wharf-test")
         logger.logLevel = ProcessInfo.processInfo.environment["WHARF_TEST_LOG"] == nil ? .error : .debug
         let http = UpstreamClient.makeHTTPClient()
         let config = try UpstreamConfiguration(name: "test-upstream", url: upstream, credentials: credentials, tagTTL: tagTTL)
-        let mirror = try Mirror(dataDirectory: dir, upstream: config, httpClient: http, logger: logger)
+        let limits = try maxSize.map { try CacheLimits(maxBytes: $0) }
+        let mirror = try Mirror(dataDirectory: dir, upstream: config, httpClient: http, logger: logger, limits: limits)
         var serverConfig = RegistryServer.Configuration(host: "127.0.0.1", port: 0)
         serverConfig.drainTimeout = .seconds(2)
         let server = RegistryServer(configuration: serverConfig, mirror: mirror, logger: logger)
@@ -101,6 +108,102 @@ final class WharfInstance: Sendable {
     }
 
     func tempFiles() -> [String] { (try? FileManager.default.contentsOfDirectory(atPath: self.dataDirectory + "/tmp")) ?? [] }
+
+    /// Bytes of the files under blobs/.
+    func blobBytesOnDisk() -> Int64 { CacheFiles.blobs(in: self.dataDirectory).values.reduce(0, +) }
+}
+
+/// What a data folder holds, read straight from the disk and the index (for a folder no server uses).
+enum CacheFiles {
+    /// hex → size of every file under blobs/sha256/.
+    static func blobs(in dataDirectory: String) -> [String: Int64] {
+        let root = dataDirectory + "/blobs/sha256"
+        var out: [String: Int64] = [:]
+        for prefix in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: root + "/" + prefix)) ?? [] {
+                out[name] = FileSystemCalls.fileSize(root + "/" + prefix + "/" + name)
+            }
+        }
+        return out
+    }
+
+    /// hex → recorded size of every blob in the index. Opens and closes the index, so no Mirror in
+    /// this process may have the folder open.
+    static func indexed(in dataDirectory: String) throws -> [String: Int64] {
+        let index = try CacheIndex(directory: dataDirectory + "/index")
+        var out: [String: Int64] = [:]
+        var after: OCIDistribution.Digest?
+        while true {
+            let batch = try index.blobs(after: after, limit: 1000)
+            guard let last = batch.last else { return out }
+            after = last.digest
+            for (d, r) in batch { out[d.hex] = r.size }
+        }
+    }
+
+    static func tempFiles(in dataDirectory: String) -> [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: dataDirectory + "/tmp")) ?? []
+    }
+}
+
+/// The real `wharf` executable (built by `swift build --build-tests`) as a child process.
+struct WharfProcess {
+    let child: ChildProcess
+    let port: Int
+    let dataDirectory: String
+
+    var host: String { "127.0.0.1:\(self.port)" }
+    var url: String { "http://\(self.host)" }
+
+    /// The binary next to the test bundle, or `.build/debug/wharf` under the package root.
+    static var executable: String {
+        let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let candidates = [bundleDir + "/wharf", packageRoot + "/.build/debug/wharf"]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[1]
+    }
+
+    /// Starts `wharf serve` on a free loopback port and waits until it answers `GET /v2/`.
+    static func start(upstream: String, dataDirectory: String, extraArguments: [String] = []) async throws -> WharfProcess {
+        var lastOutput = ""
+        for attempt in 0..<3 {
+            let port = try FreePort.loopback()
+            let child = try ChildProcess.spawn(
+                executable: Self.executable,
+                arguments: ["serve", "--listen", "127.0.0.1:\(port)", "--upstream", upstream, "--data-dir", dataDirectory] + extraArguments,
+                outputPath: dataDirectory + "-wharf-\(port)-\(attempt).log")  // beside the data folder, removed with it
+            let deadline = ContinuousClock.now + .seconds(20)
+            while child.isRunning, ContinuousClock.now < deadline {
+                if let r = try? await RawHTTP.request("GET /v2/ HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: port), r.status == 200 {
+                    return WharfProcess(child: child, port: port, dataDirectory: dataDirectory)
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            lastOutput = child.output()
+            await child.terminate(timeout: .seconds(2))
+        }
+        throw FixtureError.invalid("wharf did not start: \(lastOutput)")
+    }
+
+    /// kill -9, and wait until it is gone.
+    func kill() async throws {
+        self.child.signal(SIGKILL)
+        try await self.child.waitForExit(timeout: .seconds(10))
+    }
+
+    /// SIGTERM (graceful), then SIGKILL if it takes too long; returns the exit status.
+    @discardableResult
+    func stop() async -> Int32 { await self.child.terminate(timeout: .seconds(10)) }
+
+    /// Runs `wharf ARGUMENTS` (verify, gc, …) to completion.
+    static func run(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> (status: Int32, output: String) {
+        let child = try ChildProcess.spawn(
+            executable: Self.executable, arguments: arguments,
+            outputPath: NSTemporaryDirectory() + "wharf-cli-\(getpid())-\(UUID().uuidString.prefix(8)).log")
+        defer { try? FileManager.default.removeItem(atPath: child.outputPath) }
+        let status = try await child.waitForExit(timeout: timeout)
+        return (status, child.output())
+    }
 }
 
 enum TempDirectory {

@@ -120,5 +120,32 @@ struct UpstreamClientTests {
         #expect(try UpstreamConfiguration(url: "https://registry-1.docker.io/").isDockerHub)
         #expect(throws: ConfigurationError.self) { try UpstreamConfiguration(url: "ftp://x") }
     }
-}
 
+    @Test("circuit breaker: opens after repeated failures, half-opens after the cooldown, closes on success")
+    func circuitBreaker() {
+        var b = CircuitBreaker(threshold: 3, cooldown: .seconds(10))
+        let t0 = ContinuousClock.now
+        let allowed1 = b.allowRequest(now: t0)
+        #expect(allowed1)
+        b.recordFailure(now: t0)
+        b.recordFailure(now: t0)
+        #expect(b.state == .closed)
+        b.recordFailure(now: t0)
+        #expect(b.state == .open)
+        let allowed2 = b.allowRequest(now: t0 + .seconds(5))
+        #expect(!allowed2)
+        let allowed3 = b.allowRequest(now: t0 + .seconds(11))
+        #expect(allowed3)  // the one trial
+        #expect(b.state == .halfOpen)
+        let allowed4 = b.allowRequest(now: t0 + .seconds(11))
+        #expect(!allowed4)  // only one trial at a time
+        b.recordFailure(now: t0 + .seconds(12))
+        #expect(b.state == .open)
+        let allowed5 = b.allowRequest(now: t0 + .seconds(23))
+        #expect(allowed5)
+        b.recordSuccess()
+        #expect(b.state == .closed)
+        let allowed6 = b.allowRequest(now: t0 + .seconds(23))
+        #expect(allowed6)
+    }
+}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// `wharf stats`: a running instance's `/stats`, as a readable table.
+struct StatsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stats", abstract: "Print a running Wharf's statistics.")
+
+    @Option(help: "Base URL of the running instance.")
+    var url = "http://127.0.0.1:5000"
+
+    @Flag(help: "Print the raw JSON instead of a table.")
+    var json = false
+
+    func run() async throws {
+        var base = self.url
+        while base.hasSuffix("/") { base.removeLast() }
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: base + "/stats"), timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 16 << 20)
+        guard response.status == .ok else { throw ValidationError("\(base)/stats answered \(response.status.code)") }
+        let data = Data(body.readableBytesView)
+        if self.json {
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        guard let stats = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ValidationError("\(base)/stats did not return a JSON object")
+        }
+        print(StatsTable.render(stats))
+    }
+}
+
+/// Formats the `/stats` document for a terminal.
+enum StatsTable {
+    static func render(_ s: [String: Any]) -> String {
+        func dict(_ k: String) -> [String: Any] { s[k] as? [String: Any] ?? [:] }
+        func int(_ d: [String: Any], _ k: String) -> Int { d[k] as? Int ?? 0 }
+        func bytes(_ n: Int) -> String { ByteCountFormatter.string(fromByteCount: Int64(n), countStyle: .binary) }
+        func pct(_ v: Any?) -> String { String(format: "%.1f%%", (v as? Double ?? 0) * 100) }
+        let cache = dict("cache"), b = dict("bytes"), fills = dict("fills"), entries = dict("entries")
+        var rows: [(String, String)] = [
+            ("uptime", "\(Int(s["uptimeSeconds"] as? Double ?? 0)) s"),
+            ("hit ratio (requests)", pct(cache["hitRatioByRequests"])),
+            ("hit ratio (bytes)", pct(cache["hitRatioByBytes"])),
+            ("blob hits / misses", "\(int(cache, "blobHits")) / \(int(cache, "blobMisses"))"),
+            ("manifest hits / misses", "\(int(cache, "manifestHits")) / \(int(cache, "manifestMisses"))"),
+            ("stale serves", "\(int(cache, "staleServes"))"),
+            ("served from disk", bytes(int(b, "servedFromDisk"))),
+            ("served from fills", bytes(int(b, "servedFromFills"))),
+            ("fetched from upstream", bytes(int(b, "fetchedFromUpstream"))),
+            ("bytes saved", bytes(int(b, "saved"))),
+            ("fills in flight / done / failed", "\(int(fills, "inFlight")) / \(int(fills, "completed")) / \(int(fills, "failed"))"),
+            ("followers joined", "\(int(fills, "followersJoined"))"),
+            ("entries", "\(int(entries, "blobs")) blobs, \(int(entries, "manifests")) manifests, \(int(entries, "tags")) tags"),
+        ]
+        for u in s["upstreams"] as? [[String: Any]] ?? [] {
+            let h = u["health"] as? [String: Any] ?? [:]
+            let state = (h["reachable"] as? Bool).map { $0 ? "up" : "down" } ?? "unknown"
+            rows.append(("upstream \(u["name"] as? String ?? "?")", "\(state), \(int(u, "requests")) requests, \(int(u, "errors")) errors, rate limit left \(h["rateLimitRemaining"] as? String ?? "-")"))
+        }
+        for r in (s["topRepositoriesByBytes"] as? [[String: Any]] ?? []).prefix(5) {
+            rows.append(("repo \(r["name"] as? String ?? "?")", "\(bytes(int(r, "bytes"))), \(int(r, "pulls")) pulls"))
+        }
+        let width = rows.map(\.0.count).max() ?? 0
+        return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,98 @@
+import Logging
+import OCIDistribution
+import Synchronization
+
+/// What the cache may hold and what it holds now: the running total of blob bytes, the blobs being
+/// published, and the admission decision for each verified fill.
+///
+/// ``CacheIndex`` reports every change of its stored total here; ``BlobStore/publish(tempPath:fd:as:)``
+/// asks ``shouldCache(_:size:)`` before a verified fill is renamed into `blobs/`. A declined fill has
+/// already reached its clients from the temp file; it is unlinked instead of published, and the
+/// index's next ``CacheIndex/commitBlob(_:size:link:)`` for that digest records no blob.
+public final class CacheBudget: Sendable {
+    private struct State {
+        /// Bytes of the blobs recorded in the index.
+        var indexed: Int64 = 0
+        /// Verified blobs admitted by ``shouldCache(_:size:)`` whose index commit has not been seen yet.
+        var publishing: [Digest: Int64] = [:]
+        /// Fills that were declined; their commit must not index them.
+        var declined: Set<Digest> = []
+    }
+
+    /// Nil: the cache is unbounded and nothing is ever evicted or declined.
+    public let limits: CacheLimits?
+    /// Fills served but not cached because they could never stay under the limit.
+    public let declinedFills = Atomic<Int>(0)
+    public let declinedBytes = Atomic<Int64>(0)
+
+    private let state = Mutex(State())
+    private let pressure = WakeSignal()
+    private let logger: Logger
+
+    public init(limits: CacheLimits?, logger: Logger) {
+        self.limits = limits
+        self.logger = logger
+    }
+
+    /// Bytes of the blobs recorded in the index.
+    public var indexedBytes: Int64 { self.state.withLock { $0.indexed } }
+    /// Bytes admitted and being renamed/committed right now.
+    public var publishingBytes: Int64 { self.state.withLock { $0.publishing.values.reduce(0, +) } }
+    /// Everything under `blobs/` that the budget knows of: indexed plus publishing.
+    public var occupiedBytes: Int64 { self.state.withLock { $0.indexed + $0.publishing.values.reduce(0, +) } }
+
+    /// True when the cache holds more than its high watermark.
+    public var needsEviction: Bool {
+        guard let limits else { return false }
+        return self.occupiedBytes > limits.highWatermarkBytes
+    }
+
+    /// Whether a verified blob of `size` bytes is kept. A blob larger than the high watermark never
+    /// is: keeping it would start an eviction that, after everything older, removes the blob itself.
+    /// Admitted blobs count as occupied at once, and wake the evictor when they pass the high mark.
+    public func shouldCache(_ digest: Digest, size: Int64) -> Bool {
+        guard let limits else { return true }
+        guard size <= limits.highWatermarkBytes else {
+            self.state.withLock { _ = $0.declined.insert(digest) }
+            self.declinedFills.add(1, ordering: .relaxed)
+            self.declinedBytes.add(size, ordering: .relaxed)
+            self.logger.notice("blob larger than the cache's high watermark: served, not cached", metadata: [
+                "digest": "\(digest)", "bytes": "\(size)", "high-watermark": "\(limits.highWatermarkBytes)",
+            ])
+            return false
+        }
+        self.state.withLock { $0.publishing[digest] = size }
+        if self.needsEviction { self.pressure.fire() }
+        return true
+    }
+
+    /// Suspends until an admitted blob pushed the cache past its high watermark, or `timeout` passes.
+    /// One task (the evictor) waits at a time.
+    public func waitForPressure(timeout: Duration) async {
+        await self.pressure.wait(timeout: timeout)
+    }
+
+    /// Forgets admitted blobs whose fill ended without a commit (the caller knows which fills run).
+    public func forgetPublishing(where ended: (Digest) -> Bool) {
+        self.state.withLock { s in
+            s.publishing = s.publishing.filter { !ended($0.key) }
+            s.declined = s.declined.filter { !ended($0) }
+        }
+    }
+
+    // MARK: Called by the index
+
+    /// Consumes the decline of `digest`, if there was one.
+    func takeDeclined(_ digest: Digest) -> Bool {
+        self.state.withLock { $0.declined.remove(digest) != nil }
+    }
+
+    /// The index's stored total is now `total`; `committed` (if any) is no longer publishing.
+    func indexChanged(total: Int64, committed: Digest?) {
+        self.state.withLock { s in
+            s.indexed = total
+            if let committed { s.publishing.removeValue(forKey: committed) }
+        }
+        if self.needsEviction { self.pressure.fire() }
+    }
+}
