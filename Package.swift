@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "wharf-digest-bench", targets: ["DigestBench"]),
         .executable(name: "wharf-fixture-upstream", targets: ["FixtureUpstream"]),
         .executable(name: "wharf-index-bench", targets: ["IndexBench"]),
+        .executable(name: "wharf-hitpath-bench", targets: ["HitPathBench"]),
         .executable(name: "wharf-startup-bench", targets: ["StartupBench"]),
     ],
     dependencies: [
@@ -97,6 +98,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ], path: "loadtest/DigestBench", swiftSettings: swiftSettings),
 
+        .executableTarget(name: "HitPathBench", dependencies: ["WharfStorage", "OCIDistribution"], path: "loadtest/HitPathBench", swiftSettings: swiftSettings),
         .executableTarget(name: "IndexBench", dependencies: ["LMDB"], path: "loadtest/IndexBench", swiftSettings: swiftSettings),
         .executableTarget(name: "StartupBench", dependencies: [
             "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution",

@@ -12,6 +12,8 @@ struct BlobEndpoint: Sendable {
     func serve(name rawName: String, digest rawDigest: String, request: HTTPRequestHead, writer: ResponseWriter) async throws {
         let name = try RepositoryName(parsing: rawName)
         let digest = try Digest(parsing: rawDigest)
+        let mark = self.mirror.serving.markServing(digest)  // the evictor spares blobs being served
+        defer { mark.release() }
         let range = writer.isHead ? nil : try request.headers.first(name: "range").flatMap { try ByteRange(header: $0) }
         let (upstream, repository) = self.mirror.route(name)
 

@@ -80,7 +80,9 @@ public final class RegistryServer: Service, Sendable {
                         try sync.addHandler(IdleConnectionCloser())
                         return try NIOAsyncChannel(
                             wrappingChannelSynchronously: channel,
-                            configuration: .init(inboundType: HTTPServerRequestPart.self, outboundType: HTTPServerResponsePart.self))
+                            configuration: .init(
+                                isOutboundHalfClosureEnabled: true,
+                                inboundType: HTTPServerRequestPart.self, outboundType: HTTPServerResponsePart.self))
                     }
                 }
         } catch {
@@ -141,7 +143,13 @@ public final class RegistryServer: Service, Sendable {
                     let keepAlive = head.isKeepAlive && !self.connections.isShuttingDown
                     let writer = ResponseWriter(outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: keepAlive)
                     try await self.handler.handle(head, writer)
-                    guard self.connections.setBusy(id, false), keepAlive else { return }
+                    guard self.connections.setBusy(id, false), keepAlive else {
+                        // Closing now would drop response bytes still queued (a big FileRegion):
+                        // half-close after they are written, then wait for the client to hang up.
+                        outbound.finish()
+                        try await connection.channel.closeFuture.get()
+                        return
+                    }
                 }
             }
         } catch {

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import AsyncHTTPClient
 import Logging
 import OCIDistribution
@@ -67,7 +64,9 @@ public final class Mirror: Sendable {
             }
         }
         let deadline = ContinuousClock.now + fillDrain
-        while self.fills.inFlight > 0, ContinuousClock.now < deadline { usleep(10_000) }
+        await Task {  // not cancelled with this task, so its sleeps really wait
+            while self.fills.inFlight > 0, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        }.value
         _ = try? self.index.flushAccessTimes()
     }
 }

@@ -73,6 +73,7 @@ public final class CacheBudget: Sendable {
     }
 
     /// Forgets admitted blobs whose fill ended without a commit (the caller knows which fills run).
+    /// `ended` runs under the budget's lock: it may take other locks but must not call the budget.
     public func forgetPublishing(where ended: (Digest) -> Bool) {
         self.state.withLock { s in
             s.publishing = s.publishing.filter { !ended($0.key) }

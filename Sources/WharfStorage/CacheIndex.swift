@@ -21,7 +21,7 @@ public final class CacheIndex: Sendable {
     let links: Database
     let meta: Database
     let pendingAccess = Mutex<[Digest: UInt64]>([:])
-    private let totalBytes = Atomic<Int64>(0)
+    let totalBytes = Atomic<Int64>(0)
     /// Told about every change of the blob-bytes total; decides which fills are not indexed.
     public let budget: CacheBudget?
 
@@ -181,32 +181,6 @@ public final class CacheIndex: Sendable {
 
     public func counts() throws -> (blobs: Int, manifests: Int, tags: Int) {
         try self.environment.read { txn in (try txn.count(self.blobs), try txn.count(self.manifests), try txn.count(self.tags)) }
-    }
-
-    // MARK: Running total
-
-    /// Adds `delta` to the stored blob-bytes total inside `txn`; returns the new total.
-    func adjustTotal(_ txn: borrowing WriteTransaction, by delta: Int64) throws -> Int64 {
-        let current = try txn.withValue(self.meta, Self.totalKey) { Self.decodeTotal($0) } ?? nil
-        let total = max(0, (current ?? 0) + delta)
-        try txn.put(self.meta, Self.totalKey, Self.encodeTotal(total))
-        return total
-    }
-
-    func indexChanged(total: Int64, committed: Digest?) {
-        self.totalBytes.store(total, ordering: .releasing)
-        self.budget?.indexChanged(total: total, committed: committed)
-    }
-
-    static func encodeTotal(_ total: Int64) -> [UInt8] {
-        var w = ByteWriter()
-        w.u64(UInt64(bitPattern: total))
-        return w.bytes
-    }
-
-    static func decodeTotal(_ raw: UnsafeRawBufferPointer) -> Int64? {
-        var r = ByteReader(raw)
-        return r.u64().map { Int64(bitPattern: $0) }
     }
 
     // MARK: Keys

@@ -66,6 +66,12 @@ public struct UpstreamConfiguration: Sendable {
 
     public var host: String { URLComponents(string: self.url)?.host ?? "" }
 
+    /// `host` or `host:port`, as containerd writes it in `ns`.
+    public var hostAndPort: String {
+        guard let c = URLComponents(string: self.url) else { return "" }
+        return (c.host ?? "") + (c.port.map { ":\($0)" } ?? "")
+    }
+
     /// Docker Hub keeps official images under `library/`.
     public var isDockerHub: Bool { Self.isDockerHubHost(self.host) }
 

@@ -192,4 +192,30 @@ struct PullThroughTests {
         await withCredentials.stop()
         await upstream.stop()
     }
+
+    @Test("large cache hits are delivered whole to clients that send Connection: close (skopeo does)")
+    func largeHitsWithConnectionClose() async throws {
+        let upstream = try UpstreamEnvironment()
+        let image = try upstream.generator.image(layerSizes: [12_000_000], format: .dockerSchema2)
+        try upstream.storage.add(image: image, repository: "team/big", tag: "v1")
+        try await upstream.start()
+        let wharf = try await WharfInstance.start(upstream: upstream.registry.url)
+        do {
+            let out = try TempDirectory.make("skopeo-big")
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            for round in 0..<3 {  // round 0 fills, later rounds are sendfile hits
+                let r = try await Skopeo.copy(source: "docker://\(wharf.host)/team/big:v1", destinationDirectory: out + "/\(round)", extraArguments: [], timeout: .seconds(60))
+                #expect(r.status == 0, "round \(round): \(r.output)")
+                #expect(try SkopeoDir.verify(directory: out + "/\(round)", expected: image.blobs) == [])
+            }
+            let layer = image.layers[0]
+            let raw = try await RawHTTP.request("GET /v2/team/big/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            #expect(raw.status == 200 && raw.body.count == layer.size)
+            #expect(Digest.sha256(of: raw.body).description == layer.digest)
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await upstream.stop()
+    }
 }
