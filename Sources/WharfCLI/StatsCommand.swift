@@ -54,6 +54,8 @@ enum StatsTable {
             ("fills in flight / done / failed", "\(int(fills, "inFlight")) / \(int(fills, "completed")) / \(int(fills, "failed"))"),
             ("followers joined", "\(int(fills, "followersJoined"))"),
             ("entries", "\(int(entries, "blobs")) blobs, \(int(entries, "manifests")) manifests, \(int(entries, "tags")) tags"),
+            ("disk used / limit", "\(bytes(int(dict("disk"), "usedBytes"))) / \(dict("disk")["limitBytes"].flatMap { $0 as? Int }.map(bytes) ?? "unbounded")"),
+            ("evictions", "\(int(dict("evictions"), "count")) blobs, \(bytes(int(dict("evictions"), "bytes")))"),
         ]
         for u in s["upstreams"] as? [[String: Any]] ?? [] {
             let h = u["health"] as? [String: Any] ?? [:]

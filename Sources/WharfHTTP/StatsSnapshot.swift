@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import WharfMirror
 import WharfStorage
 import WharfUpstream
@@ -21,6 +22,22 @@ struct StatsSnapshot: Codable, Sendable {
         var requests, errors: Int
         var health: UpstreamHealth
     }
+    struct Evictions: Codable, Sendable {
+        var count: Int
+        var bytes: Int64
+        var passes: Int
+        /// Why blobs were removed: Wharf evicts least-recently-used blobs when use passes the high watermark.
+        var reason: String
+        /// Verified fills streamed to clients but not kept because they would not fit.
+        var declinedFills: Int
+        var declinedBytes: Int64
+    }
+    struct Disk: Codable, Sendable {
+        var usedBytes: Int64
+        var limitBytes: Int64?
+        var highWatermarkBytes: Int64?
+        var lowWatermarkBytes: Int64?
+    }
     struct Entries: Codable, Sendable {
         var blobs, manifests, tags: Int
     }
@@ -36,6 +53,8 @@ struct StatsSnapshot: Codable, Sendable {
     var bytes: Bytes
     var fills: Fills
     var upstreams: [Upstream]
+    var evictions: Evictions
+    var disk: Disk
     var entries: Entries
     var topRepositoriesByBytes: [Repository]
     var topRepositoriesByPulls: [Repository]
@@ -63,6 +82,14 @@ struct StatsSnapshot: Codable, Sendable {
             failed: s.fillsFailed.value, digestMismatches: s.digestMismatches.value, followersJoined: s.followersJoined.value)
         let config = mirror.upstream.configuration
         self.upstreams = [Upstream(name: config.name, url: config.url, requests: s.upstreamRequests.value, errors: s.upstreamErrors.value, health: mirror.upstream.health)]
+        let ev = mirror.evictor.counters, budget = mirror.budget
+        self.evictions = Evictions(
+            count: ev.evictedBlobs.load(ordering: .relaxed), bytes: ev.evictedBytes.load(ordering: .relaxed),
+            passes: ev.passes.load(ordering: .relaxed), reason: "lru-high-watermark",
+            declinedFills: budget.declinedFills.load(ordering: .relaxed), declinedBytes: budget.declinedBytes.load(ordering: .relaxed))
+        self.disk = Disk(
+            usedBytes: budget.occupiedBytes, limitBytes: budget.limits?.maxBytes,
+            highWatermarkBytes: budget.limits?.highWatermarkBytes, lowWatermarkBytes: budget.limits?.lowWatermarkBytes)
         let c = (try? mirror.index.counts()) ?? (blobs: 0, manifests: 0, tags: 0)
         self.entries = Entries(blobs: c.blobs, manifests: c.manifests, tags: c.tags)
         let top = s.topRepositories()
@@ -93,6 +120,8 @@ enum Dashboard {
             <tr><th>Bytes saved</th><td>\(bytes(s.bytes.saved))</td></tr>
             <tr><th>Served from disk / from fills</th><td>\(bytes(s.bytes.servedFromDisk)) / \(bytes(s.bytes.servedFromFills))</td></tr>
             <tr><th>Fetched from upstream</th><td>\(bytes(s.bytes.fetchedFromUpstream))</td></tr>
+            <tr><th>Disk used / limit</th><td>\(bytes(Int(s.disk.usedBytes))) / \(s.disk.limitBytes.map { bytes(Int($0)) } ?? "unbounded")</td></tr>
+            <tr><th>Evictions</th><td>\(s.evictions.count) blobs, \(bytes(Int(s.evictions.bytes)))</td></tr>
             <tr><th>Cached entries</th><td>\(s.entries.blobs) blobs, \(s.entries.manifests) manifests, \(s.entries.tags) tags</td></tr>
             <tr><th>Fills in flight</th><td>\(s.fills.inFlight)</td></tr>
             <tr><th>Uptime</th><td>\(Int(s.uptimeSeconds)) s</td></tr></table>

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import NIOCore
 import NIOHTTP1
 import OCIDistribution
@@ -34,7 +35,10 @@ struct StatusEndpoint: Sendable {
             let health = self.mirror.upstream.health
             let text = self.mirror.stats.prometheusText(
                 fillsInFlight: self.mirror.fills.inFlight, entries: try? self.mirror.index.counts(), upstreamUp: health.reachable != false,
-                rateLimitRemaining: health.rateLimitRemaining.flatMap { Double($0.split(separator: ";").first.map(String.init) ?? "") })
+                rateLimitRemaining: health.rateLimitRemaining.flatMap { Double($0.split(separator: ";").first.map(String.init) ?? "") },
+                diskUsed: self.mirror.budget.occupiedBytes, diskLimit: self.mirror.budget.limits?.maxBytes,
+                evictedBlobs: self.mirror.evictor.counters.evictedBlobs.load(ordering: .relaxed),
+                evictedBytes: self.mirror.evictor.counters.evictedBytes.load(ordering: .relaxed))
             var buffer = writer.allocator.buffer(capacity: text.count)
             buffer.writeBytes(text)
             var h = writer.headers()

@@ -52,6 +52,10 @@ public final class MirrorStats: Sendable {
     private let entriesGauges: [String: Gauge]
     private let upstreamUpGauge: Gauge
     private let rateLimitRemainingGauge: Gauge
+    private let diskUsedGauge: Gauge
+    private let diskLimitGauge: Gauge
+    private let evictedBlobs: MirroredCounter
+    private let evictedBytes: MirroredCounter
     let fillDuration: DurationHistogram
     private let repositories = Mutex<[String: RepositoryUsage]>([:])
     static let maxTrackedRepositories = 10_000
@@ -99,6 +103,10 @@ public final class MirrorStats: Sendable {
         self.upstreamUpGauge = r.makeGauge(descriptor: metric("wharf_upstream_up", "1 if the last upstream request got an answer below 500"))
         self.rateLimitRemainingGauge = r.makeGauge(
             descriptor: metric("wharf_upstream_ratelimit_remaining", "Last ratelimit-remaining seen (-1: none)"))
+        self.diskUsedGauge = r.makeGauge(descriptor: metric("wharf_disk_used_bytes", "Bytes of cached blobs (including ones being published)"))
+        self.diskLimitGauge = r.makeGauge(descriptor: metric("wharf_disk_limit_bytes", "Configured cache size bound (-1: unbounded)"))
+        self.evictedBlobs = MirroredCounter(r.makeCounter(descriptor: metric("wharf_evictions_total", "Blobs evicted (least recently used first)"), labels: [("reason", "lru")]))
+        self.evictedBytes = MirroredCounter(r.makeCounter(descriptor: metric("wharf_evicted_bytes_total", "Bytes evicted"), labels: [("reason", "lru")]))
         self.fillDuration = r.makeDurationHistogram(
             descriptor: metric("wharf_fill_duration_seconds", "Time from upstream request to verified blob"),
             buckets: [.milliseconds(10), .milliseconds(100), .seconds(1), .seconds(10), .seconds(60), .seconds(600)])
@@ -113,8 +121,13 @@ public final class MirrorStats: Sendable {
 
     /// Prometheus text exposition of every metric, with the gauges set from the given state.
     public func prometheusText(
-        fillsInFlight: Int, entries: (blobs: Int, manifests: Int, tags: Int)?, upstreamUp: Bool, rateLimitRemaining: Double?
+        fillsInFlight: Int, entries: (blobs: Int, manifests: Int, tags: Int)?, upstreamUp: Bool, rateLimitRemaining: Double?,
+        diskUsed: Int64, diskLimit: Int64?, evictedBlobs: Int, evictedBytes: Int64
     ) -> [UInt8] {
+        self.diskUsedGauge.set(to: Double(diskUsed))
+        self.diskLimitGauge.set(to: Double(diskLimit ?? -1))
+        self.evictedBlobs.sync(to: Int64(evictedBlobs))
+        self.evictedBytes.sync(to: evictedBytes)
         self.fillsInFlightGauge.set(to: Double(fillsInFlight))
         if let entries {
             self.entriesGauges["blobs"]?.set(to: Double(entries.blobs))
@@ -141,6 +154,20 @@ public final class MirrorStats: Sendable {
             Array(all.sorted { ($0.value.bytes, $1.key) > ($1.value.bytes, $0.key) }.prefix(limit)),
             Array(all.sorted { ($0.value.pulls, $1.key) > ($1.value.pulls, $0.key) }.prefix(limit))
         )
+    }
+}
+
+/// A Prometheus counter that follows a total kept elsewhere (it only ever moves forward).
+final class MirroredCounter: Sendable {
+    private let counter: Counter
+    private let emitted = Mutex<Int64>(0)
+    init(_ counter: Counter) { self.counter = counter }
+    func sync(to total: Int64) {
+        let delta = self.emitted.withLock { e -> Int64 in
+            defer { e = max(e, total) }
+            return total - e
+        }
+        if delta > 0 { self.counter.increment(by: delta) }
     }
 }
 

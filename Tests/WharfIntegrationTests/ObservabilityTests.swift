@@ -60,6 +60,9 @@ struct ObservabilityTests {
             #expect(requests["manifest"] as? Int == 2)
             let top = stats["topRepositoriesByPulls"] as? [[String: Any]] ?? []
             #expect(top.first?["name"] as? String == "team/app" && top.first?["pulls"] as? Int == 2)
+            let disk = stats["disk"] as? [String: Any] ?? [:]
+            #expect(disk["usedBytes"] as? Int == l0.size + l1.size)
+            #expect((stats["evictions"] as? [String: Any])?["count"] as? Int == 0)
             let entries = stats["entries"] as? [String: Any] ?? [:]
             #expect(entries["blobs"] as? Int == 2)
 
@@ -71,6 +74,7 @@ struct ObservabilityTests {
                 (#"wharf_cache_hits_total{kind="manifest"}"#, 1), (#"wharf_requests_total{kind="blob"}"#, 5),
                 ("wharf_upstream_bytes_total", Double(l0.size + l1.size)), (#"wharf_served_bytes_total{source="disk"}"#, Double(3 * l0.size)),
                 (#"wharf_cache_entries{kind="blobs"}"#, 2), ("wharf_fills_in_flight", 0), ("wharf_upstream_up", 1),
+                ("wharf_disk_used_bytes", Double(l0.size + l1.size)), ("wharf_disk_limit_bytes", -1), (#"wharf_evictions_total{reason="lru"}"#, 0),
             ]
             for (series, value) in expected {
                 #expect(Self.metric(series, in: text) == value, "\(series)")
