@@ -34,6 +34,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("upstream-credentials"), help: "File holding 'user:password' for the upstream (else WHARF_UPSTREAM_USERNAME/PASSWORD).")
     var upstreamCredentials: String?
 
+    @Option(name: .customLong("pin"), help: "Image whose cached blobs are never evicted, REPO[:TAG] or REPO@DIGEST (repeatable).")
+    var pins: [String] = []
+
     @Option(name: .customLong("tag-ttl"), help: "Seconds a tag → digest answer is served without asking the upstream.")
     var tagTTL = 300
 
@@ -54,7 +57,9 @@ struct ServeCommand: AsyncParsableCommand {
         let upstreamConfig = try UpstreamConfiguration(url: self.upstream, credentials: credentials, tagTTL: .seconds(self.tagTTL))
 
         let http = UpstreamClient.makeHTTPClient()
-        let mirror = try Mirror(dataDirectory: self.dataDirectory, upstream: upstreamConfig, httpClient: http, logger: logger, limits: limits)
+        let pinned = self.pins.isEmpty ? nil : try PinnedImages(self.pins, dockerHub: upstreamConfig.isDockerHub)
+        let mirror = try Mirror(
+            dataDirectory: self.dataDirectory, upstream: upstreamConfig, httpClient: http, logger: logger, limits: limits, pins: pinned)
         let server = RegistryServer(configuration: .init(host: host, port: port), mirror: mirror, logger: logger)
         logger.info("starting wharf", metadata: [
             "upstream": "\(upstreamConfig.url)", "data-dir": "\(self.dataDirectory)",

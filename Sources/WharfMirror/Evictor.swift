@@ -11,7 +11,8 @@ import WharfStorage
 /// (``CacheIndex/leastRecentlyUsed(limit:excluding:)``, 1,000 per pass) and removes them until the
 /// cache is at or under the low watermark: each batch is one index write transaction, then the files
 /// are unlinked. It never picks a blob whose fill runs or that a client is being sent; a blob hit
-/// after it was picked is spared. The work runs on its own thread, off the request path.
+/// after it was picked is spared, and so is every blob of a pinned image (``PinnedImages``). The work
+/// runs on its own thread, off the request path.
 public final class Evictor: Sendable {
     /// Blobs picked per pass.
     public static let batchSize = 1000
@@ -22,9 +23,16 @@ public final class Evictor: Sendable {
     private let store: BlobStore
     private let fills: BlobFills
     private let serving: ServingRegistry
+    private let pins: PinnedImages?
+    private let upstreamName: String
     private let logger: Logger
 
-    public init(index: CacheIndex, store: BlobStore, budget: CacheBudget, fills: BlobFills, serving: ServingRegistry, logger: Logger) {
+    public init(
+        index: CacheIndex, store: BlobStore, budget: CacheBudget, fills: BlobFills, serving: ServingRegistry,
+        pins: PinnedImages? = nil, upstreamName: String = "", logger: Logger
+    ) {
+        self.pins = pins
+        self.upstreamName = upstreamName
         self.index = index
         self.store = store
         self.budget = budget
@@ -55,7 +63,8 @@ public final class Evictor: Sendable {
         var removedBytes: Int64 = 0
         do {
             try self.index.flushAccessTimes()
-            var spared = Set<Digest>()
+            let pinned = self.pins?.blobDigests(index: self.index, upstream: self.upstreamName) ?? []
+            var spared = pinned
             while self.budget.occupiedBytes > limits.lowWatermarkBytes {
                 let excess = self.budget.occupiedBytes - limits.lowWatermarkBytes
                 let oldest = try self.index.leastRecentlyUsed(limit: Self.batchSize, excluding: spared)
@@ -64,7 +73,7 @@ public final class Evictor: Sendable {
                 var victims: [Digest] = []
                 var planned: Int64 = 0
                 for (digest, record) in oldest where planned < excess {
-                    if self.inUse(digest) {
+                    if self.inUse(digest) || pinned.contains(digest) {
                         spared.insert(digest)
                         continue
                     }

@@ -25,7 +25,8 @@ public final class Mirror: Sendable {
     /// Opens (or creates) the cache under `dataDirectory` and removes leftovers of unfinished fills.
     /// `limits` bounds the cache (nil: unbounded). The index ↔ disk check runs later, in ``runMaintenance()``.
     public init(
-        dataDirectory: String, upstream: UpstreamConfiguration, httpClient: HTTPClient, logger: Logger, limits: CacheLimits? = nil
+        dataDirectory: String, upstream: UpstreamConfiguration, httpClient: HTTPClient, logger: Logger, limits: CacheLimits? = nil,
+        pins: PinnedImages? = nil
     ) throws {
         self.layout = CacheLayout(root: dataDirectory)
         try self.layout.createDirectories()
@@ -37,7 +38,9 @@ public final class Mirror: Sendable {
         self.fills = BlobFills(store: self.store, index: self.index, stats: self.stats, logger: logger)
         self.manifests = ManifestResolver(index: self.index, stats: self.stats, logger: logger)
         self.upstream = UpstreamClient(configuration: upstream, httpClient: httpClient, logger: logger)
-        self.evictor = Evictor(index: self.index, store: self.store, budget: self.budget, fills: self.fills, serving: self.serving, logger: logger)
+        self.evictor = Evictor(
+            index: self.index, store: self.store, budget: self.budget, fills: self.fills, serving: self.serving,
+            pins: pins, upstreamName: upstream.name, logger: logger)
         self.startupReconcile = StartupReconcile(index: self.index, store: self.store, fills: self.fills, serving: self.serving, logger: logger)
         self.logger = logger
     }

@@ -115,6 +115,38 @@ struct EvictionTests {
 
     /// Waits until no fill runs, the cache is back under its high watermark and the evictor has
     /// unlinked what it took out of the index.
+    @Test("a pinned image survives eviction while other images come and go")
+    func pinnedImageSurvives() async throws {
+        let upstream = try UpstreamEnvironment()
+        var images: [GeneratedImage] = []
+        for i in 0..<6 {
+            let image = try upstream.generator.image(layerSizes: [1_000_000, 1_400_000], format: .oci)
+            try upstream.storage.add(image: image, repository: "team/app\(i)", tag: "v1")
+            images.append(image)
+        }
+        try await upstream.start()
+        let wharf = try await WharfInstance.start(upstream: upstream.registry.url, maxSize: Self.maxSize, pins: ["team/app0:v1"])
+        let out = try TempDirectory.make("evict-pin")
+        do {
+            for (i, image) in images.enumerated() {
+                let pull = try await Skopeo.copy(source: "docker://\(wharf.host)/team/app\(i):v1", destinationDirectory: out + "/\(i)")
+                #expect(pull.status == 0, "pull \(i) failed: \(pull.output)")
+                try await Self.waitUntilSettled(wharf)
+                #expect(wharf.blobBytesOnDisk() <= Self.maxSize)
+                try await Task.sleep(for: .milliseconds(1100))  // last-access times have one-second precision
+            }
+            #expect(wharf.mirror.evictor.counters.evictedBlobs.load(ordering: .relaxed) > 0, "nothing was evicted: the test proves nothing")
+            let cached = wharf.cachedBlobHexes()
+            for blob in images[0].blobs { #expect(cached.contains(blob.hex), "pinned blob \(blob.digest) was evicted") }
+            #expect(!images[1].blobs.allSatisfy { cached.contains($0.hex) }, "the unpinned oldest image was not evicted")
+        } catch {
+            Issue.record(error)
+        }
+        try? FileManager.default.removeItem(atPath: out)
+        await wharf.stop()
+        await upstream.stop()
+    }
+
     static func waitUntilSettled(_ wharf: WharfInstance) async throws {
         let deadline = ContinuousClock.now + .seconds(5)
         while ContinuousClock.now < deadline {

@@ -60,7 +60,7 @@ final class WharfInstance: Sendable {
 
     static func start(
         upstream: String, credentials: UpstreamCredentials? = nil, tagTTL: Duration = .seconds(300), dataDirectory: String? = nil,
-        maxSize: Int64? = nil
+        maxSize: Int64? = nil, pins: [String] = []
     ) async throws -> WharfInstance {
         let dir = try dataDirectory ?? TempDirectory.make("wharf")
         var logger = Logger(label: "wharf-test")
@@ -68,7 +68,8 @@ final class WharfInstance: Sendable {
         let http = UpstreamClient.makeHTTPClient()
         let config = try UpstreamConfiguration(name: "test-upstream", url: upstream, credentials: credentials, tagTTL: tagTTL)
         let limits = try maxSize.map { try CacheLimits(maxBytes: $0) }
-        let mirror = try Mirror(dataDirectory: dir, upstream: config, httpClient: http, logger: logger, limits: limits)
+        let pinned = pins.isEmpty ? nil : try PinnedImages(pins, dockerHub: config.isDockerHub)
+        let mirror = try Mirror(dataDirectory: dir, upstream: config, httpClient: http, logger: logger, limits: limits, pins: pinned)
         var serverConfig = RegistryServer.Configuration(host: "127.0.0.1", port: 0)
         serverConfig.drainTimeout = .seconds(2)
         let server = RegistryServer(configuration: serverConfig, mirror: mirror, logger: logger)

@@ -60,3 +60,12 @@ import WharfUpstream
         #expect(Glob.matches(pattern, text) == expected)
     }
 }
+
+@Suite struct PinParsingTests {
+    @Test func parsesReferences() throws {
+        let pins = try PinnedImages(["alpine:3.20", "docker.io/library/redis", "team/app@sha256:" + String(repeating: "a", count: 64), "localhost:5000/x/y:v2"], dockerHub: true)
+        #expect(pins.references.map(\.repository) == ["library/alpine", "library/redis", "team/app", "x/y"])
+        #expect(pins.references.map(\.reference.description) == ["3.20", "latest", "sha256:" + String(repeating: "a", count: 64), "v2"])
+        #expect(throws: RegistryError.self) { try PinnedImages(["Bad/Name"], dockerHub: false) }
+    }
+}
