@@ -1,9 +1,12 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
-import WharfUpstream
 import NIOHTTP1
 import OCIDistribution
 import WharfMirror
 import WharfStorage
+import WharfUpstream
 
 /// `GET`/`HEAD /v2/<name>/blobs/<digest>`: hits go out with sendfile; misses follow a ``BlobFill``.
 struct BlobEndpoint: Sendable {
@@ -15,7 +18,7 @@ struct BlobEndpoint: Sendable {
         let mark = self.mirror.serving.markServing(digest)  // the evictor spares blobs being served
         defer { mark.release() }
         let range = writer.isHead ? nil : try request.headers.first(name: "range").flatMap { try ByteRange(header: $0) }
-        let (upstream, repository) = self.mirror.route(name)
+        let (upstream, repository) = try self.mirror.route(name, namespace: writer.namespace)
 
         if let record = try? self.mirror.index.blob(digest) {
             if writer.isHead {
@@ -24,7 +27,11 @@ struct BlobEndpoint: Sendable {
                 try await writer.send(status: .ok, headers: self.headers(writer, digest, length: record.size), body: nil)
                 return
             }
-            if let file = self.mirror.store.open(digest), file.size == record.size {
+            if let file = self.mirror.store.open(digest) {
+                guard file.size == record.size else {
+                    close(file.fd)  // a damaged file: fall through and fetch it again
+                    return try await self.serveMiss(digest, upstream: upstream, repository: repository, range: range, writer: writer)
+                }
                 self.mirror.index.touch(digest)
                 try await self.sendHit(file, digest: digest, repository: repository, range: range, writer: writer)
                 return
@@ -34,6 +41,11 @@ struct BlobEndpoint: Sendable {
             try await self.headMiss(upstream: upstream, repository: repository, digest: digest, writer: writer)
             return
         }
+        try await self.serveMiss(digest, upstream: upstream, repository: repository, range: range, writer: writer)
+    }
+
+    /// Not (usable) in the cache: join or start the fill; it may also have just completed.
+    private func serveMiss(_ digest: Digest, upstream: UpstreamClient, repository: String, range: ByteRange?, writer: ResponseWriter) async throws {
         switch try self.mirror.fills.source(for: digest, upstream: upstream, repository: repository) {
         case .cached:
             guard let file = self.mirror.store.open(digest) else { throw RegistryError(.blobUnknown, "blob vanished from the cache") }

@@ -13,7 +13,7 @@ struct ManifestEndpoint: Sendable {
         let name = try RepositoryName(parsing: rawName)
         let reference = try Reference(parsing: rawReference)
         let accept = AcceptSet(lines: request.headers["accept"])
-        let (upstream, repository) = self.mirror.route(name)
+        let (upstream, repository) = try self.mirror.route(name, namespace: writer.namespace)
         let answer = try await self.mirror.manifests.resolve(upstream: upstream, repository: repository, reference: reference, accept: accept)
         let manifest = answer.manifest
         writer.outcome = answer.stale ? "stale" : (answer.fromCache ? "hit" : "miss")

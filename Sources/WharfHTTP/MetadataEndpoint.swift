@@ -21,7 +21,7 @@ struct MetadataEndpoint: Sendable {
         }
         let last = target.queryValue("last")
         if let last { _ = try Tag(parsing: last) }
-        let (upstream, repository) = self.mirror.route(name)
+        let (upstream, repository) = try self.mirror.route(name, namespace: writer.namespace)
         var query: [String] = []
         if let n { query.append("n=\(n)") }
         if let last { query.append("last=\(RequestRouter.percentEncode(last))") }
@@ -51,7 +51,7 @@ struct MetadataEndpoint: Sendable {
     func referrers(name rawName: String, digest rawDigest: String, target: ParsedTarget, writer: ResponseWriter) async throws {
         let name = try RepositoryName(parsing: rawName)
         let digest = try Digest(parsing: rawDigest)
-        let (upstream, repository) = self.mirror.route(name)
+        let (upstream, repository) = try self.mirror.route(name, namespace: writer.namespace)
         var query = ""
         if let t = target.queryValue("artifactType") { query = "artifactType=\(RequestRouter.percentEncode(t))" }
         let body = try await self.fetchJSON(upstream, repository, path: "referrers/\(digest)", query: query, kind: "referrers")

@@ -52,6 +52,10 @@ struct RegistryHandler: Sendable {
         let target = try RequestRouter.parse(uri: head.uri)
         let readOnly = head.method == .GET || head.method == .HEAD
         kind = Self.kind(of: target.route)
+        if let ns = target.queryValue("ns"), !ns.isEmpty, ns.utf8.count <= 255,
+           ns.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ",") }) {
+            writer.namespace = ns
+        }
         switch target.route {
         case .base where readOnly:
             var h = writer.headers()

@@ -16,6 +16,8 @@ final class ResponseWriter {
     var status = 0
     var bytes: Int64 = 0
     var outcome = "-"
+    /// containerd's `ns` query parameter, echoed as `OCI-Namespace`.
+    var namespace: String?
 
     init(outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, allocator: ByteBufferAllocator, isHead: Bool, keepAlive: Bool) {
         self.outbound = outbound
@@ -32,7 +34,11 @@ final class ResponseWriter {
         return h
     }
 
-    func headers() -> HTTPHeaders { Self.baseHeaders(keepAlive: self.keepAlive) }
+    func headers() -> HTTPHeaders {
+        var h = Self.baseHeaders(keepAlive: self.keepAlive)
+        if let ns = self.namespace { h.add(name: "OCI-Namespace", value: ns) }
+        return h
+    }
 
     /// A complete response with an in-memory body (omitted for HEAD, `Content-Length` kept).
     func send(status: HTTPResponseStatus, headers: HTTPHeaders, body: ByteBuffer?) async throws {

@@ -13,6 +13,7 @@ public final class Mirror: Sendable {
     public let fills: BlobFills
     public let manifests: ManifestResolver
     public let upstream: UpstreamClient
+    public let router: UpstreamRouter
     public let stats = MirrorStats()
     /// The size bound, the running total of cached bytes, and which fills are kept.
     public let budget: CacheBudget
@@ -38,6 +39,8 @@ public final class Mirror: Sendable {
         self.fills = BlobFills(store: self.store, index: self.index, stats: self.stats, logger: logger)
         self.manifests = ManifestResolver(index: self.index, stats: self.stats, logger: logger)
         self.upstream = UpstreamClient(configuration: upstream, httpClient: httpClient, logger: logger)
+        let route = UpstreamRoute(client: self.upstream)
+        self.router = UpstreamRouter(routes: [route], defaultRoute: route)
         self.evictor = Evictor(
             index: self.index, store: self.store, budget: self.budget, fills: self.fills, serving: self.serving,
             pins: pins, upstreamName: upstream.name, logger: logger)
@@ -45,10 +48,11 @@ public final class Mirror: Sendable {
         self.logger = logger
     }
 
-    /// The upstream for a request and the repository name to use there (`alpine` → `library/alpine` on Docker Hub).
-    public func route(_ name: RepositoryName) -> (upstream: UpstreamClient, repository: String) {
-        let repo = self.upstream.configuration.isDockerHub ? name.dockerHubNormalized : name
-        return (self.upstream, repo.value)
+    /// The upstream for a request and the repository name to use there: by containerd's `ns`, a path
+    /// prefix, or the default upstream (`alpine` → `library/alpine` on Docker Hub); 403 if policy denies it.
+    public func route(_ name: RepositoryName, namespace: String?) throws(RegistryError) -> (upstream: UpstreamClient, repository: String) {
+        let routed = try self.router.route(name, namespace: namespace)
+        return (routed.client, routed.repository)
     }
 
     /// Background upkeep until cancelled: the index ↔ disk check once, eviction when over the high

@@ -16,14 +16,7 @@ struct EvictionTests {
 
     @Test("pulls totaling twice the limit keep the cache under it; the newest image stays cached; served blobs are spared")
     func lruUnderLimit() async throws {
-        let upstream = try UpstreamEnvironment()
-        var images: [GeneratedImage] = []
-        for i in 0..<6 {
-            let image = try upstream.generator.image(layerSizes: [1_000_000, 1_400_000], format: .oci)
-            try upstream.storage.add(image: image, repository: "team/app\(i)", tag: "v1")
-            images.append(image)
-        }
-        try await upstream.start()
+        let (upstream, images) = try await Self.sixImages()
         let wharf = try await WharfInstance.start(upstream: upstream.registry.url, maxSize: Self.maxSize)
         let out = try TempDirectory.make("evict")
         do {
@@ -117,14 +110,7 @@ struct EvictionTests {
     /// unlinked what it took out of the index.
     @Test("a pinned image survives eviction while other images come and go")
     func pinnedImageSurvives() async throws {
-        let upstream = try UpstreamEnvironment()
-        var images: [GeneratedImage] = []
-        for i in 0..<6 {
-            let image = try upstream.generator.image(layerSizes: [1_000_000, 1_400_000], format: .oci)
-            try upstream.storage.add(image: image, repository: "team/app\(i)", tag: "v1")
-            images.append(image)
-        }
-        try await upstream.start()
+        let (upstream, images) = try await Self.sixImages()
         let wharf = try await WharfInstance.start(upstream: upstream.registry.url, maxSize: Self.maxSize, pins: ["team/app0:v1"])
         let out = try TempDirectory.make("evict-pin")
         do {
@@ -145,6 +131,19 @@ struct EvictionTests {
         try? FileManager.default.removeItem(atPath: out)
         await wharf.stop()
         await upstream.stop()
+    }
+
+    /// An upstream serving six 2.4 MB images, `team/app0:v1` … `team/app5:v1` (14.4 MB in all).
+    static func sixImages() async throws -> (UpstreamEnvironment, [GeneratedImage]) {
+        let upstream = try UpstreamEnvironment()
+        var images: [GeneratedImage] = []
+        for i in 0..<6 {
+            let image = try upstream.generator.image(layerSizes: [1_000_000, 1_400_000], format: .oci)
+            try upstream.storage.add(image: image, repository: "team/app\(i)", tag: "v1")
+            images.append(image)
+        }
+        try await upstream.start()
+        return (upstream, images)
     }
 
     static func waitUntilSettled(_ wharf: WharfInstance) async throws {
