@@ -8,19 +8,10 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import Testing
+@testable import WharfHTTP
 import WharfTestSupport
 
 /// skopeo → Wharf → Distribution 2.8 (token auth), end to end.
-enum RequestEncoding {
-    /// Percent-encodes like Wharf's Link builder (unreserved characters kept).
-    static func percent(_ s: String) -> String {
-        s.utf8.map { b -> String in
-            let c = Character(UnicodeScalar(b))
-            return c.isASCII && (c.isLetter || c.isNumber || "-._~".contains(c)) ? String(c) : String(format: "%%%02X", b)
-        }.joined()
-    }
-}
-
 @Suite(.serialized, .timeLimit(.minutes(10)))
 struct PullThroughTests {
     @Test("skopeo pulls a single-arch image and each platform of a multi-arch one through Wharf")
@@ -154,7 +145,7 @@ struct PullThroughTests {
             let ns = String(upstream.registry.url.dropFirst("http://".count))
             let page1 = try await RawHTTP.request("GET /v2/team/app/tags/list?n=2&ns=\(ns) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
             #expect(page1.bodyText == #"{"name":"team/app","tags":["a","b"]}"#)
-            #expect(page1.header("link") == "</v2/team/app/tags/list?n=2&last=b&ns=\(RequestEncoding.percent(ns))>; rel=\"next\"")
+            #expect(page1.header("link") == "</v2/team/app/tags/list?n=2&last=b&ns=\(RequestRouter.percentEncode(ns))>; rel=\"next\"")
             #expect(page1.header("oci-namespace") == ns)
             let foreign = try await RawHTTP.request("GET /v2/team/app/manifests/a?ns=quay.io HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
             #expect(foreign.status == 404 && foreign.bodyText.contains("NAME_UNKNOWN"), "an unknown ns must not be served from another registry")
