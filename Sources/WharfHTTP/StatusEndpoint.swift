@@ -18,13 +18,13 @@ struct StatusEndpoint: Sendable {
             try await self.send(writer, .ok, "text/plain; charset=utf-8", "ok\n")
         case .ping:
             let problem = self.readinessProblem()
-            let body = #"{"Error":\#(JSONString(problem ?? "")),"Healthy":\#(problem == nil)}"#
+            let body = #"{"Error":\#(JSONString.quote(problem ?? "")),"Healthy":\#(problem == nil)}"#
             try await self.send(writer, problem == nil ? .ok : .serviceUnavailable, "application/json", body)
         case .readyz:
             let problem = self.readinessProblem()
             let health = self.mirror.upstream.health
-            let upstream = #"{"name":\#(JSONString(self.mirror.upstream.configuration.name)),"reachable":\#(health.reachable.map { "\($0)" } ?? "null")}"#
-            let body = #"{"ready":\#(problem == nil),"problem":\#(problem.map(JSONString) ?? "null"),"upstream":\#(upstream)}"#
+            let upstream = #"{"name":\#(JSONString.quote(self.mirror.upstream.configuration.name)),"reachable":\#(health.reachable.map { "\($0)" } ?? "null")}"#
+            let body = #"{"ready":\#(problem == nil),"problem":\#(problem.map(JSONString.quote) ?? "null"),"upstream":\#(upstream)}"#
             try await self.send(writer, problem == nil ? .ok : .serviceUnavailable, "application/json", body)
         case .stats:
             let encoder = JSONEncoder()
@@ -65,5 +65,3 @@ struct StatusEndpoint: Sendable {
         return nil
     }
 }
-
-private func JSONString(_ s: String) -> String { OCIDistribution.JSONString.quote(s) }

@@ -105,7 +105,7 @@ public final class BlobFills: Sendable {
             ])
         } catch {
             unlink(fill.tempPath)
-            let failure = (error as? RegistryError) ?? UpstreamErrors.unavailable(.blob, "upstream fetch failed: \(error)")
+            let failure = UpstreamErrors.from(error, kind: .blob)
             if !(error is RegistryError) || failure.status >= 500 { self.stats.upstreamErrors.add() }
             self.stats.fillsFailed.add()
             self.logger.warning("blob fill failed", metadata: ["digest": "\(digest)", "error": "\(failure)"])

@@ -26,7 +26,7 @@ enum UpstreamErrors {
             let seconds = max(1, backoff.retryAfter.components.seconds + (backoff.retryAfter.components.attoseconds > 0 ? 1 : 0))
             return RegistryError(.tooManyRequests, "upstream rate limit reached; retry later", headers: [("Retry-After", String(seconds))])
         }
-        if error is UpstreamUnreachable, "\(error)".contains("circuit open") {
+        if error is UpstreamCircuitOpen {
             return unavailable(kind, "upstream unavailable (circuit open after repeated failures)")
         }
         return unavailable(kind, "upstream unreachable")

@@ -15,7 +15,6 @@ actor TokenCache {
 
     private var entries: [Key: Entry] = [:]
     private var inflight: [Key: Task<Entry, any Error>] = [:]
-    private(set) var fetchCount = 0
 
     /// A valid token for `key`: the cached one unless it is due for refresh or `invalidate` is set.
     func token(for key: Key, invalidate: Bool, fetch: @escaping @Sendable () async throws -> Entry) async throws -> String {
@@ -24,7 +23,6 @@ actor TokenCache {
         if let task = self.inflight[key] { return try await task.value.token }
         let task = Task { try await fetch() }
         self.inflight[key] = task
-        self.fetchCount += 1
         defer { self.inflight[key] = nil }
         let entry = try await task.value
         self.entries[key] = entry

@@ -38,6 +38,12 @@ public struct UpstreamBackoff: Error, CustomStringConvertible {
     public var description: String { "upstream rate limit: retry after \(self.retryAfter.components.seconds) s" }
 }
 
+/// The circuit breaker is open: the upstream failed repeatedly and is not asked until the cooldown ends.
+public struct UpstreamCircuitOpen: Error, CustomStringConvertible {
+    public let upstream: String
+    public var description: String { "upstream \(self.upstream) is unavailable (circuit open)" }
+}
+
 /// The upstream could not be reached or misbehaved at the transport level.
 public struct UpstreamUnreachable: Error, CustomStringConvertible {
     public let description: String
@@ -89,9 +95,6 @@ public final class UpstreamClient: Sendable {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }
 
-    /// Number of token requests made to the realm so far.
-    public var tokenFetches: Int { get async { await self.tokens.fetchCount } }
-
     /// `GET /v2/` — learns the auth challenge. Returns the status.
     public func ping() async throws -> Int {
         let response = try await self.execute(.GET, url: self.configuration.url + "/v2/", headers: [:], authorization: nil)
@@ -113,7 +116,7 @@ public final class UpstreamClient: Sendable {
             throw UpstreamBackoff(retryAfter: until - ContinuousClock.now)
         }
         guard self.breaker.withLock({ $0.allowRequest() }) else {
-            throw UpstreamUnreachable(description: "upstream \(self.configuration.name) is unavailable (circuit open)")
+            throw UpstreamCircuitOpen(upstream: self.configuration.name)
         }
         await self.learnChallengeOnce()
         var refresh = false

@@ -81,7 +81,7 @@ struct EvictionTests {
         do {
             for blob in [huge, small] {
                 let r = try await client.execute(HTTPClientRequest(url: "\(wharf.url)/v2/team/big/blobs/\(blob.digest)"), timeout: .seconds(60))
-                var hash = SHA256Wrapper()
+                var hash = StreamingSHA256()
                 var count = 0
                 for try await chunk in r.body {
                     hash.update(chunk)
@@ -114,7 +114,7 @@ struct EvictionTests {
         let wharf = try await WharfInstance.start(upstream: upstream.registry.url, maxSize: Self.maxSize, pins: ["team/app0:v1"])
         let out = try TempDirectory.make("evict-pin")
         do {
-            for (i, image) in images.enumerated() {
+            for i in images.indices {
                 let pull = try await Skopeo.copy(source: "docker://\(wharf.host)/team/app\(i):v1", destinationDirectory: out + "/\(i)")
                 #expect(pull.status == 0, "pull \(i) failed: \(pull.output)")
                 try await Self.waitUntilSettled(wharf)

@@ -71,7 +71,7 @@ struct FillIntegrityTests {
                 for _ in 0..<32 {
                     group.addTask {
                         let r = try await client.execute(HTTPClientRequest(url: "\(wharf.url)/v2/team/big/blobs/\(big.digest)"), timeout: .seconds(120))
-                        var h = StreamingHash()
+                        var h = StreamingSHA256()
                         for try await chunk in r.body { h.update(chunk) }
                         return (Int(r.status.code), h.finalize())
                     }
@@ -117,10 +117,4 @@ struct FillIntegrityTests {
         await wharf.stop()
         await upstream.stop()
     }
-}
-
-struct StreamingHash {
-    private var h = SHA256Wrapper()
-    mutating func update(_ b: ByteBuffer) { self.h.update(b) }
-    mutating func finalize() -> String { self.h.finalize() }
 }

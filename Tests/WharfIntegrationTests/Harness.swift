@@ -215,18 +215,17 @@ enum TempDirectory {
     }
 }
 
+extension StreamingSHA256 {
+    /// Feeds a response body chunk into the product's own hasher.
+    mutating func update(_ buffer: ByteBuffer) { buffer.withUnsafeReadableBytes { self.update($0) } }
+}
+
 enum Hashing {
     static func sha256Hex(file path: String) throws -> String {
         let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
         defer { try? handle.close() }
         var h = SHA256()
         while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { h.update(data: chunk) }
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
-    }
-
-    static func sha256Hex(_ buffer: ByteBuffer) -> String {
-        var h = SHA256()
-        buffer.withUnsafeReadableBytes { h.update(bufferPointer: $0) }
         return h.finalize().map { String(format: "%02x", $0) }.joined()
     }
 }

@@ -75,9 +75,3 @@ enum RawHTTP {
         return Response(status: status, headers: headers, body: Array(data[end.upperBound...]), raw: data)
     }
 }
-
-struct SHA256Wrapper {
-    private var h = SHA256()
-    mutating func update(_ b: ByteBuffer) { b.withUnsafeReadableBytes { self.h.update(bufferPointer: $0) } }
-    mutating func finalize() -> String { self.h.finalize().map { String(format: "%02x", $0) }.joined() }
-}
