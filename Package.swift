@@ -25,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
     ],
     targets: [
         // MARK: - System libraries (Debian: liblmdb-dev, zlib1g-dev, libssl-dev)
@@ -62,17 +65,31 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
-        /// The SwiftNIO HTTP/1.1 front: routing, OCI responses, sendfile.
-        .target(name: "WharfHTTP", dependencies: [
-            "OCIDistribution", "WharfStorage", "WharfMirror", "WharfUpstream",
+        /// The YAML configuration file: schema, defaults, validation with line numbers.
+        .target(name: "WharfConfig", dependencies: [
+            .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: swiftSettings),
+        /// Client authentication: htpasswd (bcrypt) and pass-through of client credentials to the upstream.
+        .target(name: "WharfAuth", dependencies: [
+            "OCIDistribution", "WharfUpstream",
+            .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+        /// The SwiftNIO HTTP/1.1 front: routing, OCI responses, sendfile.
+        .target(name: "WharfHTTP", dependencies: [
+            "OCIDistribution", "WharfStorage", "WharfMirror", "WharfUpstream", "WharfAuth",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "WharfCLI", dependencies: [
-            "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution",
+            "WharfConfig", "WharfAuth", "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -110,9 +127,10 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "LMDBTests", dependencies: ["LMDB"], swiftSettings: swiftSettings),
         .testTarget(name: "OCIDistributionTests", dependencies: ["OCIDistribution"], swiftSettings: swiftSettings),
+        .testTarget(name: "WharfConfigTests", dependencies: ["WharfConfig"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfTestSupportTests", dependencies: ["WharfTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfIntegrationTests", dependencies: [
-            "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport",
+            "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport", "WharfConfig", "WharfAuth",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

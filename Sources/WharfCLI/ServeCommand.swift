@@ -57,9 +57,8 @@ struct ServeCommand: AsyncParsableCommand {
         let upstreamConfig = try UpstreamConfiguration(url: self.upstream, credentials: credentials, tagTTL: .seconds(self.tagTTL))
 
         let http = UpstreamClient.makeHTTPClient()
-        let pinned = self.pins.isEmpty ? nil : try PinnedImages(self.pins, dockerHub: upstreamConfig.isDockerHub)
         let mirror = try Mirror(
-            dataDirectory: self.dataDirectory, upstream: upstreamConfig, httpClient: http, logger: logger, limits: limits, pins: pinned)
+            dataDirectory: self.dataDirectory, upstream: upstreamConfig, httpClient: http, logger: logger, limits: limits, pins: self.pins)
         let server = RegistryServer(configuration: .init(host: host, port: port), mirror: mirror, logger: logger)
         logger.info("starting wharf", metadata: [
             "upstream": "\(upstreamConfig.url)", "data-dir": "\(self.dataDirectory)",

@@ -11,16 +11,23 @@ import WharfUpstream
 /// `GET`/`HEAD /v2/<name>/blobs/<digest>`: hits go out with sendfile; misses follow a ``BlobFill``.
 struct BlobEndpoint: Sendable {
     let mirror: Mirror
+    let access: RequestAccess
 
     func serve(name rawName: String, digest rawDigest: String, request: HTTPRequestHead, writer: ResponseWriter) async throws {
-        let name = try RepositoryName(parsing: rawName)
+        _ = try RepositoryName(parsing: rawName)
         let digest = try Digest(parsing: rawDigest)
         let mark = self.mirror.serving.markServing(digest)  // the evictor spares blobs being served
         defer { mark.release() }
         let range = writer.isHead ? nil : try request.headers.first(name: "range").flatMap { try ByteRange(header: $0) }
-        let (upstream, repository) = try self.mirror.route(name, namespace: writer.namespace)
+        let routed = try await self.access.route(rawName, writer)
+        let upstream = routed.client, repository = routed.repository
+        // Known in this repository (its manifests named it, or the upstream confirmed it): no more checks.
+        let linked = self.mirror.linkGate.isLinked(digest, upstream: upstream, repository: repository)
 
         if let record = try? self.mirror.index.blob(digest) {
+            if !linked {
+                try await self.mirror.linkGate.confirm(digest, kind: .blob, upstream: upstream, repository: repository, identity: writer.identity)
+            }
             if writer.isHead {
                 writer.outcome = "hit"
                 self.mirror.stats.blobHits.add()
@@ -30,7 +37,7 @@ struct BlobEndpoint: Sendable {
             if let file = self.mirror.store.open(digest) {
                 guard file.size == record.size else {
                     close(file.fd)  // a damaged file: fall through and fetch it again
-                    return try await self.serveMiss(digest, upstream: upstream, repository: repository, range: range, writer: writer)
+                    return try await self.serveMiss(digest, routed, linked: true, range: range, writer: writer)
                 }
                 self.mirror.index.touch(digest)
                 try await self.sendHit(file, digest: digest, repository: repository, range: range, writer: writer)
@@ -41,16 +48,25 @@ struct BlobEndpoint: Sendable {
             try await self.headMiss(upstream: upstream, repository: repository, digest: digest, writer: writer)
             return
         }
-        try await self.serveMiss(digest, upstream: upstream, repository: repository, range: range, writer: writer)
+        try await self.serveMiss(digest, routed, linked: linked, range: range, writer: writer)
     }
 
-    /// Not (usable) in the cache: join or start the fill; it may also have just completed.
-    private func serveMiss(_ digest: Digest, upstream: UpstreamClient, repository: String, range: ByteRange?, writer: ResponseWriter) async throws {
-        switch try self.mirror.fills.source(for: digest, upstream: upstream, repository: repository) {
+    /// Not (usable) in the cache: join or start the fill; it may also have just completed. Bytes
+    /// that came through another repository are served only once this repository is confirmed.
+    private func serveMiss(_ digest: Digest, _ routed: RoutedRequest, linked: Bool, range: ByteRange?, writer: ResponseWriter) async throws {
+        let upstream = routed.client, repository = routed.repository
+        let source = try self.mirror.fills.source(for: digest, upstream: upstream, repository: repository, identity: writer.identity)
+        switch source {
         case .cached:
+            if !linked {
+                try await self.mirror.linkGate.confirm(digest, kind: .blob, upstream: upstream, repository: repository, identity: writer.identity)
+            }
             guard let file = self.mirror.store.open(digest) else { throw RegistryError(.blobUnknown, "blob vanished from the cache") }
             try await self.sendHit(file, digest: digest, repository: repository, range: range, writer: writer)
         case .fill(let fill):
+            if !linked, fill.origin != (upstream.configuration.name, repository) {
+                try await self.mirror.linkGate.confirm(digest, kind: .blob, upstream: upstream, repository: repository, identity: writer.identity)
+            }
             writer.outcome = "miss"
             self.mirror.stats.blobMisses.add()
             defer {
@@ -81,6 +97,7 @@ struct BlobEndpoint: Sendable {
     }
 
     /// Zero-copy: the file goes out as a `FileRegion` (sendfile); ``FileRegionCloser`` closes it.
+    /// Over TLS it goes out in buffers (see ``ResponseWriter/writeFileBody(fd:from:to:)``).
     private func sendFile(_ file: (fd: Int32, size: Int64), digest: Digest, range: ByteRange?, writer: ResponseWriter) async throws {
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: file.fd)
         let bounds: ClosedRange<Int64>?
@@ -89,6 +106,11 @@ struct BlobEndpoint: Sendable {
         } catch {
             try? handle.close()
             throw error
+        }
+        if writer.isSecure {
+            let fd = try handle.takeDescriptorOwnership()
+            try await self.sendFileBuffered(fd: fd, size: file.size, digest: digest, bounds: bounds, writer: writer)
+            return
         }
         var h = self.headers(writer, digest, length: bounds.map { $0.upperBound - $0.lowerBound + 1 } ?? file.size)
         let status: HTTPResponseStatus = bounds == nil ? .ok : .partialContent
@@ -159,17 +181,23 @@ struct BlobEndpoint: Sendable {
             if offset < available {
                 // Zero-copy from the growing file: a FileRegion over a duplicate of the fill's descriptor.
                 guard let fd = fill.duplicateDescriptor() else { throw AbortResponse(reason: "cannot duplicate fill descriptor") }
-                let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
-                let region = FileRegion(fileHandle: handle, readerIndex: Int(offset), endIndex: Int(available))
-                do {
-                    try await writer.writeBody(.fileRegion(region))
-                } catch {
-                    try? handle.close()  // no-op if FileRegionCloser already closed it
-                    throw error
-                }
+                try await writer.writeFileBody(fd: fd, from: offset, to: available)
                 offset = available
             }
         }
+        try await writer.end()
+    }
+
+    private func sendFileBuffered(fd: Int32, size: Int64, digest: Digest, bounds: ClosedRange<Int64>?, writer: ResponseWriter) async throws {
+        var h = self.headers(writer, digest, length: bounds.map { $0.upperBound - $0.lowerBound + 1 } ?? size)
+        if let b = bounds { h.add(name: "Content-Range", value: "bytes \(b.lowerBound)-\(b.upperBound)/\(size)") }
+        do {
+            try await writer.sendHead(status: bounds == nil ? .ok : .partialContent, headers: h)
+        } catch {
+            close(fd)
+            throw error
+        }
+        try await writer.writeFileBody(fd: fd, from: bounds?.lowerBound ?? 0, to: bounds.map { $0.upperBound + 1 } ?? size)
         try await writer.end()
     }
 
@@ -177,7 +205,7 @@ struct BlobEndpoint: Sendable {
         let response: UpstreamResponse
         self.mirror.stats.upstreamRequests.add()
         do {
-            response = try await upstream.send(.HEAD, repository: repository, path: "blobs/\(digest)")
+            response = try await upstream.send(.HEAD, repository: repository, path: "blobs/\(digest)", as: writer.identity)
         } catch {
             throw RegistryError(.blobUnknown, "upstream unreachable")
         }

@@ -8,13 +8,16 @@ import WharfStorage
 /// `GET`/`HEAD /v2/<name>/manifests/<reference>`.
 struct ManifestEndpoint: Sendable {
     let mirror: Mirror
+    let access: RequestAccess
 
     func serve(name rawName: String, reference rawReference: String, request: HTTPRequestHead, writer: ResponseWriter) async throws {
-        let name = try RepositoryName(parsing: rawName)
+        _ = try RepositoryName(parsing: rawName)
         let reference = try Reference(parsing: rawReference)
         let accept = AcceptSet(lines: request.headers["accept"])
-        let (upstream, repository) = try self.mirror.route(name, namespace: writer.namespace)
-        let answer = try await self.mirror.manifests.resolve(upstream: upstream, repository: repository, reference: reference, accept: accept)
+        let routed = try await self.access.route(rawName, writer)
+        let repository = routed.repository
+        let answer = try await self.mirror.manifests.resolve(
+            upstream: routed.client, repository: repository, reference: reference, accept: accept, identity: writer.identity)
         let manifest = answer.manifest
         writer.outcome = answer.stale ? "stale" : (answer.fromCache ? "hit" : "miss")
         let stats = self.mirror.stats

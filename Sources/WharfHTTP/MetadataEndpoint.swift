@@ -8,6 +8,7 @@ import WharfUpstream
 /// `tags/list` (with `n`/`last` paging and `Link`) and `referrers/<digest>`, answered from the upstream.
 struct MetadataEndpoint: Sendable {
     let mirror: Mirror
+    let access: RequestAccess
     static let maxPageSize = 10_000
 
     func tags(name rawName: String, target: ParsedTarget, writer: ResponseWriter) async throws {
@@ -21,11 +22,11 @@ struct MetadataEndpoint: Sendable {
         }
         let last = target.queryValue("last")
         if let last { _ = try Tag(parsing: last) }
-        let (upstream, repository) = try self.mirror.route(name, namespace: writer.namespace)
+        let routed = try await self.access.route(rawName, writer)
         var query: [String] = []
         if let n { query.append("n=\(n)") }
         if let last { query.append("last=\(RequestRouter.percentEncode(last))") }
-        let body = try await self.fetchJSON(upstream, repository, path: "tags/list", query: query.joined(separator: "&"), kind: "tags")
+        let body = try await self.fetchJSON(routed, path: "tags/list", query: query.joined(separator: "&"), kind: "tags", writer: writer)
         struct TagList: Decodable { let tags: [String]? }
         guard let list = try? JSONDecoder().decode(TagList.self, from: body.data) else {
             throw RegistryError(.unknown, "upstream sent an invalid tag list", status: 502)
@@ -49,12 +50,12 @@ struct MetadataEndpoint: Sendable {
     }
 
     func referrers(name rawName: String, digest rawDigest: String, target: ParsedTarget, writer: ResponseWriter) async throws {
-        let name = try RepositoryName(parsing: rawName)
+        _ = try RepositoryName(parsing: rawName)
         let digest = try Digest(parsing: rawDigest)
-        let (upstream, repository) = try self.mirror.route(name, namespace: writer.namespace)
+        let routed = try await self.access.route(rawName, writer)
         var query = ""
         if let t = target.queryValue("artifactType") { query = "artifactType=\(RequestRouter.percentEncode(t))" }
-        let body = try await self.fetchJSON(upstream, repository, path: "referrers/\(digest)", query: query, kind: "referrers")
+        let body = try await self.fetchJSON(routed, path: "referrers/\(digest)", query: query, kind: "referrers", writer: writer)
         var h = writer.headers()
         h.add(name: "Content-Type", value: MediaType.ociIndex)
         if let f = body.filtersApplied { h.add(name: "OCI-Filters-Applied", value: f) }
@@ -68,11 +69,11 @@ struct MetadataEndpoint: Sendable {
         let filtersApplied: String?
     }
 
-    private func fetchJSON(_ upstream: UpstreamClient, _ repository: String, path: String, query: String, kind: String) async throws -> Fetched {
+    private func fetchJSON(_ routed: RoutedRequest, path: String, query: String, kind: String, writer: ResponseWriter) async throws -> Fetched {
         let response: UpstreamResponse
         let buffer: ByteBuffer
         do {
-            response = try await upstream.send(.GET, repository: repository, path: path, query: query)
+            response = try await routed.client.send(.GET, repository: routed.repository, path: path, query: query, as: writer.identity)
             buffer = try await response.collect(upTo: 4 << 20)
         } catch {
             throw RegistryError(.unavailable, "upstream unreachable")

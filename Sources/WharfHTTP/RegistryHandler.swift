@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import OCIDistribution
 import Synchronization
+import WharfAuth
 import WharfMirror
 
 /// Routes one request to the handler for its endpoint and writes the access log line.
@@ -11,6 +12,7 @@ import WharfMirror
 /// so blob GETs can later be answered by a separate cache node.
 struct RegistryHandler: Sendable {
     let mirror: Mirror
+    let auth: ClientAuthenticator
     let logger: Logger
     let manifests: ManifestEndpoint
     let blobs: BlobEndpoint
@@ -18,12 +20,14 @@ struct RegistryHandler: Sendable {
     let status: StatusEndpoint
     private static let requestCounter = Atomic<UInt64>(0)
 
-    init(mirror: Mirror, logger: Logger) {
+    init(mirror: Mirror, auth: ClientAuthenticator, logger: Logger) {
         self.mirror = mirror
+        self.auth = auth
         self.logger = logger
-        self.manifests = ManifestEndpoint(mirror: mirror)
-        self.blobs = BlobEndpoint(mirror: mirror)
-        self.metadata = MetadataEndpoint(mirror: mirror)
+        let access = RequestAccess(mirror: mirror, auth: auth)
+        self.manifests = ManifestEndpoint(mirror: mirror, access: access)
+        self.blobs = BlobEndpoint(mirror: mirror, access: access)
+        self.metadata = MetadataEndpoint(mirror: mirror, access: access)
         self.status = StatusEndpoint(mirror: mirror)
     }
 
@@ -55,6 +59,19 @@ struct RegistryHandler: Sendable {
         if let ns = target.queryValue("ns"), !ns.isEmpty, ns.utf8.count <= 255,
            ns.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ",") }) {
             writer.namespace = ns
+        }
+        switch target.route {
+        case .base, .manifest, .blob, .tags, .referrers:
+            // Registry API: the client authenticates first (status pages stay open for probes and scrapers).
+            do {
+                writer.identity = try await self.auth.authenticate(
+                    authorization: head.headers.first(name: "authorization"), isSecure: writer.isSecure, requireCredentials: target.route == .base)
+            } catch {
+                self.mirror.stats.authRefusals.add()
+                throw error
+            }
+        default:
+            break
         }
         switch target.route {
         case .base where readOnly:

@@ -2,8 +2,10 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
+import WharfAuth
 import WharfMirror
 
 /// The HTTP/1.1 front: accepts connections, parses requests, hands them to ``RegistryHandler``.
@@ -17,10 +19,13 @@ public final class RegistryServer: Service, Sendable {
         public var idleTimeout: TimeAmount = .seconds(120)
         public var drainTimeout: Duration = .seconds(10)
         public var maxHeaderBytes = 16 * 1024
+        /// Serve HTTPS with this certificate (nil: plain HTTP, where blobs go out with sendfile).
+        public var tls: TLSCertificate?
 
-        public init(host: String, port: Int) {
+        public init(host: String, port: Int, tls: TLSCertificate? = nil) {
             self.host = host
             self.port = port
+            self.tls = tls
         }
     }
 
@@ -30,9 +35,9 @@ public final class RegistryServer: Service, Sendable {
     private let connections = ConnectionRegistry()
     private let bound = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, any Error>], serverChannel: (any Channel)?)>((nil, [], nil))
 
-    public init(configuration: Configuration, mirror: Mirror, logger: Logger) {
+    public init(configuration: Configuration, mirror: Mirror, auth: ClientAuthenticator? = nil, logger: Logger) {
         self.configuration = configuration
-        self.handler = RegistryHandler(mirror: mirror, logger: logger)
+        self.handler = RegistryHandler(mirror: mirror, auth: auth ?? .open(logger: logger), logger: logger)
         self.logger = logger
     }
 
@@ -67,6 +72,7 @@ public final class RegistryServer: Service, Sendable {
                 .bind(host: config.host, port: config.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
+                        if let tls = config.tls { try sync.addHandler(NIOSSLServerHandler(context: tls.current)) }
                         try sync.addHandler(IdleStateHandler(allTimeout: config.idleTimeout))
                         var limits = NIOHTTPDecoderLimitConfiguration()
                         limits.maxHeaderListSize = config.maxHeaderBytes
@@ -98,7 +104,7 @@ public final class RegistryServer: Service, Sendable {
             return b.waiters
         }
         waiters.forEach { $0.resume(returning: port) }
-        self.logger.info("listening", metadata: ["address": "\(config.host):\(port)"])
+        self.logger.info("listening", metadata: ["address": "\(config.host):\(port)", "tls": "\(config.tls != nil)"])
 
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
@@ -141,7 +147,9 @@ public final class RegistryServer: Service, Sendable {
                     }
                     guard self.connections.setBusy(id, true) else { return }
                     let keepAlive = head.isKeepAlive && !self.connections.isShuttingDown
-                    let writer = ResponseWriter(outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: keepAlive)
+                    let writer = ResponseWriter(
+                        outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: keepAlive,
+                        isSecure: self.configuration.tls != nil)
                     try await self.handler.handle(head, writer)
                     guard self.connections.setBusy(id, false), keepAlive else {
                         // Closing now would drop response bytes still queued (a big FileRegion):

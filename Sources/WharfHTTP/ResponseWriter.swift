@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import OCIDistribution
+import WharfUpstream
 
 /// Thrown to end a response early by closing the connection, so the client never sees it as complete.
 struct AbortResponse: Error {
@@ -18,12 +19,20 @@ final class ResponseWriter {
     var outcome = "-"
     /// containerd's `ns` query parameter, echoed as `OCI-Namespace`.
     var namespace: String?
+    /// Whose credentials this request's upstream requests carry (set by client authentication).
+    var identity: UpstreamIdentity = .mirror
+    /// The connection is TLS: files are read and written as buffers, since sendfile cannot encrypt.
+    let isSecure: Bool
 
-    init(outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, allocator: ByteBufferAllocator, isHead: Bool, keepAlive: Bool) {
+    init(
+        outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, allocator: ByteBufferAllocator, isHead: Bool, keepAlive: Bool,
+        isSecure: Bool = false
+    ) {
         self.outbound = outbound
         self.allocator = allocator
         self.isHead = isHead
         self.keepAlive = keepAlive
+        self.isSecure = isSecure
     }
 
     static func baseHeaders(keepAlive: Bool) -> HTTPHeaders {

@@ -80,8 +80,10 @@ struct StatsSnapshot: Codable, Sendable {
         self.fills = Fills(
             inFlight: mirror.fills.inFlight, started: s.fillsStarted.value, completed: s.fillsCompleted.value,
             failed: s.fillsFailed.value, digestMismatches: s.digestMismatches.value, followersJoined: s.followersJoined.value)
-        let config = mirror.upstream.configuration
-        self.upstreams = [Upstream(name: config.name, url: config.url, requests: s.upstreamRequests.value, errors: s.upstreamErrors.value, health: mirror.upstream.health)]
+        self.upstreams = mirror.upstreams.map { u in
+            let (requests, errors) = u.requestCounts
+            return Upstream(name: u.configuration.name, url: u.configuration.url, requests: requests, errors: errors, health: u.health)
+        }
         let ev = mirror.evictor.counters, budget = mirror.budget
         self.evictions = Evictions(
             count: ev.evictedBlobs.load(ordering: .relaxed), bytes: ev.evictedBytes.load(ordering: .relaxed),

@@ -22,9 +22,10 @@ struct StatusEndpoint: Sendable {
             try await self.send(writer, problem == nil ? .ok : .serviceUnavailable, "application/json", body)
         case .readyz:
             let problem = self.readinessProblem()
-            let health = self.mirror.upstream.health
-            let upstream = #"{"name":\#(JSONString.quote(self.mirror.upstream.configuration.name)),"reachable":\#(health.reachable.map { "\($0)" } ?? "null")}"#
-            let body = #"{"ready":\#(problem == nil),"problem":\#(problem.map(JSONString.quote) ?? "null"),"upstream":\#(upstream)}"#
+            let upstreams = self.mirror.upstreams.map { u in
+                #"{"name":\#(JSONString.quote(u.configuration.name)),"reachable":\#(u.health.reachable.map { "\($0)" } ?? "null")}"#
+            }
+            let body = #"{"ready":\#(problem == nil),"problem":\#(problem.map(JSONString.quote) ?? "null"),"upstreams":[\#(upstreams.joined(separator: ","))]}"#
             try await self.send(writer, problem == nil ? .ok : .serviceUnavailable, "application/json", body)
         case .stats:
             let encoder = JSONEncoder()
@@ -33,8 +34,9 @@ struct StatusEndpoint: Sendable {
             try await self.send(writer, .ok, "application/json", json + "\n")
         case .metrics:
             let health = self.mirror.upstream.health
+            let allUp = self.mirror.upstreams.allSatisfy { $0.health.reachable != false }
             let text = self.mirror.stats.prometheusText(
-                fillsInFlight: self.mirror.fills.inFlight, entries: try? self.mirror.index.counts(), upstreamUp: health.reachable != false,
+                fillsInFlight: self.mirror.fills.inFlight, entries: try? self.mirror.index.counts(), upstreamUp: allUp,
                 rateLimitRemaining: health.rateLimitRemaining.flatMap { Double($0.split(separator: ";").first.map(String.init) ?? "") },
                 diskUsed: self.mirror.budget.occupiedBytes, diskLimit: self.mirror.budget.limits?.maxBytes,
                 evictedBlobs: self.mirror.evictor.counters.evictedBlobs.load(ordering: .relaxed),

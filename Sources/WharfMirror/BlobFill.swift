@@ -43,12 +43,16 @@ public final class BlobFill: Sendable {
     }
 
     public let digest: Digest
+    /// The upstream and repository the bytes come from: a client asking through another repository
+    /// must have that digest confirmed for its own repository before following this fill.
+    public let origin: (upstream: String, repository: String)
     let fd: Int32
     let tempPath: String
     private let state = Mutex(State())
 
-    init(digest: Digest, fd: Int32, tempPath: String) {
+    init(digest: Digest, origin: (upstream: String, repository: String), fd: Int32, tempPath: String) {
         self.digest = digest
+        self.origin = origin
         self.fd = fd
         self.tempPath = tempPath
     }

@@ -35,7 +35,10 @@ public final class BlobFills: Sendable {
     }
 
     /// The cached blob, the fill already running for it, or a new fill from `upstream`.
-    public func source(for digest: Digest, upstream: UpstreamClient, repository: String) throws(RegistryError) -> Source {
+    /// `identity` is whose credentials a new fill uses (the mirror's, or a pass-through client's).
+    public func source(
+        for digest: Digest, upstream: UpstreamClient, repository: String, identity: UpstreamIdentity = .mirror
+    ) throws(RegistryError) -> Source {
         let result: Result<Source, RegistryError> = self.active.withLock { fills in
             if let running = fills[digest] {
                 self.stats.followersJoined.add()
@@ -49,10 +52,10 @@ public final class BlobFills: Sendable {
                 self.logger.error("cannot create temp file", metadata: ["error": "\(error)"])
                 return .failure(RegistryError(.blobUnknown, "cache cannot store blobs right now"))
             }
-            let fill = BlobFill(digest: digest, fd: temp.fd, tempPath: temp.path)
+            let fill = BlobFill(digest: digest, origin: (upstream.configuration.name, repository), fd: temp.fd, tempPath: temp.path)
             fills[digest] = fill
             self.stats.fillsStarted.add()
-            Task { await self.run(fill, upstream: upstream, repository: repository) }
+            Task { await self.run(fill, upstream: upstream, repository: repository, identity: identity) }
             return .success(.fill(fill))
         }
         return try result.get()
@@ -63,12 +66,12 @@ public final class BlobFills: Sendable {
     /// True while a fill for `digest` runs (from its start until after its index commit or failure).
     public func isFilling(_ digest: Digest) -> Bool { self.active.withLock { $0[digest] != nil } }
 
-    private func run(_ fill: BlobFill, upstream: UpstreamClient, repository: String) async {
+    private func run(_ fill: BlobFill, upstream: UpstreamClient, repository: String, identity: UpstreamIdentity) async {
         let digest = fill.digest
         let started = ContinuousClock.now
         do {
             self.stats.upstreamRequests.add()
-            let response = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", timeout: .hours(6))
+            let response = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", timeout: .hours(6), as: identity)
             guard response.status == 200, let body = response.body else {
                 throw UpstreamErrors.fromStatus(response.status, headers: response.headers, kind: .blob)
             }

@@ -23,16 +23,14 @@ public final class Evictor: Sendable {
     private let store: BlobStore
     private let fills: BlobFills
     private let serving: ServingRegistry
-    private let pins: PinnedImages?
-    private let upstreamName: String
+    private let pins: [(upstream: String, images: PinnedImages)]
     private let logger: Logger
 
     public init(
         index: CacheIndex, store: BlobStore, budget: CacheBudget, fills: BlobFills, serving: ServingRegistry,
-        pins: PinnedImages? = nil, upstreamName: String = "", logger: Logger
+        pins: [(upstream: String, images: PinnedImages)] = [], logger: Logger
     ) {
         self.pins = pins
-        self.upstreamName = upstreamName
         self.index = index
         self.store = store
         self.budget = budget
@@ -63,7 +61,7 @@ public final class Evictor: Sendable {
         var removedBytes: Int64 = 0
         do {
             try self.index.flushAccessTimes()
-            let pinned = self.pins?.blobDigests(index: self.index, upstream: self.upstreamName) ?? []
+            let pinned = self.pins.reduce(into: Set<Digest>()) { $0.formUnion($1.images.blobDigests(index: self.index, upstream: $1.upstream)) }
             var spared = pinned
             while self.budget.occupiedBytes > limits.lowWatermarkBytes {
                 let excess = self.budget.occupiedBytes - limits.lowWatermarkBytes

@@ -24,25 +24,31 @@ public struct ManifestResolver: Sendable {
     private let index: CacheIndex
     private let stats: MirrorStats
     private let negative: NegativeCache
+    private let gate: RepositoryLinkGate
     private let logger: Logger
 
-    public init(index: CacheIndex, stats: MirrorStats, negativeTTL: Duration = .seconds(30), logger: Logger) {
+    public init(index: CacheIndex, stats: MirrorStats, gate: RepositoryLinkGate, negativeTTL: Duration = .seconds(30), logger: Logger) {
         self.index = index
         self.stats = stats
+        self.gate = gate
         self.negative = NegativeCache(ttl: negativeTTL)
         self.logger = logger
     }
 
+    /// `identity`: whose credentials upstream requests carry (the mirror's, or a pass-through client's).
     public func resolve(
-        upstream: UpstreamClient, repository: String, reference: Reference, accept: AcceptSet
+        upstream: UpstreamClient, repository: String, reference: Reference, accept: AcceptSet, identity: UpstreamIdentity = .mirror
     ) async throws(RegistryError) -> ManifestAnswer {
         let negativeKey = "\(upstream.configuration.name)\u{0}\(repository)\u{0}\(reference)\u{0}\(accept.classKey)"
         switch reference {
         case .digest(let digest):
-            if let cached = self.cached(digest) { return ManifestAnswer(manifest: cached, stale: false, fromCache: true) }
+            if let cached = self.cached(digest) {
+                try await self.gate.confirm(digest, kind: .manifest, upstream: upstream, repository: repository, identity: identity)
+                return ManifestAnswer(manifest: cached, stale: false, fromCache: true)
+            }
             try self.checkNegative(negativeKey)
             let fetched = try await self.remembering404(negativeKey) { () async throws(RegistryError) -> StoredManifest in
-                try await self.fetch(upstream: upstream, repository: repository, reference: digest.description, accept: .all, expected: digest)
+                try await self.fetch(upstream: upstream, repository: repository, reference: digest.description, accept: .all, expected: digest, identity: identity)
             }
             try self.store(fetched, upstream: upstream, repository: repository, tag: nil)
             return ManifestAnswer(manifest: fetched, stale: false, fromCache: false)
@@ -52,7 +58,7 @@ public struct ManifestResolver: Sendable {
             guard let (record, manifest) = cachedTag else {
                 try self.checkNegative(negativeKey)
                 let fetched = try await self.remembering404(negativeKey) { () async throws(RegistryError) -> StoredManifest in
-                    try await self.fetch(upstream: upstream, repository: repository, reference: tag.value, accept: accept, expected: nil)
+                    try await self.fetch(upstream: upstream, repository: repository, reference: tag.value, accept: accept, expected: nil, identity: identity)
                 }
                 try self.store(fetched, upstream: upstream, repository: repository, tag: (tag.value, accept.classKey))
                 return ManifestAnswer(manifest: fetched, stale: false, fromCache: false)
@@ -61,7 +67,8 @@ public struct ManifestResolver: Sendable {
                 return ManifestAnswer(manifest: manifest, stale: false, fromCache: true)
             }
             do {
-                return try await self.revalidate(upstream: upstream, repository: repository, tag: tag.value, accept: accept, cached: manifest)
+                return try await self.revalidate(
+                    upstream: upstream, repository: repository, tag: tag.value, accept: accept, cached: manifest, identity: identity)
             } catch let error where Self.allowsStale(error) {
                 self.logger.notice("serving stale tag", metadata: ["repository": "\(repository)", "tag": "\(tag)", "reason": "\(error)"])
                 self.stats.staleServes.add()
@@ -73,14 +80,14 @@ public struct ManifestResolver: Sendable {
     /// An expired tag: ask with a HEAD (free on Docker Hub's rate limit). Unchanged → keep the cached
     /// manifest; changed → GET only a digest not already cached.
     private func revalidate(
-        upstream: UpstreamClient, repository: String, tag: String, accept: AcceptSet, cached: StoredManifest
+        upstream: UpstreamClient, repository: String, tag: String, accept: AcceptSet, cached: StoredManifest, identity: UpstreamIdentity
     ) async throws(RegistryError) -> ManifestAnswer {
         var headers = HTTPHeaders()
         headers.add(name: "Accept", value: Self.acceptHeader(accept))
         self.stats.upstreamRequests.add()
         let response: UpstreamResponse
         do {
-            response = try await upstream.send(.HEAD, repository: repository, path: "manifests/\(tag)", headers: headers)
+            response = try await upstream.send(.HEAD, repository: repository, path: "manifests/\(tag)", headers: headers, as: identity)
         } catch {
             if !(error is UpstreamBackoff) { self.stats.upstreamErrors.add() }
             throw UpstreamErrors.from(error, kind: .manifest)
@@ -98,10 +105,10 @@ public struct ManifestResolver: Sendable {
         } else if let current, let known = self.cached(current), accept.accepts(known.mediaType) {
             manifest = known
         } else if let current {
-            manifest = try await self.fetch(upstream: upstream, repository: repository, reference: current.description, accept: accept, expected: current)
+            manifest = try await self.fetch(upstream: upstream, repository: repository, reference: current.description, accept: accept, expected: current, identity: identity)
             fromCache = false
         } else {
-            manifest = try await self.fetch(upstream: upstream, repository: repository, reference: tag, accept: accept, expected: nil)
+            manifest = try await self.fetch(upstream: upstream, repository: repository, reference: tag, accept: accept, expected: nil, identity: identity)
             fromCache = false
         }
         try self.store(manifest, upstream: upstream, repository: repository, tag: (tag, accept.classKey))
@@ -149,7 +156,7 @@ public struct ManifestResolver: Sendable {
     }
 
     private func fetch(
-        upstream: UpstreamClient, repository: String, reference: String, accept: AcceptSet, expected: Digest?
+        upstream: UpstreamClient, repository: String, reference: String, accept: AcceptSet, expected: Digest?, identity: UpstreamIdentity
     ) async throws(RegistryError) -> StoredManifest {
         var headers = HTTPHeaders()
         headers.add(name: "Accept", value: Self.acceptHeader(accept))
@@ -157,7 +164,7 @@ public struct ManifestResolver: Sendable {
         let body: ByteBuffer
         self.stats.upstreamRequests.add()
         do {
-            response = try await upstream.send(.GET, repository: repository, path: "manifests/\(reference)", headers: headers)
+            response = try await upstream.send(.GET, repository: repository, path: "manifests/\(reference)", headers: headers, as: identity)
             guard response.status == 200 else {
                 _ = try? await response.collect(upTo: 64 * 1024)
                 throw UpstreamErrors.fromStatus(response.status, headers: response.headers, kind: .manifest)

@@ -12,8 +12,13 @@ public final class Mirror: Sendable {
     public let store: BlobStore
     public let fills: BlobFills
     public let manifests: ManifestResolver
+    /// The default upstream (or the first one configured).
     public let upstream: UpstreamClient
+    /// Every configured upstream, in configuration order.
+    public var upstreams: [UpstreamClient] { self.router.routes.map(\.client) }
     public let router: UpstreamRouter
+    /// Cross-repository access check for digests (links, else an upstream HEAD).
+    public let linkGate: RepositoryLinkGate
     public let stats = MirrorStats()
     /// The size bound, the running total of cached bytes, and which fills are kept.
     public let budget: CacheBudget
@@ -26,9 +31,9 @@ public final class Mirror: Sendable {
     /// Opens (or creates) the cache under `dataDirectory` and removes leftovers of unfinished fills.
     /// `limits` bounds the cache (nil: unbounded). The index ↔ disk check runs later, in ``runMaintenance()``.
     public init(
-        dataDirectory: String, upstream: UpstreamConfiguration, httpClient: HTTPClient, logger: Logger, limits: CacheLimits? = nil,
-        pins: PinnedImages? = nil
+        dataDirectory: String, upstreams: [MirrorUpstream], httpClient: HTTPClient, logger: Logger, limits: CacheLimits? = nil
     ) throws {
+        precondition(!upstreams.isEmpty, "a mirror needs at least one upstream")
         self.layout = CacheLayout(root: dataDirectory)
         try self.layout.createDirectories()
         self.budget = CacheBudget(limits: limits, logger: logger)
@@ -37,22 +42,38 @@ public final class Mirror: Sendable {
         let removed = self.store.removeLeftoverTempFiles()
         if removed > 0 { logger.notice("removed unfinished fills from a previous run", metadata: ["count": "\(removed)"]) }
         self.fills = BlobFills(store: self.store, index: self.index, stats: self.stats, logger: logger)
-        self.manifests = ManifestResolver(index: self.index, stats: self.stats, logger: logger)
-        self.upstream = UpstreamClient(configuration: upstream, httpClient: httpClient, logger: logger)
-        let route = UpstreamRoute(client: self.upstream)
-        self.router = UpstreamRouter(routes: [route], defaultRoute: route)
+        self.linkGate = RepositoryLinkGate(index: self.index, stats: self.stats, logger: logger)
+        self.manifests = ManifestResolver(index: self.index, stats: self.stats, gate: self.linkGate, logger: logger)
+        var routes: [UpstreamRoute] = []
+        var pins: [(upstream: String, images: PinnedImages)] = []
+        for u in upstreams {
+            let client = UpstreamClient(configuration: u.configuration, httpClient: httpClient, logger: logger)
+            routes.append(UpstreamRoute(client: client, namespaces: u.namespaces, pathPrefix: u.pathPrefix, policy: u.policy))
+            if !u.pins.isEmpty { pins.append((u.configuration.name, try PinnedImages(u.pins, dockerHub: u.configuration.isDockerHub))) }
+        }
+        let defaultIndex = upstreams.firstIndex(where: \.isDefault) ?? (upstreams.count == 1 ? 0 : nil)
+        self.router = UpstreamRouter(routes: routes, defaultRoute: defaultIndex.map { routes[$0] })
+        self.upstream = routes[defaultIndex ?? 0].client
         self.evictor = Evictor(
-            index: self.index, store: self.store, budget: self.budget, fills: self.fills, serving: self.serving,
-            pins: pins, upstreamName: upstream.name, logger: logger)
+            index: self.index, store: self.store, budget: self.budget, fills: self.fills, serving: self.serving, pins: pins, logger: logger)
         self.startupReconcile = StartupReconcile(index: self.index, store: self.store, fills: self.fills, serving: self.serving, logger: logger)
         self.logger = logger
     }
 
+    /// A mirror of one upstream, which serves every request.
+    public convenience init(
+        dataDirectory: String, upstream: UpstreamConfiguration, httpClient: HTTPClient, logger: Logger, limits: CacheLimits? = nil,
+        pins: [String] = []
+    ) throws {
+        try self.init(
+            dataDirectory: dataDirectory, upstreams: [MirrorUpstream(configuration: upstream, pins: pins, isDefault: true)],
+            httpClient: httpClient, logger: logger, limits: limits)
+    }
+
     /// The upstream for a request and the repository name to use there: by containerd's `ns`, a path
     /// prefix, or the default upstream (`alpine` → `library/alpine` on Docker Hub); 403 if policy denies it.
-    public func route(_ name: RepositoryName, namespace: String?) throws(RegistryError) -> (upstream: UpstreamClient, repository: String) {
-        let routed = try self.router.route(name, namespace: namespace)
-        return (routed.client, routed.repository)
+    public func route(_ name: RepositoryName, namespace: String?) throws(RegistryError) -> RoutedRequest {
+        try self.router.route(name, namespace: namespace)
     }
 
     /// Background upkeep until cancelled: the index ↔ disk check once, eviction when over the high

@@ -46,6 +46,10 @@ public final class MirrorStats: Sendable {
     public let followersJoined: StatCounter
     public let upstreamRequests: StatCounter
     public let upstreamErrors: StatCounter
+    /// Digests refused through a repository they were never seen in (cross-repository gate).
+    public let crossRepositoryRefusals: StatCounter
+    /// Client requests refused by client authentication or pass-through authorization.
+    public let authRefusals: StatCounter
     let requestDuration: [RequestKind: DurationHistogram]
     // Gauges refreshed when `/metrics` is scraped.
     private let fillsInFlightGauge: Gauge
@@ -96,6 +100,9 @@ public final class MirrorStats: Sendable {
         self.followersJoined = StatCounter(r, "wharf_fill_followers_total", help: "Requests that joined a download in progress")
         self.upstreamRequests = StatCounter(r, "wharf_upstream_requests_total", help: "Manifest and blob requests sent upstream")
         self.upstreamErrors = StatCounter(r, "wharf_upstream_errors_total", help: "Upstream requests that failed (transport or 5xx)")
+        self.crossRepositoryRefusals = StatCounter(
+            r, "wharf_cross_repository_refusals_total", help: "Digests refused through a repository the upstream did not confirm")
+        self.authRefusals = StatCounter(r, "wharf_auth_refusals_total", help: "Requests refused by client authentication or authorization")
         self.fillsInFlightGauge = r.makeGauge(descriptor: metric("wharf_fills_in_flight", "Blob downloads in progress"))
         self.entriesGauges = Dictionary(uniqueKeysWithValues: ["blobs", "manifests", "tags"].map {
             ($0, r.makeGauge(descriptor: metric("wharf_cache_entries", "Entries in the cache index"), labels: [("kind", $0)]))

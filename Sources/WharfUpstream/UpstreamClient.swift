@@ -44,6 +44,11 @@ public struct UpstreamCircuitOpen: Error, CustomStringConvertible {
     public var description: String { "upstream \(self.upstream) is unavailable (circuit open)" }
 }
 
+/// The upstream's token endpoint refused the credentials (401/403).
+public struct UpstreamCredentialsRejected: Error, CustomStringConvertible {
+    public let description = "the upstream token endpoint rejected the credentials"
+}
+
 /// The upstream could not be reached or misbehaved at the transport level.
 public struct UpstreamUnreachable: Error, CustomStringConvertible {
     public let description: String
@@ -64,6 +69,11 @@ public final class UpstreamClient: Sendable {
     private let breaker: Mutex<CircuitBreaker>
     /// Set by a 429: manifest requests (the rate-limited kind) are not sent before this instant.
     private let rateLimitedUntil = Mutex<ContinuousClock.Instant?>(nil)
+    private let sent = Atomic<Int>(0)
+    private let failed = Atomic<Int>(0)
+
+    /// Requests sent to this upstream (token fetches included) and how many failed (transport or 5xx).
+    public var requestCounts: (requests: Int, errors: Int) { (self.sent.load(ordering: .relaxed), self.failed.load(ordering: .relaxed)) }
 
     /// Reachability, circuit state and rate-limit information as last seen.
     public var health: UpstreamHealth {
@@ -107,7 +117,7 @@ public final class UpstreamClient: Sendable {
     /// Sends `method` to `/v2/<repository>/<path>` with pull authorization for `repository`.
     public func send(
         _ method: HTTPMethod, repository: String, path: String, query: String? = nil, headers: HTTPHeaders = [:],
-        timeout: TimeAmount = .seconds(60)
+        timeout: TimeAmount = .seconds(60), as identity: UpstreamIdentity = .mirror
     ) async throws -> UpstreamResponse {
         var url = "\(self.configuration.url)/v2/\(repository)/\(path)"
         if let query, !query.isEmpty { url += "?" + query }
@@ -121,7 +131,7 @@ public final class UpstreamClient: Sendable {
         await self.learnChallengeOnce()
         var refresh = false
         for attempt in 0..<2 {
-            let authorization = try await self.authorization(scope: scope, refresh: refresh)
+            let authorization = try await self.authorization(scope: scope, refresh: refresh, identity: identity)
             let response = try await self.executeFollowingRedirects(method, url: url, headers: headers, authorization: authorization, timeout: timeout)
             guard response.status == .unauthorized, attempt == 0 else {
                 return UpstreamResponse(status: Int(response.status.code), headers: response.headers, body: response.body)
@@ -163,14 +173,19 @@ public final class UpstreamClient: Sendable {
         return true
     }
 
-    private func authorization(scope: String, refresh: Bool) async throws -> String? {
+    private func authorization(scope: String, refresh: Bool, identity: UpstreamIdentity) async throws -> String? {
         guard let challenge = self.challenge.withLock({ $0 }) else { return nil }
-        let credentials = self.configuration.credentials
+        let credentials: UpstreamCredentials?
+        switch identity {
+        case .mirror: credentials = self.configuration.credentials
+        case .client(let c): credentials = c
+        }
         if challenge.scheme == "basic" { return credentials?.basicAuthorization }
         guard let realm = challenge.realm else { return nil }
         let service = challenge.service ?? ""
         let sendCredentials = credentials != nil && Self.sharesTrustDomain(realm: realm, upstream: self.configuration.url)
-        let key = TokenCache.Key(realm: realm, service: service, scope: scope, identity: sendCredentials ? credentials!.username : "")
+        // Keyed by identity (a hash for clients), so a token fetched for one client never serves another.
+        let key = TokenCache.Key(realm: realm, service: service, scope: scope, identity: sendCredentials ? identity.cacheKey : "")
         let token = try await self.tokens.token(for: key, invalidate: refresh) { [self] in
             try await self.fetchToken(realm: realm, service: service, scope: scope, credentials: sendCredentials ? credentials : nil)
         }
@@ -193,6 +208,7 @@ public final class UpstreamClient: Sendable {
         let response = try await self.execute(.GET, url: url, headers: headers, authorization: nil, timeout: .seconds(30))
         let body = try await response.body.collect(upTo: 1 << 20)
         guard response.status == .ok else {
+            if credentials != nil, response.status == .unauthorized || response.status == .forbidden { throw UpstreamCredentialsRejected() }
             throw UpstreamUnreachable(description: "token endpoint answered \(response.status.code)")
         }
         let parsed = try JSONDecoder().decode(TokenResponse.self, from: Data(body.readableBytesView))
@@ -250,8 +266,10 @@ public final class UpstreamClient: Sendable {
         request.headers = headers
         request.headers.replaceOrAdd(name: "User-Agent", value: "wharf/0.1")
         if let authorization { request.headers.replaceOrAdd(name: "Authorization", value: authorization) }
+        self.sent.add(1, ordering: .relaxed)
         do {
             let response = try await self.http.execute(request, timeout: timeout)
+            if response.status.code >= 500 { self.failed.add(1, ordering: .relaxed) }
             self.breaker.withLock { b in
                 if response.status.code >= 500 { b.recordFailure() } else { b.recordSuccess() }
             }
@@ -269,6 +287,7 @@ public final class UpstreamClient: Sendable {
             }
             return response
         } catch {
+            self.failed.add(1, ordering: .relaxed)
             let description = "\(method) \(Self.origin(of: url)): \(error)"
             self.breaker.withLock { $0.recordFailure() }
             let now = Self.now()

@@ -6,6 +6,7 @@ import Crypto
 import Foundation
 import Logging
 import NIOCore
+import WharfAuth
 import WharfHTTP
 import WharfMirror
 import WharfStorage
@@ -62,17 +63,25 @@ final class WharfInstance: Sendable {
         upstream: String, credentials: UpstreamCredentials? = nil, tagTTL: Duration = .seconds(300), dataDirectory: String? = nil,
         maxSize: Int64? = nil, pins: [String] = []
     ) async throws -> WharfInstance {
+        let config = try UpstreamConfiguration(name: "test-upstream", url: upstream, credentials: credentials, tagTTL: tagTTL)
+        return try await self.start(
+            upstreams: [MirrorUpstream(configuration: config, pins: pins, isDefault: true)], dataDirectory: dataDirectory, maxSize: maxSize)
+    }
+
+    /// Wharf with several upstreams, client authentication and/or a TLS listener.
+    static func start(
+        upstreams: [MirrorUpstream], dataDirectory: String? = nil, maxSize: Int64? = nil,
+        auth: ((Logger) throws -> ClientAuthenticator)? = nil, tls: TLSCertificate? = nil
+    ) async throws -> WharfInstance {
         let dir = try dataDirectory ?? TempDirectory.make("wharf")
         var logger = Logger(label: "wharf-test")
         logger.logLevel = ProcessInfo.processInfo.environment["WHARF_TEST_LOG"] == nil ? .error : .debug
         let http = UpstreamClient.makeHTTPClient()
-        let config = try UpstreamConfiguration(name: "test-upstream", url: upstream, credentials: credentials, tagTTL: tagTTL)
         let limits = try maxSize.map { try CacheLimits(maxBytes: $0) }
-        let pinned = pins.isEmpty ? nil : try PinnedImages(pins, dockerHub: config.isDockerHub)
-        let mirror = try Mirror(dataDirectory: dir, upstream: config, httpClient: http, logger: logger, limits: limits, pins: pinned)
-        var serverConfig = RegistryServer.Configuration(host: "127.0.0.1", port: 0)
+        let mirror = try Mirror(dataDirectory: dir, upstreams: upstreams, httpClient: http, logger: logger, limits: limits)
+        var serverConfig = RegistryServer.Configuration(host: "127.0.0.1", port: 0, tls: tls)
         serverConfig.drainTimeout = .seconds(2)
-        let server = RegistryServer(configuration: serverConfig, mirror: mirror, logger: logger)
+        let server = RegistryServer(configuration: serverConfig, mirror: mirror, auth: try auth?(logger), logger: logger)
         let task = Task { try await server.run() }
         let port = try await server.boundPort()
         let maintenance = Task { await mirror.runMaintenance() }

@@ -1,0 +1,101 @@
+import Foundation
+import Logging
+import OCIDistribution
+import WharfUpstream
+
+/// Who may use the mirror, and with whose upstream rights (`--client-auth`).
+///
+/// - `open`: anyone; upstream requests use the mirror's configured credentials.
+/// - `htpasswd`: clients must present a user from the htpasswd file (Basic auth); upstream requests
+///   still use the mirror's credentials.
+/// - `passthrough`: a client's own Basic credentials are exchanged at the upstream's token endpoint;
+///   every repository a client reads (cached or not) is first confirmed with the upstream for that
+///   client (see ``AccessDecisions``).
+public final class ClientAuthenticator: Sendable {
+    public enum Mode: String, Sendable, CaseIterable {
+        case open, htpasswd, passthrough
+    }
+
+    public let mode: Mode
+    public let realm: String
+    /// Whether htpasswd/passthrough credentials may arrive over plain HTTP.
+    public let allowWithoutTLS: Bool
+    public let htpasswd: HtpasswdFile?
+    public let decisions: AccessDecisions
+    private let logger: Logger
+
+    public init(
+        mode: Mode, htpasswd: HtpasswdFile? = nil, realm: String = "wharf", allowWithoutTLS: Bool = false,
+        decisions: AccessDecisions = AccessDecisions(), logger: Logger
+    ) {
+        precondition(mode != .htpasswd || htpasswd != nil, "htpasswd mode needs an htpasswd file")
+        self.mode = mode
+        self.htpasswd = htpasswd
+        self.realm = realm
+        self.allowWithoutTLS = allowWithoutTLS
+        self.decisions = decisions
+        self.logger = logger
+    }
+
+    public static func open(logger: Logger) -> ClientAuthenticator { ClientAuthenticator(mode: .open, logger: logger) }
+
+    /// The 401 that asks a client for Basic credentials (never the upstream's challenge).
+    public func challenge(_ message: String) -> RegistryError {
+        RegistryError(.unauthorized, message, headers: [("WWW-Authenticate", "Basic realm=\(JSONString.quote(self.realm))")])
+    }
+
+    /// Checks the request's `Authorization` header and returns the identity its upstream requests use.
+    /// `requireCredentials` is set for `/v2/`, where pass-through asks clients to identify themselves.
+    public func authenticate(authorization: String?, isSecure: Bool, requireCredentials: Bool = false) async throws(RegistryError) -> UpstreamIdentity {
+        if self.mode == .open { return .mirror }
+        guard isSecure || self.allowWithoutTLS else {
+            throw RegistryError(.denied, "this mirror accepts credentials only over HTTPS; use its TLS listener")
+        }
+        let credentials = try Self.basicCredentials(authorization)
+        switch self.mode {
+        case .open:
+            return .mirror
+        case .htpasswd:
+            guard let credentials else { throw self.challenge("authentication required") }
+            guard await self.htpasswd!.verify(user: credentials.username, password: credentials.password) else {
+                self.logger.notice("client authentication failed", metadata: ["user": "\(credentials.username.prefix(64))"])
+                throw self.challenge("invalid username or password")
+            }
+            return .mirror
+        case .passthrough:
+            if credentials == nil, requireCredentials { throw self.challenge("send your upstream registry credentials (or none, for public images)") }
+            return .client(credentials)
+        }
+    }
+
+    /// Pass-through: the upstream must grant `identity` pull on `repository` (cached briefly). No-op otherwise.
+    public func authorizePull(identity: UpstreamIdentity, upstream: UpstreamClient, repository: String) async throws(RegistryError) {
+        guard self.mode == .passthrough, case .client = identity else { return }
+        switch await self.decisions.decide(identity: identity, upstream: upstream, repository: repository) {
+        case .granted:
+            return
+        case .badCredentials:
+            throw self.challenge("the upstream registry rejected your username or password")
+        case .denied:
+            if identity.isAnonymousClient { throw self.challenge("authentication required to pull \(repository)") }
+            throw RegistryError(.denied, "the upstream registry does not grant you pull access to \(repository)")
+        case .unknown:
+            throw RegistryError(.unavailable, "cannot confirm your access to \(repository) with the upstream registry right now")
+        }
+    }
+
+    /// `Basic base64(user:password)` → credentials; nil when absent or empty (anonymous).
+    static func basicCredentials(_ header: String?) throws(RegistryError) -> UpstreamCredentials? {
+        guard let header = header?.trimmingCharacters(in: .whitespaces), !header.isEmpty else { return nil }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "basic" else {
+            throw RegistryError(.unauthorized, "only Basic authentication is accepted here")
+        }
+        guard let data = Data(base64Encoded: String(parts[1]).trimmingCharacters(in: .whitespaces)),
+              let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":")
+        else { throw RegistryError(.unauthorized, "malformed Basic credentials") }
+        let user = String(text[..<colon]), password = String(text[text.index(after: colon)...])
+        if user.isEmpty && password.isEmpty { return nil }
+        return UpstreamCredentials(username: user, password: password)
+    }
+}

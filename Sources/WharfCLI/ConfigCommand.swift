@@ -1,0 +1,81 @@
+import ArgumentParser
+import Foundation
+import WharfConfig
+
+/// `wharf config`: tools for the YAML configuration file.
+struct ConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config",
+        abstract: "Work with the configuration file.",
+        subcommands: [ConfigCheckCommand.self]
+    )
+}
+
+/// `wharf config check FILE`: loads and validates a configuration file without starting anything.
+struct ConfigCheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Check a configuration file and summarize it.",
+        discussion: """
+            Prints 'FILE: OK' and a summary and exits 0, or prints every mistake as \
+            FILE:LINE:COLUMN: error: MESSAGE (one per line, on stderr) and exits 1. \
+            Files the configuration names (certificates, htpasswd, credentials) are not opened.
+            """
+    )
+
+    @Argument(help: "The YAML configuration file.")
+    var file: String
+
+    func run() throws {
+        let config: WharfConfiguration
+        do {
+            config = try ConfigurationLoader.load(path: self.file)
+        } catch {
+            var text = ""
+            for e in error.errors {
+                let position = e.line.map { ":\($0):\(e.column ?? 1)" } ?? ""
+                let key = e.keyPath.isEmpty ? "" : "\(e.keyPath): "
+                text += "\(self.file)\(position): error: \(key)\(e.message)\n"
+            }
+            FileHandle.standardError.write(Data(text.utf8))
+            throw ExitCode(1)
+        }
+        print("\(self.file): OK")
+        for line in Self.summary(config) { print(line) }
+    }
+
+    /// A few lines: listeners, data directory and bound, client auth, and each upstream's routing.
+    static func summary(_ config: WharfConfiguration) -> [String] {
+        var lines: [String] = []
+        let listeners = config.listeners.map { "\($0.address) (\($0.tls == nil ? "http" : "https"))" }
+        lines.append("listeners: " + listeners.joined(separator: ", "))
+        let data = config.data
+        let bound = data.maxSize.map {
+            "max \(ByteFormat.string($0)), evicting from \(data.highWatermark)% down to \(data.lowWatermark)%"
+        } ?? "unbounded"
+        lines.append("data: \(data.directory) (\(bound))")
+        let auth = config.clientAuth
+        lines.append("client auth: \(auth.mode.rawValue)" + (auth.mode == .htpasswd ? " (\(auth.htpasswdFile ?? ""))" : ""))
+        lines.append("log level: \(config.logLevel)")
+        lines.append("upstreams:")
+        for upstream in config.upstreams {
+            var routes: [String] = []
+            if upstream.name == config.defaultUpstream?.name { routes.append("default") }
+            if !upstream.namespaces.isEmpty { routes.append("ns " + upstream.namespaces.joined(separator: ", ")) }
+            if let prefix = upstream.pathPrefix { routes.append("prefix /v2/\(prefix)/") }
+            var details = ["tag-ttl \(upstream.tagTTLSeconds)s"]
+            switch upstream.credentials {
+            case .file(let path): details.append("credentials from \(path)")
+            case .environment(let user, let password): details.append("credentials from $\(user)/$\(password)")
+            case nil: details.append("anonymous")
+            }
+            if !upstream.allow.isEmpty || !upstream.deny.isEmpty {
+                details.append("\(upstream.allow.count) allow / \(upstream.deny.count) deny patterns")
+            }
+            if !upstream.pins.isEmpty { details.append("\(upstream.pins.count) pinned") }
+            let routing = routes.isEmpty ? "ns of its URL host only" : routes.joined(separator: "; ")
+            lines.append("  \(upstream.name): \(upstream.url) [\(routing)] \(details.joined(separator: ", "))")
+        }
+        return lines
+    }
+}

@@ -1,0 +1,97 @@
+import Yams
+
+/// Turns the YAML tree into a ``WharfConfiguration``: keys, types and value syntax. Values that
+/// cannot be read keep their defaults; their errors are collected in `reader`.
+struct ConfigurationDecoder {
+    var reader = NodeReader()
+
+    static let topKeys = ["listen", "data", "client-auth", "log-level", "upstreams"]
+    static let listenerKeys = ["address", "tls"]
+    static let tlsKeys = ["certificate", "key"]
+    static let dataKeys = ["directory", "max-size", "high-watermark", "low-watermark"]
+    static let clientAuthKeys = ["mode", "htpasswd", "allow-without-tls", "realm"]
+
+    /// Top-level keys that belong in a section, mapped to an explanation.
+    static let misplaced: [String: String] = {
+        var result: [String: String] = [:]
+        let sections = [("data", dataKeys), ("client-auth", clientAuthKeys), ("an entry of 'upstreams'", UpstreamDecoder.keys),
+                        ("an entry of 'listen'", listenerKeys)]
+        for (section, keys) in sections {
+            for key in keys where result[key] == nil { result[key] = "'\(key)' is not a top-level key; it belongs in \(section)" }
+        }
+        return result
+    }()
+
+    mutating func decode(_ root: Node?) -> WharfConfiguration {
+        var config = WharfConfiguration()
+        guard let root else { return config }
+        guard let top = self.reader.fields(root, at: "", keys: Self.topKeys, special: Self.misplaced) else { return config }
+        if let items = self.reader.items(top, "listen") {
+            config.listeners = items.map { self.listener($0.node, at: $0.path) }
+        }
+        if let node = top.values["data"], let f = self.reader.fields(node, at: "data", keys: Self.dataKeys) {
+            self.data(f, into: &config.data)
+        }
+        if let node = top.values["client-auth"], let f = self.reader.fields(node, at: "client-auth", keys: Self.clientAuthKeys) {
+            self.clientAuth(f, into: &config.clientAuth)
+        }
+        if let level = self.reader.parsed(top, "log-level", expected: "a log level (\(WharfConfiguration.logLevels.joined(separator: ", ")))", {
+            WharfConfiguration.logLevels.contains($0.lowercased()) ? $0.lowercased() : nil
+        }) {
+            config.logLevel = level
+        }
+        if let items = self.reader.items(top, "upstreams") {
+            var upstreams = UpstreamDecoder(reader: self.reader)
+            config.upstreams = upstreams.decode(items)
+            self.reader = upstreams.reader
+        }
+        return config
+    }
+
+    /// A `listen` entry; an unreadable one becomes a placeholder so later indexes stay aligned.
+    private mutating func listener(_ node: Node, at path: String) -> ListenerConfiguration {
+        var result = ListenerConfiguration(host: "0.0.0.0", port: 5000)
+        if case .scalar = node, !NodeReader.isNull(node) {
+            self.reader.fail(path, at: node.mark, "expected a mapping with 'address' (and optional 'tls'); write '- address: \"HOST:PORT\"'")
+            return result
+        }
+        guard let f = self.reader.fields(node, at: path, keys: Self.listenerKeys) else { return result }
+        if let text = self.reader.text(f, "address") {
+            do {
+                result = try ListenerConfiguration.parse(address: text)
+            } catch {
+                self.reader.fail(f.path("address"), at: f.values["address"]?.mark, error.message)
+            }
+        } else if f.values["address"] == nil {
+            self.reader.fail(f.path("address"), at: node.mark, "missing required key 'address' (HOST:PORT)")
+        }
+        if let tlsNode = f.values["tls"], let t = self.reader.fields(tlsNode, at: f.path("tls"), keys: Self.tlsKeys) {
+            let certificate = self.reader.text(t, "certificate")
+            let key = self.reader.text(t, "key")
+            for (name, value) in [("certificate", certificate), ("key", key)] where value == nil && t.values[name] == nil {
+                self.reader.fail(t.path(name), at: tlsNode.mark, "missing required key '\(name)': tls needs both 'certificate' and 'key' (PEM files)")
+            }
+            result.tls = TLSFiles(certificate: certificate ?? "", key: key ?? "")
+        }
+        return result
+    }
+
+    private mutating func data(_ f: Fields, into data: inout DataConfiguration) {
+        if let directory = self.reader.text(f, "directory") { data.directory = directory }
+        if let size = self.reader.parsed(f, "max-size", expected: "a size such as 200GiB, 512MiB, 1TB or plain bytes", ByteSize.parse) {
+            data.maxSize = size
+        }
+        if let high = self.reader.int(f, "high-watermark") { data.highWatermark = high }
+        if let low = self.reader.int(f, "low-watermark") { data.lowWatermark = low }
+    }
+
+    private mutating func clientAuth(_ f: Fields, into auth: inout ClientAuthConfiguration) {
+        let modes = ClientAuthMode.allCases.map(\.rawValue).joined(separator: ", ")
+        if let mode = self.reader.parsed(f, "mode", expected: "one of \(modes)", { ClientAuthMode(rawValue: $0.lowercased()) }) {
+            auth.mode = mode
+        }
+        if let file = self.reader.text(f, "htpasswd") { auth.htpasswdFile = file }
+        if let allow = self.reader.bool(f, "allow-without-tls") { auth.allowWithoutTLS = allow }
+        if let realm = self.reader.text(f, "realm") { auth.realm = realm }
+    }
+}

@@ -1,0 +1,89 @@
+/// Shape checks for names that appear in the configuration.
+enum Syntax {
+    static func isLowerAlnum(_ c: Character) -> Bool { c.isASCII && (c.isLowercase || c.isNumber) }
+
+    /// Upstream name: `[a-z0-9][a-z0-9._-]*`.
+    static func isUpstreamName(_ s: String) -> Bool {
+        guard let first = s.first, isLowerAlnum(first) else { return false }
+        return s.allSatisfy { isLowerAlnum($0) || $0 == "." || $0 == "_" || $0 == "-" }
+    }
+
+    /// Path-prefix component: `[a-z0-9]+([._-][a-z0-9]+)*`.
+    static func isPrefixComponent(_ s: Substring) -> Bool {
+        guard let first = s.first, let last = s.last, isLowerAlnum(first), isLowerAlnum(last) else { return false }
+        var previousWasSeparator = false
+        for c in s {
+            if isLowerAlnum(c) {
+                previousWasSeparator = false
+            } else if c == "." || c == "_" || c == "-", !previousWasSeparator {
+                previousWasSeparator = true
+            } else {
+                return false
+            }
+        }
+        return true
+    }
+
+    /// OCI repository component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+    static func isRepositoryComponent(_ s: Substring) -> Bool {
+        guard let first = s.first, let last = s.last, isLowerAlnum(first), isLowerAlnum(last) else { return false }
+        var separator = ""
+        for c in s {
+            if isLowerAlnum(c) {
+                guard separator.isEmpty || separator == "." || separator == "_" || separator == "__" || separator.allSatisfy({ $0 == "-" })
+                else { return false }
+                separator = ""
+            } else if c == "." || c == "_" || c == "-" {
+                separator.append(c)
+            } else {
+                return false
+            }
+        }
+        return true
+    }
+
+    /// containerd `ns` value: `host` or `host:port`, lowercase.
+    static func isNamespace(_ s: String) -> Bool {
+        var host = Substring(s)
+        if let colon = s.lastIndex(of: ":") {
+            let port = s[s.index(after: colon)...]
+            guard !port.isEmpty, port.count <= 5, port.allSatisfy({ $0.isASCII && $0.isNumber }), Int(port)! <= 65535 else { return false }
+            host = s[..<colon]
+        }
+        return !host.isEmpty && host.allSatisfy { isLowerAlnum($0) || $0 == "." || $0 == "-" }
+            && host.first != "." && host.last != "." && host.first != "-"
+    }
+
+    /// Environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+    static func isEnvironmentName(_ s: String) -> Bool {
+        guard let first = s.first, first.isASCII, first.isLetter || first == "_" else { return false }
+        return s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
+    }
+
+    /// Pin: `[registry/]REPO[:TAG]` or `[registry/]REPO@ALGORITHM:HEX`. Returns why not, or nil if fine.
+    static func pinProblem(_ s: String) -> String? {
+        var rest = Substring(s)
+        if let at = rest.firstIndex(of: "@") {
+            let digest = rest[rest.index(after: at)...]
+            let parts = digest.split(separator: ":", omittingEmptySubsequences: false)
+            let lengths = ["sha256": 64, "sha512": 128]
+            guard parts.count == 2, let length = lengths[String(parts[0])], parts[1].count == length,
+                  parts[1].allSatisfy({ $0.isHexDigit && !$0.isUppercase })
+            else { return "the digest must be sha256: followed by 64 lowercase hex digits" }
+            rest = rest[..<at]
+        } else if let colon = rest.lastIndex(of: ":"), !rest[colon...].contains("/") {
+            let tag = rest[rest.index(after: colon)...]
+            let isWord: (Character) -> Bool = { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
+            guard let first = tag.first, isWord(first), tag.count <= 128, tag.allSatisfy({ isWord($0) || $0 == "." || $0 == "-" })
+            else { return "the tag must be 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'" }
+            rest = rest[..<colon]
+        }
+        if let slash = rest.firstIndex(of: "/"), rest[..<slash].contains(where: { $0 == "." || $0 == ":" }) || rest[..<slash] == "localhost" {
+            rest = rest[rest.index(after: slash)...]
+        }
+        guard !rest.isEmpty, rest.split(separator: "/", omittingEmptySubsequences: false).allSatisfy(isRepositoryComponent) else {
+            return "expected REPO[:TAG] or REPO@sha256:DIGEST with a lowercase repository name such as library/alpine"
+        }
+        return nil
+    }
+}

@@ -1,0 +1,77 @@
+import Yams
+
+/// Reads the `upstreams` list, including `credentials` (which must never hold secrets inline).
+struct UpstreamDecoder {
+    var reader: NodeReader
+
+    static let keys = ["name", "url", "default", "namespaces", "path-prefix", "credentials", "tag-ttl", "allow", "deny", "pin"]
+    static let credentialKeys = ["file", "username-env", "password-env"]
+    static let inlineSecret = """
+        inline credentials are not allowed (the file would hold a secret); put 'user:password' in a file \
+        and set 'file: PATH', or name environment variables with 'username-env' and 'password-env'
+        """
+
+    mutating func decode(_ items: [(path: String, node: Node)]) -> [UpstreamEntry] {
+        var entries = items.map { self.entry($0.node, at: $0.path) }
+        if entries.count == 1, !items.contains(where: { Self.hasKey($0.node, "default") }) {
+            entries[0].isDefault = true
+        }
+        return entries
+    }
+
+    private static func hasKey(_ node: Node, _ key: String) -> Bool {
+        guard case .mapping(let mapping) = node, let value = mapping[key] else { return false }
+        return !NodeReader.isNull(value)
+    }
+
+    /// One entry; an unreadable one becomes a placeholder so later indexes stay aligned.
+    private mutating func entry(_ node: Node, at path: String) -> UpstreamEntry {
+        var entry = UpstreamEntry(name: "", url: "")
+        guard let f = self.reader.fields(node, at: path, keys: Self.keys) else { return entry }
+        for key in ["name", "url"] where f.values[key] == nil {
+            self.reader.fail(f.path(key), at: node.mark, "missing required key '\(key)'")
+        }
+        entry.name = self.reader.text(f, "name") ?? ""
+        entry.url = self.reader.text(f, "url") ?? ""
+        entry.isDefault = self.reader.bool(f, "default") ?? false
+        entry.namespaces = self.reader.strings(f, "namespaces")?.map { $0.lowercased() } ?? []
+        entry.pathPrefix = self.reader.text(f, "path-prefix")
+        if let credentials = f.values["credentials"] {
+            entry.credentials = self.credentials(credentials, at: f.path("credentials"))
+        }
+        let durations = "a duration such as 300, 90s, 5m, 1h or 1h30m"
+        entry.tagTTLSeconds = self.reader.parsed(f, "tag-ttl", expected: durations, DurationString.seconds) ?? entry.tagTTLSeconds
+        entry.allow = self.reader.strings(f, "allow") ?? []
+        entry.deny = self.reader.strings(f, "deny") ?? []
+        entry.pins = self.reader.strings(f, "pin") ?? []
+        return entry
+    }
+
+    /// `file: PATH` or `username-env` + `password-env`. Values are never echoed in errors.
+    private mutating func credentials(_ node: Node, at path: String) -> CredentialSource? {
+        let special = ["username": Self.inlineSecret, "password": Self.inlineSecret, "user": Self.inlineSecret, "token": Self.inlineSecret]
+        if case .scalar = node {
+            self.reader.fail(path, at: node.mark, "expected a mapping with 'file' or 'username-env'/'password-env', got a string (value not shown)")
+            return nil
+        }
+        guard let f = self.reader.fields(node, at: path, keys: Self.credentialKeys, special: special) else { return nil }
+        let file = self.reader.parsed(f, "file", expected: "a file path", echo: false) { $0 }
+        let username = self.reader.parsed(f, "username-env", expected: "an environment variable name", echo: false) { $0 }
+        let password = self.reader.parsed(f, "password-env", expected: "an environment variable name", echo: false) { $0 }
+        if let file {
+            if username != nil || password != nil {
+                self.reader.fail(f.path("file"), at: f.values["file"]?.mark, "use either 'file' or 'username-env'/'password-env', not both")
+                return nil
+            }
+            return .file(file)
+        }
+        if let username, let password { return .environment(username: username, password: password) }
+        if username != nil || password != nil {
+            let missing = username == nil ? "username-env" : "password-env"
+            self.reader.fail(f.path(missing), at: node.mark, "'username-env' and 'password-env' go together; '\(missing)' is missing")
+        } else if case .mapping(let mapping) = node, mapping.isEmpty {
+            self.reader.fail(path, at: node.mark, "credentials need 'file' or 'username-env' and 'password-env' (or leave 'credentials' out)")
+        }
+        return nil
+    }
+}

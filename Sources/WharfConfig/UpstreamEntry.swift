@@ -1,0 +1,51 @@
+/// One upstream registry and how requests are routed to it (`upstreams[]`).
+public struct UpstreamEntry: Sendable, Equatable {
+    /// Unique short name, `[a-z0-9][a-z0-9._-]*`.
+    public var name: String
+    /// Base URL, `http(s)://host[:port]`.
+    public var url: String
+    /// Serves requests that match no namespace and no path prefix.
+    public var isDefault: Bool
+    /// containerd `ns` values (`host` or `host:port`, lowercase) routed here.
+    public var namespaces: [String]
+    /// Leading repository path component(s) routed here: `/v2/<prefix>/<repo>/…`.
+    public var pathPrefix: String?
+    /// Where Wharf's own credentials for this upstream come from; `nil` pulls anonymously.
+    public var credentials: CredentialSource?
+    /// Seconds a tag → digest answer is served without asking the upstream.
+    public var tagTTLSeconds: Int
+    /// Glob patterns of repositories that may be pulled (empty: all not denied).
+    public var allow: [String]
+    /// Glob patterns of repositories that may not be pulled (wins over `allow`).
+    public var deny: [String]
+    /// `REPO[:TAG]` or `REPO@sha256:HEX` images whose cached blobs are never evicted.
+    public var pins: [String]
+
+    public init(
+        name: String, url: String, isDefault: Bool = false, namespaces: [String] = [], pathPrefix: String? = nil,
+        credentials: CredentialSource? = nil, tagTTLSeconds: Int = 300, allow: [String] = [], deny: [String] = [],
+        pins: [String] = []
+    ) {
+        self.name = name
+        self.url = url
+        self.isDefault = isDefault
+        self.namespaces = namespaces
+        self.pathPrefix = pathPrefix
+        self.credentials = credentials
+        self.tagTTLSeconds = tagTTLSeconds
+        self.allow = allow
+        self.deny = deny
+        self.pins = pins
+    }
+
+    /// The built-in upstream: `dockerhub`, `https://registry-1.docker.io`, default.
+    public static let dockerHub = UpstreamEntry(name: "dockerhub", url: "https://registry-1.docker.io", isDefault: true)
+}
+
+/// Where upstream credentials come from. Secrets are never written in the configuration itself.
+public enum CredentialSource: Sendable, Equatable {
+    /// A file whose first line is `user:password`.
+    case file(String)
+    /// Names of the environment variables holding the user name and the password.
+    case environment(username: String, password: String)
+}

@@ -1,0 +1,81 @@
+/// Everything the configuration file can set, with the built-in defaults.
+///
+/// Produced by ``ConfigurationLoader``; command-line flags and environment variables are merged on
+/// top of it by the caller, which then runs ``ConfigurationLoader/validate(_:)`` again.
+public struct WharfConfiguration: Sendable, Equatable {
+    /// Addresses the registry API listens on (`listen`).
+    public var listeners: [ListenerConfiguration]
+    /// Cache folder and size bound (`data`).
+    public var data: DataConfiguration
+    /// How clients of the mirror authenticate (`client-auth`).
+    public var clientAuth: ClientAuthConfiguration
+    /// swift-log level name (`log-level`).
+    public var logLevel: String
+    /// Registries the mirror pulls from (`upstreams`).
+    public var upstreams: [UpstreamEntry]
+
+    /// Log levels accepted by `log-level`, least to most severe.
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    /// All defaults: one plain listener on `0.0.0.0:5000`, `./data`, open access, Docker Hub.
+    public init() {
+        self.listeners = [ListenerConfiguration(host: "0.0.0.0", port: 5000, tls: nil)]
+        self.data = DataConfiguration()
+        self.clientAuth = ClientAuthConfiguration()
+        self.logLevel = "info"
+        self.upstreams = [.dockerHub]
+    }
+
+    /// The upstream serving requests that match no `ns` and no path prefix: the one marked
+    /// `default`, or the only upstream when there is exactly one.
+    public var defaultUpstream: UpstreamEntry? {
+        self.upstreams.first(where: \.isDefault) ?? (self.upstreams.count == 1 ? self.upstreams[0] : nil)
+    }
+}
+
+/// The cache folder and its size bound (`data`).
+public struct DataConfiguration: Sendable, Equatable {
+    /// Cache folder (blobs, tmp, LMDB index).
+    public var directory: String
+    /// Size bound in bytes; `nil` means unbounded.
+    public var maxSize: Int64?
+    /// Eviction starts when the cache passes this percentage of `maxSize` (1–100).
+    public var highWatermark: Int
+    /// Eviction runs until the cache is at or under this percentage (below `highWatermark`).
+    public var lowWatermark: Int
+
+    public init(directory: String = "./data", maxSize: Int64? = nil, highWatermark: Int = 90, lowWatermark: Int = 80) {
+        self.directory = directory
+        self.maxSize = maxSize
+        self.highWatermark = highWatermark
+        self.lowWatermark = lowWatermark
+    }
+}
+
+/// How clients of the mirror prove who they are.
+public enum ClientAuthMode: String, Sendable, Equatable, CaseIterable {
+    /// Anyone who can reach the mirror may pull.
+    case open
+    /// HTTP Basic against a bcrypt htpasswd file.
+    case htpasswd
+    /// The client's own credentials are passed to the upstream.
+    case passthrough
+}
+
+/// Client authentication (`client-auth`).
+public struct ClientAuthConfiguration: Sendable, Equatable {
+    public var mode: ClientAuthMode
+    /// htpasswd file (bcrypt entries); required for mode `htpasswd`.
+    public var htpasswdFile: String?
+    /// Allow `htpasswd`/`passthrough` on a plain-HTTP listener (passwords in clear text).
+    public var allowWithoutTLS: Bool
+    /// Realm in the `WWW-Authenticate: Basic` challenge.
+    public var realm: String
+
+    public init(mode: ClientAuthMode = .open, htpasswdFile: String? = nil, allowWithoutTLS: Bool = false, realm: String = "wharf") {
+        self.mode = mode
+        self.htpasswdFile = htpasswdFile
+        self.allowWithoutTLS = allowWithoutTLS
+        self.realm = realm
+    }
+}

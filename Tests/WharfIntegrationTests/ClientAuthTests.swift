@@ -1,0 +1,219 @@
+import Foundation
+import Logging
+import OCIDistribution
+import Testing
+import WharfAuth
+import WharfMirror
+import WharfTestSupport
+import WharfUpstream
+
+/// Who gets private content, per client-auth mode, against Distribution 2.8 with token auth:
+/// `private/secret` is readable by alice only, `team/public` by anyone.
+@Suite(.serialized, .timeLimit(.minutes(10)))
+struct ClientAuthTests {
+    static let alice = UpstreamCredentials(username: "alice", password: "alice-secret")
+
+    /// An upstream with one private and one public image.
+    struct Fixture {
+        let upstream: UpstreamEnvironment
+        let secret: GeneratedImage
+        let open: GeneratedImage
+
+        static func start() async throws -> Fixture {
+            let upstream = try UpstreamEnvironment()
+            let secret = try upstream.generator.image(layerSizes: [120_000], format: .dockerSchema2)
+            let open = try upstream.generator.image(layerSizes: [90_000], format: .oci)
+            try upstream.storage.add(image: secret, repository: "private/secret", tag: "v1")
+            try upstream.storage.add(image: open, repository: "team/public", tag: "v1")
+            try await upstream.start()
+            return Fixture(upstream: upstream, secret: secret, open: open)
+        }
+
+        func mirrorUpstream(credentials: UpstreamCredentials?) throws -> MirrorUpstream {
+            MirrorUpstream(
+                configuration: try UpstreamConfiguration(name: "test-upstream", url: self.upstream.registry.url, credentials: credentials),
+                isDefault: true)
+        }
+    }
+
+    static func get(_ path: String, _ port: Int, auth: String? = nil, method: String = "GET") async throws -> RawHTTP.Response {
+        var request = "\(method) \(path) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n"
+        if let auth { request += "Authorization: \(auth)\r\n" }
+        return try await RawHTTP.request(request + "\r\n", port: port)
+    }
+
+    static func basic(_ user: String, _ password: String) -> String {
+        "Basic " + Data("\(user):\(password)".utf8).base64EncodedString()
+    }
+
+    /// The fill commits just after the client got its last byte.
+    static func eventuallyCached(_ wharf: WharfInstance, _ digest: String) async -> Bool {
+        for _ in 0..<200 {
+            if wharf.cachedBlobHexes().contains(String(digest.dropFirst(7))) { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return false
+    }
+
+    /// No answer may carry the upstream's challenge or anything that looks like its token.
+    static func expectNoUpstreamAuth(_ r: RawHTTP.Response) {
+        let challenge = r.header("www-authenticate") ?? ""
+        #expect(!challenge.lowercased().contains("bearer"), "upstream challenge relayed: \(challenge)")
+        #expect(!r.bodyText.contains("eyJ"), "a token-like value reached the client")
+    }
+
+    @Test("open mode with the mirror's credentials: anyone pulls what the mirror may; a private layer never leaks through a public name")
+    func openModeGatesDigestsPerRepository() async throws {
+        let f = try await Fixture.start()
+        let wharf = try await WharfInstance.start(upstreams: [try f.mirrorUpstream(credentials: Self.alice)])
+        do {
+            let privateLayer = f.secret.layers[0].digest
+            // The mirror's own rights (alice) serve anyone: that is what open mode means.
+            let manifest = try await Self.get("/v2/private/secret/manifests/v1", wharf.port)
+            #expect(manifest.status == 200)
+            let layer = try await Self.get("/v2/private/secret/blobs/\(privateLayer)", wharf.port)
+            #expect(layer.status == 200 && Digest.sha256(of: layer.body).description == privateLayer)
+            #expect(await Self.eventuallyCached(wharf, privateLayer))
+
+            // Cached now, but team/public never had it: refused, even though Wharf holds the bytes.
+            let before = try f.upstream.registry.requestCount(method: "HEAD", pathContaining: "/v2/team/public/blobs/")
+            for _ in 0..<2 {
+                let leak = try await Self.get("/v2/team/public/blobs/\(privateLayer)", wharf.port)
+                #expect(leak.status == 404 && leak.bodyText.contains("BLOB_UNKNOWN"), "\(leak.status) \(leak.bodyText)")
+                let leakHead = try await Self.get("/v2/team/public/blobs/\(privateLayer)", wharf.port, method: "HEAD")
+                #expect(leakHead.status == 404)
+            }
+            #expect(try f.upstream.registry.requestCount(method: "HEAD", pathContaining: "/v2/team/public/blobs/") > before, "the upstream was asked")
+            let privateManifestViaPublic = try await Self.get("/v2/team/public/manifests/\(f.secret.manifest.digest)", wharf.port)
+            #expect(privateManifestViaPublic.status == 404 && privateManifestViaPublic.bodyText.contains("MANIFEST_UNKNOWN"))
+
+            // The public image's own blobs are linked by its manifest and served without asking again.
+            _ = try await Self.get("/v2/team/public/manifests/v1", wharf.port)
+            let headsBefore = try f.upstream.registry.requestCount(method: "HEAD", pathContaining: "/blobs/")
+            let own = try await Self.get("/v2/team/public/blobs/\(f.open.layers[0].digest)", wharf.port)
+            #expect(own.status == 200)
+            let again = try await Self.get("/v2/team/public/blobs/\(f.open.layers[0].digest)", wharf.port)
+            #expect(again.status == 200)
+            #expect(try f.upstream.registry.requestCount(method: "HEAD", pathContaining: "/blobs/") == headsBefore)
+            #expect(wharf.mirror.stats.crossRepositoryRefusals.value >= 2)
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await f.upstream.stop()
+    }
+
+    @Test("htpasswd: no or wrong credentials get 401 with Wharf's Basic challenge, a listed user pulls; plain HTTP refuses credentials unless allowed")
+    func htpasswdMode() async throws {
+        let f = try await Fixture.start()
+        let dir = try TempDirectory.make("htpasswd")
+        let file = dir + "/htpasswd"
+        try (HtpasswdFile.entry(user: "carol", password: "carol-pw", cost: 6) + "\n# comment\nbroken-line\n")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let allowed = try await WharfInstance.start(upstreams: [try f.mirrorUpstream(credentials: Self.alice)], auth: { logger in
+            ClientAuthenticator(mode: .htpasswd, htpasswd: try HtpasswdFile(path: file, logger: logger), allowWithoutTLS: true, logger: logger)
+        })
+        let strict = try await WharfInstance.start(upstreams: [try f.mirrorUpstream(credentials: Self.alice)], auth: { logger in
+            ClientAuthenticator(mode: .htpasswd, htpasswd: try HtpasswdFile(path: file, logger: logger), logger: logger)
+        })
+        do {
+            for path in ["/v2/", "/v2/team/public/manifests/v1", "/v2/team/public/blobs/\(f.open.layers[0].digest)"] {
+                let anonymous = try await Self.get(path, allowed.port)
+                #expect(anonymous.status == 401 && anonymous.bodyText.contains("UNAUTHORIZED"), "\(path): \(anonymous.status)")
+                #expect(anonymous.header("www-authenticate") == "Basic realm=\"wharf\"")
+                let wrong = try await Self.get(path, allowed.port, auth: Self.basic("carol", "nope"))
+                #expect(wrong.status == 401)
+                let unknownUser = try await Self.get(path, allowed.port, auth: Self.basic("mallory", "carol-pw"))
+                #expect(unknownUser.status == 401)
+            }
+            let ok = try await Self.get("/v2/private/secret/manifests/v1", allowed.port, auth: Self.basic("carol", "carol-pw"))
+            #expect(ok.status == 200, "\(ok.bodyText)")
+            Self.expectNoUpstreamAuth(ok)
+            // Status pages stay open for probes and scrapers.
+            #expect(try await Self.get("/healthz", allowed.port).status == 200)
+
+            let out = try TempDirectory.make("skopeo-htpasswd")
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            let pulled = try await Skopeo.copy(
+                source: "docker://\(allowed.host)/team/public:v1", destinationDirectory: out + "/a", extraArguments: ["--src-creds", "carol:carol-pw"])
+            #expect(pulled.status == 0, "\(pulled.output)")
+            #expect(try SkopeoDir.verify(directory: out + "/a", expected: f.open.blobs) == [])
+            let refused = try await Skopeo.copy(
+                source: "docker://\(allowed.host)/team/public:v1", destinationDirectory: out + "/b", extraArguments: ["--src-creds", "carol:bad"])
+            #expect(refused.status != 0)
+
+            // Without allow-without-TLS, a plain listener refuses the registry API outright.
+            let plain = try await Self.get("/v2/team/public/manifests/v1", strict.port, auth: Self.basic("carol", "carol-pw"))
+            #expect(plain.status == 403 && plain.bodyText.contains("HTTPS"), "\(plain.status) \(plain.bodyText)")
+        } catch {
+            Issue.record(error)
+        }
+        await allowed.stop()
+        await strict.stop()
+        await f.upstream.stop()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    @Test("pass-through: each client gets exactly what the upstream grants it, cached or not, and never through another repository")
+    func passThroughMode() async throws {
+        let f = try await Fixture.start()
+        // No mirror credentials at all: only clients' own rights reach private content.
+        let wharf = try await WharfInstance.start(upstreams: [try f.mirrorUpstream(credentials: nil)], auth: { logger in
+            ClientAuthenticator(mode: .passthrough, allowWithoutTLS: true, logger: logger)
+        })
+        do {
+            let privateLayer = f.secret.layers[0].digest
+            let alice = Self.basic("alice", "alice-secret"), bob = Self.basic("bob", "bob-secret")
+            let ping = try await Self.get("/v2/", wharf.port)
+            #expect(ping.status == 401 && ping.header("www-authenticate") == "Basic realm=\"wharf\"")
+            #expect(try await Self.get("/v2/", wharf.port, auth: alice).status == 200)
+
+            // Public content: anyone, including anonymous clients.
+            #expect(try await Self.get("/v2/team/public/manifests/v1", wharf.port).status == 200)
+            #expect(try await Self.get("/v2/team/public/manifests/v1", wharf.port, auth: bob).status == 200)
+
+            // Private, before anything is cached.
+            let anonymous = try await Self.get("/v2/private/secret/manifests/v1", wharf.port)
+            #expect(anonymous.status == 401 && anonymous.header("www-authenticate") == "Basic realm=\"wharf\"")
+            Self.expectNoUpstreamAuth(anonymous)
+            let bobDenied = try await Self.get("/v2/private/secret/manifests/v1", wharf.port, auth: bob)
+            #expect(bobDenied.status == 403 && bobDenied.bodyText.contains("DENIED"), "\(bobDenied.status) \(bobDenied.bodyText)")
+            let badPassword = try await Self.get("/v2/private/secret/manifests/v1", wharf.port, auth: Self.basic("alice", "wrong"))
+            #expect(badPassword.status == 401)
+            #expect(wharf.cachedBlobHexes().isEmpty)
+
+            // alice pulls it with a real client: her credentials are exchanged upstream.
+            let out = try TempDirectory.make("skopeo-pass")
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            let pulled = try await Skopeo.copy(
+                source: "docker://\(wharf.host)/private/secret:v1", destinationDirectory: out + "/a", extraArguments: ["--src-creds", "alice:alice-secret"])
+            #expect(pulled.status == 0, "\(pulled.output)")
+            #expect(try SkopeoDir.verify(directory: out + "/a", expected: f.secret.blobs) == [])
+            #expect(await Self.eventuallyCached(wharf, privateLayer))
+            #expect(f.upstream.tokens.requests.contains { $0.user == "alice" && $0.scopes.contains("repository:private/secret:pull") })
+
+            // Cached now: still only alice.
+            let anonymousBlob = try await Self.get("/v2/private/secret/blobs/\(privateLayer)", wharf.port)
+            #expect(anonymousBlob.status == 401)
+            let bobBlob = try await Self.get("/v2/private/secret/blobs/\(privateLayer)", wharf.port, auth: bob)
+            #expect(bobBlob.status == 403)
+            let bobManifest = try await Self.get("/v2/private/secret/manifests/\(f.secret.manifest.digest)", wharf.port, auth: bob)
+            #expect(bobManifest.status == 403)
+            let aliceBlob = try await Self.get("/v2/private/secret/blobs/\(privateLayer)", wharf.port, auth: alice)
+            #expect(aliceBlob.status == 200 && Digest.sha256(of: aliceBlob.body).description == privateLayer)
+            // Through a public name: refused for everyone, alice included (that repository does not hold it).
+            for who in [nil, bob, alice] {
+                let leak = try await Self.get("/v2/team/public/blobs/\(privateLayer)", wharf.port, auth: who)
+                #expect(leak.status == 404 && leak.bodyText.contains("BLOB_UNKNOWN"), "\(leak.status) \(leak.bodyText)")
+            }
+            let refusedPull = try await Skopeo.copy(
+                source: "docker://\(wharf.host)/private/secret:v1", destinationDirectory: out + "/b", extraArguments: ["--src-creds", "bob:bob-secret"])
+            #expect(refusedPull.status != 0)
+            #expect(wharf.mirror.stats.authRefusals.value > 0)
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await f.upstream.stop()
+    }
+}
