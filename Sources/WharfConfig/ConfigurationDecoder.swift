@@ -50,28 +50,25 @@ struct ConfigurationDecoder {
 
     /// A `listen` entry; an unreadable one becomes a placeholder so later indexes stay aligned.
     private mutating func listener(_ node: Node, at path: String) -> ListenerConfiguration {
-        var result = ListenerConfiguration(host: "0.0.0.0", port: 5000)
+        var result = ListenerConfiguration(host: "0.0.0.0", port: 0)
         if case .scalar = node, !NodeReader.isNull(node) {
             self.reader.fail(path, at: node.mark, "expected a mapping with 'address' (and optional 'tls'); write '- address: \"HOST:PORT\"'")
             return result
         }
         guard let f = self.reader.fields(node, at: path, keys: Self.listenerKeys) else { return result }
+        self.reader.require(["address"], in: f, at: node) { _ in "missing required key 'address' (HOST:PORT)" }
         if let text = self.reader.text(f, "address") {
             do {
                 result = try ListenerConfiguration.parse(address: text)
             } catch {
                 self.reader.fail(f.path("address"), at: f.values["address"]?.mark, error.message)
             }
-        } else if f.values["address"] == nil {
-            self.reader.fail(f.path("address"), at: node.mark, "missing required key 'address' (HOST:PORT)")
         }
         if let tlsNode = f.values["tls"], let t = self.reader.fields(tlsNode, at: f.path("tls"), keys: Self.tlsKeys) {
-            let certificate = self.reader.text(t, "certificate")
-            let key = self.reader.text(t, "key")
-            for (name, value) in [("certificate", certificate), ("key", key)] where value == nil && t.values[name] == nil {
-                self.reader.fail(t.path(name), at: tlsNode.mark, "missing required key '\(name)': tls needs both 'certificate' and 'key' (PEM files)")
+            self.reader.require(Self.tlsKeys, in: t, at: tlsNode) {
+                "missing required key '\($0)': tls needs both 'certificate' and 'key' (PEM files)"
             }
-            result.tls = TLSFiles(certificate: certificate ?? "", key: key ?? "")
+            result.tls = TLSFiles(certificate: self.reader.text(t, "certificate") ?? "", key: self.reader.text(t, "key") ?? "")
         }
         return result
     }

@@ -15,7 +15,7 @@ public enum ConfigurationLoader {
         var decoder = ConfigurationDecoder()
         let config = decoder.decode(root)
         var errors = decoder.reader.errors
-        let reported = errors.map(\.keyPath)
+        let reported = decoder.reader.covered
         for error in self.validate(config) where !reported.contains(where: { Self.covers($0, error.keyPath) }) {
             errors.append(decoder.reader.locate(error))
         }

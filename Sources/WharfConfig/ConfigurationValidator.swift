@@ -65,10 +65,13 @@ struct ConfigurationValidator {
             }
         }
         if auth.htpasswdFile?.isEmpty == true { self.fail("client-auth.htpasswd", "the htpasswd file must not be empty") }
-        if auth.mode != .open, !auth.allowWithoutTLS, let plain = self.config.listeners.first(where: { $0.tls == nil }) {
+        // Plain listeners may run beside a TLS one (health checks, metrics): they refuse the registry API
+        // with 403. Without any TLS listener the API would be unusable, unless clear text is allowed.
+        if auth.mode != .open, !auth.allowWithoutTLS, !self.config.listeners.contains(where: { $0.tls != nil }),
+           let plain = self.config.listeners.first {
             self.fail("client-auth.mode", """
                 mode \(auth.mode.rawValue) would receive passwords in clear text on the plain-HTTP listener \(plain.address); \
-                give every listener 'tls', or set 'allow-without-tls: true'
+                add a listener with 'tls', or set 'allow-without-tls: true'
                 """)
         }
         if auth.realm.isEmpty || auth.realm.contains(where: { $0 == "\"" || $0 == "\\" || $0.asciiValue.map { $0 < 0x20 } == true }) {

@@ -4,6 +4,8 @@ import Yams
 struct Fields {
     let path: String
     var values: [String: Node]
+    /// Allowed keys that an unknown key was taken for a misspelling of (no "missing" error for those).
+    var misspelled: Set<String> = []
 
     func path(_ key: String) -> String { self.path.isEmpty ? key : "\(self.path).\(key)" }
 }
@@ -13,9 +15,12 @@ struct Fields {
 struct NodeReader {
     private(set) var errors: [ConfigurationError] = []
     private(set) var marks: [String: Mark] = [:]
+    /// Key paths already explained (errors, and keys taken for misspellings): later checks skip them.
+    private(set) var covered: [String] = []
 
     mutating func fail(_ path: String, at mark: Mark?, _ message: String) {
         self.errors.append(ConfigurationError(line: mark?.line, column: mark?.column, keyPath: path, message: message))
+        self.covered.append(path)
     }
 
     /// `~`, `null` or nothing at all.
@@ -59,7 +64,11 @@ struct NodeReader {
             } else if key == "<<" {
                 self.fail(keyPath, at: keyNode.mark, "YAML merge keys ('<<') are not supported; write the keys out")
             } else if !keys.contains(key) {
-                self.fail(keyPath, at: keyNode.mark, Self.unknownKeyMessage(key, allowed: keys, in: path))
+                self.fail(keyPath, at: keyNode.mark, Self.unknownKeyMessage(key, allowed: keys))
+                if let suggestion = EditDistance.closest(to: key, among: keys) {
+                    fields.misspelled.insert(suggestion)
+                    self.covered.append(fields.path(suggestion))
+                }
             } else {
                 self.marks[keyPath] = value.mark ?? keyNode.mark
                 if !Self.isNull(value) { fields.values[key] = value }
@@ -68,12 +77,18 @@ struct NodeReader {
         return fields
     }
 
-    static func unknownKeyMessage(_ key: String, allowed: [String], in path: String) -> String {
-        let place = path.isEmpty ? "" : " in \(path)"
+    static func unknownKeyMessage(_ key: String, allowed: [String]) -> String {
         if let suggestion = EditDistance.closest(to: key, among: allowed) {
-            return "unknown key '\(key)'\(place); did you mean '\(suggestion)'?"
+            return "unknown key '\(key)'; did you mean '\(suggestion)'?"
         }
-        return "unknown key '\(key)'\(place); allowed keys: \(allowed.joined(separator: ", "))"
+        return "unknown key '\(key)'; allowed keys: \(allowed.joined(separator: ", "))"
+    }
+
+    /// An error for each of `keys` that is neither set nor misspelled, placed at `node` (the mapping).
+    mutating func require(_ keys: [String], in f: Fields, at node: Node, _ message: (String) -> String) {
+        for key in keys where f.values[key] == nil && !f.misspelled.contains(key) {
+            self.fail(f.path(key), at: node.mark, message(key))
+        }
     }
 
     /// The text of a scalar value, or an error naming `expected` when the value is a list or mapping.
@@ -153,29 +168,5 @@ struct NodeReader {
             path = path[..<(path.lastIndex(where: { $0 == "." || $0 == "[" }) ?? path.startIndex)]
         }
         return error
-    }
-}
-
-/// "Did you mean" suggestions.
-enum EditDistance {
-    /// The candidate within Levenshtein distance 2 of `word` (the closest, first on ties).
-    static func closest(to word: String, among candidates: [String]) -> String? {
-        let scored = candidates.map { ($0, self.distance(word.lowercased(), $0)) }.filter { $0.1 <= 2 }
-        return scored.min { $0.1 < $1.1 }?.0
-    }
-
-    static func distance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
-        guard !a.isEmpty else { return b.count }
-        guard !b.isEmpty else { return a.count }
-        var previous = Array(0...b.count)
-        for i in 1...a.count {
-            var current = [i] + Array(repeating: 0, count: b.count)
-            for j in 1...b.count {
-                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-            }
-            previous = current
-        }
-        return previous[b.count]
     }
 }

@@ -28,9 +28,7 @@ struct UpstreamDecoder {
     private mutating func entry(_ node: Node, at path: String) -> UpstreamEntry {
         var entry = UpstreamEntry(name: "", url: "")
         guard let f = self.reader.fields(node, at: path, keys: Self.keys) else { return entry }
-        for key in ["name", "url"] where f.values[key] == nil {
-            self.reader.fail(f.path(key), at: node.mark, "missing required key '\(key)'")
-        }
+        self.reader.require(["name", "url"], in: f, at: node) { "missing required key '\($0)'" }
         entry.name = self.reader.text(f, "name") ?? ""
         entry.url = self.reader.text(f, "url") ?? ""
         entry.isDefault = self.reader.bool(f, "default") ?? false

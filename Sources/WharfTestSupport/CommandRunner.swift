@@ -64,6 +64,12 @@ enum DaemonSupport {
     /// (for example a newer docker CLI) never shadow the Debian ones.
     static let daemonPath = "/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/sbin:/usr/local/bin"
 
+    /// Proxy variables are dropped from the daemons' environment: every registry in a
+    /// test is on loopback and must be reached directly.
+    static let proxyVariables = [
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+    ]
+
     /// Whether the effective user is root.
     static var isRoot: Bool { geteuid() == 0 }
 

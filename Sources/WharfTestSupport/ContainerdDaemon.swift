@@ -86,7 +86,7 @@ public final class ContainerdDaemon: Sendable {
         let arguments = DaemonSupport.namespacedArguments(
             tmpfsMounts: ["/run"], executable: Self.containerdPath, arguments: ["--config", configPath])
         let environment = DaemonSupport.environment(
-            dropping: ["CONTAINERD_"], overrides: ["PATH": DaemonSupport.daemonPath])
+            dropping: ["CONTAINERD_"] + DaemonSupport.proxyVariables, overrides: ["PATH": DaemonSupport.daemonPath])
         let child = try ChildProcess.spawn(
             executable: DaemonSupport.unshare, arguments: arguments, environment: environment, outputPath: logPath,
             currentDirectory: directory)
@@ -177,7 +177,7 @@ public final class ContainerdDaemon: Sendable {
 
     /// Runs `ctr --address <socket> --namespace <namespace> <arguments>`.
     public func ctr(_ arguments: [String], timeout: Duration = .seconds(180)) async throws -> (status: Int32, output: String) {
-        let environment = DaemonSupport.environment(dropping: ["CONTAINERD_"], overrides: [:])
+        let environment = DaemonSupport.environment(dropping: ["CONTAINERD_"] + DaemonSupport.proxyVariables, overrides: [:])
         return try await CommandRunner.run(
             executable: Self.ctrPath, arguments: ["--address", socketPath, "--namespace", namespace] + arguments,
             environment: environment, outputDirectory: directory, timeout: timeout)

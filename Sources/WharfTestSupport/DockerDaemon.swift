@@ -72,8 +72,8 @@ public final class DockerDaemon: Sendable {
     ///   - insecureRegistries: `insecure-registries` (127.0.0.0/8 is insecure anyway).
     ///   - extraConfig: more `daemon.json` keys, each value raw JSON text (e.g.
     ///     `["max-concurrent-downloads": "1", "debug": "true"]`); a key given here replaces
-    ///     the fixture's own value. Do not pass a key also given as a flag: there are none,
-    ///     every setting is in the file.
+    ///     the fixture's own value. dockerd is started with `--config-file` only, so any
+    ///     key is allowed (dockerd refuses a setting given both as a flag and in the file).
     /// - Throws: ``FixtureError/state(_:)`` when dockerd, the CLI, containerd or unshare is
     ///   missing or we are not root; ``FixtureError/invalid(_:)`` for a bad extra value.
     public init(registryMirrors: [String], insecureRegistries: [String] = [], extraConfig: [String: String] = [:]) throws {
@@ -122,7 +122,7 @@ public final class DockerDaemon: Sendable {
             tmpfsMounts: ["/run", "/opt"], executable: Self.dockerdPath,
             arguments: ["--config-file", daemonConfigPath])
         let environment = DaemonSupport.environment(
-            dropping: ["DOCKER_", "CONTAINERD_"], overrides: ["PATH": DaemonSupport.daemonPath])
+            dropping: ["DOCKER_", "CONTAINERD_"] + DaemonSupport.proxyVariables, overrides: ["PATH": DaemonSupport.daemonPath])
         let child = try ChildProcess.spawn(
             executable: DaemonSupport.unshare, arguments: arguments, environment: environment, outputPath: logPath,
             currentDirectory: directory)

@@ -25,12 +25,14 @@ public enum Skopeo {
     }
 
     /// Runs skopeo with arbitrary arguments under the same timeout rules as ``copy(source:destinationDirectory:extraArguments:timeout:)``.
-    public static func run(arguments: [String], timeout: Duration) async throws -> (status: Int32, output: String) {
+    /// `environment` adds variables (e.g. `CONTAINERS_REGISTRIES_CONF`) to the inherited ones.
+    public static func run(arguments: [String], environment: [String: String] = [:], timeout: Duration) async throws -> (status: Int32, output: String) {
         let outputPath = FileManager.default.temporaryDirectory
             .appendingPathComponent("wharf-skopeo-\(UUID().uuidString).log").path
         defer { try? FileManager.default.removeItem(atPath: outputPath) }
 
-        let child = try ChildProcess.spawn(executable: executable, arguments: arguments, outputPath: outputPath)
+        let env = environment.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let child = try ChildProcess.spawn(executable: executable, arguments: arguments, environment: env, outputPath: outputPath)
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         while child.isRunning {

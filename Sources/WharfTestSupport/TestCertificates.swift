@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A throwaway certificate authority and a server certificate for 127.0.0.1/localhost, made with
 /// the `openssl` command-line tool, for tests that speak HTTPS to Wharf.
@@ -28,8 +31,9 @@ public struct TestCertificates: Sendable {
         try await Self.openssl(["x509", "-req", "-in", d + "/server.csr", "-CA", self.caCertificate, "-CAkey", d + "/ca.key",
                                 "-set_serial", String(UInt32.random(in: 1...UInt32.max)), "-out", d + "/server.crt.new", "-days", "2",
                                 "-extfile", d + "/ext.cnf"])
-        _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: self.serverKey), withItemAt: URL(fileURLWithPath: d + "/server.key.new"))
-        _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: self.serverCertificate), withItemAt: URL(fileURLWithPath: d + "/server.crt.new"))
+        guard rename(d + "/server.key.new", self.serverKey) == 0, rename(d + "/server.crt.new", self.serverCertificate) == 0 else {
+            throw FixtureError.system("rename", errno)
+        }
     }
 
     /// The serial number of the server certificate on disk, as `openssl x509 -serial` prints it.

@@ -19,7 +19,7 @@ struct BadConfig: Sendable, CustomTestStringConvertible {
         """
 
     static let cases: [BadConfig] = [
-        BadConfig(name: "unknown key suggests", yaml: "upstreams:\n  - name: a\n    urll: https://a.example\n", line: 3, phrase: "unknown key 'urll' in upstreams[0]; did you mean 'url'?"),
+        BadConfig(name: "unknown key suggests", yaml: "upstreams:\n  - name: a\n    urll: https://a.example\n", line: 3, phrase: "upstreams[0].urll: unknown key 'urll'; did you mean 'url'?"),
         BadConfig(name: "unknown top-level key suggests", yaml: "log-level: info\nupstream:\n  - name: a\n", line: 2, phrase: "did you mean 'upstreams'?"),
         BadConfig(name: "unknown key lists allowed", yaml: "data:\n  folder: /x\n", line: 2, phrase: "allowed keys: directory, max-size"),
         BadConfig(name: "misplaced key", yaml: "max-size: 10GiB\n", line: 1, phrase: "belongs in data"),
@@ -39,7 +39,7 @@ struct BadConfig: Sendable, CustomTestStringConvertible {
         BadConfig(name: "low >= high watermark", yaml: "data:\n  high-watermark: 70\n  low-watermark: 70\n", line: 3, phrase: "must be below high-watermark (70)"),
         BadConfig(name: "bad mode", yaml: "client-auth:\n  mode: ldap\n", line: 2, phrase: "one of open, htpasswd, passthrough"),
         BadConfig(name: "htpasswd without file", yaml: "listen:\n  - address: \":5443\"\n    tls: {certificate: /c, key: /k}\nclient-auth:\n  mode: htpasswd\n", line: 5, phrase: "needs 'htpasswd: FILE'"),
-        BadConfig(name: "htpasswd over plain HTTP", yaml: "client-auth:\n  htpasswd: /etc/wharf/htpasswd\n  mode: htpasswd\n", line: 3, phrase: "clear text on the plain-HTTP listener 0.0.0.0:5000"),
+        BadConfig(name: "htpasswd over plain HTTP", yaml: "client-auth:\n  htpasswd: /etc/wharf/htpasswd\n  mode: htpasswd\n", line: 3, phrase: "clear text on the plain-HTTP listener 0.0.0.0:5000; add a listener with 'tls'"),
         BadConfig(name: "passthrough over plain HTTP", yaml: "client-auth:\n  mode: passthrough\n  allow-without-tls: false\n", line: 2, phrase: "set 'allow-without-tls: true'"),
         BadConfig(name: "bad boolean", yaml: "client-auth:\n  allow-without-tls: maybe\n", line: 2, phrase: "expected true or false"),
         BadConfig(name: "bad realm", yaml: "client-auth:\n  realm: 'say \"hi\"'\n", line: 2, phrase: "without quotes"),
@@ -106,6 +106,14 @@ struct BadConfig: Sendable, CustomTestStringConvertible {
             let text = ConfigurationErrors(errors).description
             #expect(!text.contains("hunter2"), "\(text)")
         }
+    }
+
+    @Test func misspelledRequiredKeyIsOneError() {
+        let errors = Self.errors("upstreams:\n  - nmae: a\n    url: https://a.example\nlisten:\n  - adress: \":5000\"\n")
+        #expect(errors.map(\.description) == [
+            "2:5: upstreams[0].nmae: unknown key 'nmae'; did you mean 'name'?",
+            "5:5: listen[0].adress: unknown key 'adress'; did you mean 'address'?",
+        ])
     }
 
     @Test func collectsEveryErrorInFileOrder() {

@@ -173,7 +173,7 @@ struct WharfProcess {
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[1]
     }
 
-    /// Starts `wharf serve` on a free loopback port and waits until it answers `GET /v2/`.
+    /// Starts `wharf serve` on a free loopback port and waits until it answers `GET /healthz`.
     static func start(upstream: String, dataDirectory: String, extraArguments: [String] = []) async throws -> WharfProcess {
         var lastOutput = ""
         for attempt in 0..<3 {
@@ -184,7 +184,7 @@ struct WharfProcess {
                 outputPath: dataDirectory + "-wharf-\(port)-\(attempt).log")  // beside the data folder, removed with it
             let deadline = ContinuousClock.now + .seconds(20)
             while child.isRunning, ContinuousClock.now < deadline {
-                if let r = try? await RawHTTP.request("GET /v2/ HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: port), r.status == 200 {
+                if let r = try? await RawHTTP.request("GET /healthz HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: port), r.status == 200 {
                     return WharfProcess(child: child, port: port, dataDirectory: dataDirectory)
                 }
                 try await Task.sleep(for: .milliseconds(20))

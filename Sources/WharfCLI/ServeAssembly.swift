@@ -1,0 +1,86 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import Logging
+import WharfAuth
+import WharfConfig
+import WharfHTTP
+import WharfMirror
+import WharfStorage
+import WharfUpstream
+
+/// The running parts built from a ``WharfConfiguration``: the mirror, one server per listener,
+/// client authentication, and what SIGHUP reloads.
+struct ServeAssembly: Sendable {
+    let mirror: Mirror
+    let servers: [RegistryServer]
+    let certificates: [TLSCertificate]
+    let htpasswd: HtpasswdFile?
+
+    init(_ config: WharfConfiguration, httpClient: HTTPClient, logger: Logger) throws {
+        let upstreams = try config.upstreams.map { entry in
+            MirrorUpstream(
+                configuration: try UpstreamConfiguration(
+                    name: entry.name, url: entry.url, credentials: try Self.credentials(entry), tagTTL: .seconds(entry.tagTTLSeconds)),
+                namespaces: entry.namespaces, pathPrefix: entry.pathPrefix,
+                policy: RepositoryPolicy(allow: entry.allow, deny: entry.deny), pins: entry.pins, isDefault: entry.isDefault)
+        }
+        let limits = try config.data.maxSize.map {
+            try CacheLimits(maxBytes: $0, highWatermarkPercent: config.data.highWatermark, lowWatermarkPercent: config.data.lowWatermark)
+        }
+        self.mirror = try Mirror(dataDirectory: config.data.directory, upstreams: upstreams, httpClient: httpClient, logger: logger, limits: limits)
+
+        let auth = config.clientAuth
+        self.htpasswd = try auth.htpasswdFile.map { try HtpasswdFile(path: $0, logger: logger) }
+        let authenticator = ClientAuthenticator(
+            mode: ClientAuthenticator.Mode(rawValue: auth.mode.rawValue) ?? .open, htpasswd: self.htpasswd, realm: auth.realm,
+            allowWithoutTLS: auth.allowWithoutTLS, logger: logger)
+        var certificates: [TLSCertificate] = []
+        var servers: [RegistryServer] = []
+        for listener in config.listeners {
+            var tls: TLSCertificate?
+            if let files = listener.tls {
+                do { tls = try TLSCertificate(certificatePath: files.certificate, keyPath: files.key) } catch {
+                    throw ValidationError("TLS certificate \(files.certificate) / key \(files.key): \(error)")
+                }
+                certificates.append(tls!)
+            }
+            servers.append(RegistryServer(
+                configuration: .init(host: listener.host, port: listener.port, tls: tls), mirror: self.mirror, auth: authenticator, logger: logger))
+        }
+        self.certificates = certificates
+        self.servers = servers
+        logger.info("starting wharf", metadata: [
+            "listen": "\(config.listeners.map { $0.address + ($0.tls == nil ? "" : " (tls)") }.joined(separator: ", "))",
+            "data-dir": "\(config.data.directory)",
+            "upstreams": "\(upstreams.map { "\($0.configuration.name)=\($0.configuration.url)\($0.configuration.credentials == nil ? "" : " (credentials)")" }.joined(separator: ", "))",
+            "client-auth": "\(auth.mode.rawValue)",
+            "cache-limit": "\(limits.map { "\($0)" } ?? "unbounded")",
+        ])
+    }
+
+    /// Re-reads certificates and the htpasswd file; a file that fails keeps the old one in use.
+    func reload() {
+        for certificate in self.certificates {
+            do { try certificate.reload() } catch {
+                Logger(label: "wharf").error("certificate reload failed; keeping the old one", metadata: ["file": "\(certificate.certificatePath)", "error": "\(error)"])
+            }
+        }
+        self.htpasswd?.reload()
+    }
+
+    static func credentials(_ entry: UpstreamEntry) throws -> UpstreamCredentials? {
+        switch entry.credentials {
+        case .file(let path):
+            return try UpstreamCredentials.load(file: path)
+        case .environment(let userVariable, let passwordVariable):
+            let env = ProcessInfo.processInfo.environment
+            guard let user = env[userVariable], !user.isEmpty, let password = env[passwordVariable] else {
+                throw ValidationError("upstream \(entry.name): environment variables \(userVariable) and \(passwordVariable) must be set")
+            }
+            return UpstreamCredentials(username: user, password: password)
+        case nil:
+            return entry.isDefault ? UpstreamCredentials.fromEnvironment() : nil
+        }
+    }
+}
