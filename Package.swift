@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "wharf-index-bench", targets: ["IndexBench"]),
         .executable(name: "wharf-hitpath-bench", targets: ["HitPathBench"]),
         .executable(name: "wharf-startup-bench", targets: ["StartupBench"]),
+        .executable(name: "wharf-loadgen", targets: ["LoadGen"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -28,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // MARK: - System libraries (Debian: liblmdb-dev, zlib1g-dev, libssl-dev)
@@ -122,12 +124,23 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "loadtest/StartupBench", swiftSettings: swiftSettings),
+        /// HTTP load generator for registries: keep-alive connections, fixed concurrency or rate, HdrHistogram latencies.
+        .executableTarget(name: "LoadGen", dependencies: [
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "loadtest/LoadGen", swiftSettings: swiftSettings),
         .executableTarget(name: "FixtureUpstream", dependencies: ["WharfTestSupport"], path: "loadtest/FixtureUpstream", swiftSettings: swiftSettings),
 
         // MARK: - Tests
         .testTarget(name: "LMDBTests", dependencies: ["LMDB"], swiftSettings: swiftSettings),
         .testTarget(name: "OCIDistributionTests", dependencies: ["OCIDistribution"], swiftSettings: swiftSettings),
-        .testTarget(name: "WharfConfigTests", dependencies: ["WharfConfig"], swiftSettings: swiftSettings),
+        .testTarget(name: "WharfConfigTests", dependencies: [
+            "WharfConfig",
+            .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfTestSupportTests", dependencies: ["WharfTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfIntegrationTests", dependencies: [
             "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport", "WharfConfig", "WharfAuth",

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WharfHTTP
 import WharfMirror
 import WharfTestSupport
 import WharfUpstream
@@ -101,5 +102,39 @@ struct RealClientTests {
         await wharf.stop()
         await hub.stop()
         await ghcr.stop()
+    }
+
+    @Test("containerd pulls over HTTPS, trusting the test CA through hosts.toml")
+    func containerdOverTLS() async throws {
+        let upstream = try UpstreamEnvironment()
+        let image = try upstream.generator.image(layerSizes: [600_000, 50_000], format: .oci)
+        try upstream.storage.add(image: image, repository: "library/busybox", tag: "1")
+        try await upstream.start()
+        let work = try TempDirectory.make("ctr-tls")
+        let certs = try await TestCertificates.make(in: work)
+        let wharf = try await WharfInstance.start(
+            upstreams: [MirrorUpstream(
+                configuration: try UpstreamConfiguration(name: "hub", url: upstream.registry.url), namespaces: ["docker.io"], isDefault: true)],
+            tls: try TLSCertificate(certificatePath: certs.serverCertificate, keyPath: certs.serverKey))
+        let containerd = try ContainerdDaemon()
+        do {
+            try await containerd.start()
+            try containerd.configureMirror(registries: ["docker.io"], mirror: "https://127.0.0.1:\(wharf.port)", caCertificatePath: certs.caCertificate)
+            let pulled = try await containerd.pull("docker.io/library/busybox:1", plainHTTP: false)
+            #expect(pulled.status == 0, "\(pulled.output)")
+            #expect(try await containerd.imageDigest("docker.io/library/busybox:1") == image.manifest.digest)
+            // Pulled again after the content store is emptied: now every blob is a cache hit over TLS.
+            _ = try await containerd.removeImage("docker.io/library/busybox:1")
+            let hitsBefore = wharf.mirror.stats.blobHits.value
+            let again = try await containerd.pull("docker.io/library/busybox:1", plainHTTP: false)
+            #expect(again.status == 0, "\(again.output)")
+            #expect(wharf.mirror.stats.blobHits.value >= hitsBefore + image.blobs.count)
+        } catch {
+            Issue.record(error)
+        }
+        await containerd.stop()
+        await wharf.stop()
+        await upstream.stop()
+        try? FileManager.default.removeItem(atPath: work)
     }
 }
