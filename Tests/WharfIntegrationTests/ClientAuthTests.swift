@@ -216,4 +216,34 @@ struct ClientAuthTests {
         await wharf.stop()
         await f.upstream.stop()
     }
+
+    @Test("pass-through decisions are cached briefly; once expired and the upstream is down, access fails closed")
+    func passThroughFailsClosed() async throws {
+        let f = try await Fixture.start()
+        let wharf = try await WharfInstance.start(upstreams: [try f.mirrorUpstream(credentials: nil)], auth: { logger in
+            ClientAuthenticator(
+                mode: .passthrough, allowWithoutTLS: true, decisions: AccessDecisions(grantTTL: .seconds(2), denialTTL: .seconds(1)), logger: logger)
+        })
+        do {
+            let alice = Self.basic("alice", "alice-secret")
+            let layer = "/v2/private/secret/blobs/\(f.secret.layers[0].digest)"
+            #expect(try await Self.get("/v2/private/secret/manifests/v1", wharf.port, auth: alice).status == 200)
+            #expect(try await Self.get(layer, wharf.port, auth: alice).status == 200)
+            #expect(await Self.eventuallyCached(wharf, f.secret.layers[0].digest))
+            try await f.upstream.registry.stop()
+            // Within the grant's lifetime the cached layer is still served to alice.
+            #expect(try await Self.get(layer, wharf.port, auth: alice).status == 200)
+            try await Task.sleep(for: .milliseconds(2200))
+            // Expired and the upstream cannot be asked: refused, although the bytes are on disk.
+            let closed = try await Self.get(layer, wharf.port, auth: alice)
+            #expect(closed.status == 503 && closed.bodyText.contains("UNAVAILABLE"), "\(closed.status) \(closed.bodyText)")
+            let anonymous = try await Self.get(layer, wharf.port)
+            #expect(anonymous.status == 503 || anonymous.status == 401)
+            #expect(anonymous.body.count < 1000, "no layer bytes for an unconfirmed client")
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await f.upstream.stop()
+    }
 }
