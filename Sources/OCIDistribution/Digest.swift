@@ -13,7 +13,14 @@ public struct Digest: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses `sha256:<64 hex>`; accepts `%3A` / `%3a` in place of the colon (clients escape it).
     public init(parsing raw: some StringProtocol) throws(RegistryError) {
-        let text = Self.unescapeColon(String(raw))
+        // Fast path for the common spelling (every blob request): `sha256:` and 64 lowercase hex.
+        let string = String(raw)
+        if let hex = Self.plainSHA256Hex(string) {
+            self.algorithm = .sha256
+            self.hex = hex
+            return
+        }
+        let text = Self.unescapeColon(string)
         guard let colon = text.firstIndex(of: ":") else {
             throw RegistryError(.digestInvalid, "digest must look like sha256:<64 hex>")
         }
@@ -42,6 +49,19 @@ public struct Digest: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Clients may escape the colon as `%3A`; nothing else is unescaped.
+    /// The hex part of `sha256:<64 lowercase hex>`, or nil for anything else.
+    private static func plainSHA256Hex(_ s: String) -> String? {
+        var s = s
+        return s.withUTF8 { b -> String? in
+            guard b.count == 71, b[0] == 0x73, b[1] == 0x68, b[2] == 0x61, b[3] == 0x32, b[4] == 0x35, b[5] == 0x36, b[6] == 0x3A else { return nil }
+            for i in 7..<71 {
+                let c = b[i]
+                guard (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) else { return nil }
+            }
+            return String(decoding: UnsafeBufferPointer(rebasing: b[7...]), as: UTF8.self)
+        }
+    }
+
     private static func unescapeColon(_ s: String) -> String {
         guard s.utf8.count < 300, s.contains("%") else { return s }
         var out = ""

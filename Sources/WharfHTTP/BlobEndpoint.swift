@@ -14,12 +14,12 @@ struct BlobEndpoint: Sendable {
     let access: RequestAccess
 
     func serve(name rawName: String, digest rawDigest: String, request: HTTPRequestHead, writer: ResponseWriter) async throws {
-        _ = try RepositoryName(parsing: rawName)
+        let name = try RepositoryName(parsing: rawName)
         let digest = try Digest(parsing: rawDigest)
         let mark = self.mirror.serving.markServing(digest)  // the evictor spares blobs being served
         defer { mark.release() }
         let range = writer.isHead ? nil : try request.headers.first(name: "range").flatMap { try ByteRange(header: $0) }
-        let routed = try await self.access.route(rawName, writer)
+        let routed = try await self.access.route(name, writer)
         let upstream = routed.client, repository = routed.repository
         // Known in this repository (its manifests named it, or the upstream confirmed it): no more checks.
         let linked = self.mirror.linkGate.isLinked(digest, upstream: upstream, repository: repository)

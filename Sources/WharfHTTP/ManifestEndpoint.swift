@@ -11,10 +11,10 @@ struct ManifestEndpoint: Sendable {
     let access: RequestAccess
 
     func serve(name rawName: String, reference rawReference: String, request: HTTPRequestHead, writer: ResponseWriter) async throws {
-        _ = try RepositoryName(parsing: rawName)
+        let name = try RepositoryName(parsing: rawName)
         let reference = try Reference(parsing: rawReference)
         let accept = AcceptSet(lines: request.headers["accept"])
-        let routed = try await self.access.route(rawName, writer)
+        let routed = try await self.access.route(name, writer)
         let repository = routed.repository
         let answer = try await self.mirror.manifests.resolve(
             upstream: routed.client, repository: repository, reference: reference, accept: accept, identity: writer.identity)

@@ -22,7 +22,7 @@ struct MetadataEndpoint: Sendable {
         }
         let last = target.queryValue("last")
         if let last { _ = try Tag(parsing: last) }
-        let routed = try await self.access.route(rawName, writer)
+        let routed = try await self.access.route(name, writer)
         var query: [String] = []
         if let n { query.append("n=\(n)") }
         if let last { query.append("last=\(RequestRouter.percentEncode(last))") }
@@ -50,9 +50,9 @@ struct MetadataEndpoint: Sendable {
     }
 
     func referrers(name rawName: String, digest rawDigest: String, target: ParsedTarget, writer: ResponseWriter) async throws {
-        _ = try RepositoryName(parsing: rawName)
+        let name = try RepositoryName(parsing: rawName)
         let digest = try Digest(parsing: rawDigest)
-        let routed = try await self.access.route(rawName, writer)
+        let routed = try await self.access.route(name, writer)
         var query = ""
         if let t = target.queryValue("artifactType") { query = "artifactType=\(RequestRouter.percentEncode(t))" }
         let body = try await self.fetchJSON(routed, path: "referrers/\(digest)", query: query, kind: "referrers", writer: writer)

@@ -79,7 +79,7 @@ public final class RegistryServer: Service, Sendable {
                         limits.maxHeaderFieldSize = config.maxHeaderBytes
                         limits.maxHeaderFieldCount = 256
                         try sync.configureHTTPServerPipeline(
-                            withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: true,
+                            withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
                             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
                         try sync.addHandler(ProtocolErrorResponder())
                         try sync.addHandler(FileRegionCloser())

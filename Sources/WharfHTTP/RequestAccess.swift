@@ -9,8 +9,7 @@ struct RequestAccess: Sendable {
     let mirror: Mirror
     let auth: ClientAuthenticator
 
-    func route(_ rawName: String, _ writer: ResponseWriter) async throws -> RoutedRequest {
-        let name = try RepositoryName(parsing: rawName)
+    func route(_ name: RepositoryName, _ writer: ResponseWriter) async throws -> RoutedRequest {
         let routed = try self.mirror.route(name, namespace: writer.namespace)
         do {
             try await self.auth.authorizePull(identity: writer.identity, upstream: routed.client, repository: routed.repository)

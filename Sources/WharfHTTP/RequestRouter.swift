@@ -42,28 +42,41 @@ enum RequestRouter {
         } else {
             pathPart = Substring(uri)
         }
-        guard pathPart.hasPrefix("/") else { throw RegistryError(.nameInvalid, "request target must be an absolute path", status: 400) }
-        if let page = StatusPage(rawValue: String(pathPart)) ?? (pathPart == "/dashboard" ? .dashboard : nil) {
-            return ParsedTarget(route: .status(page), query: query)
+        guard pathPart.utf8.first == UInt8(ascii: "/") else { throw RegistryError(.nameInvalid, "request target must be an absolute path", status: 400) }
+        // Works on the path's bytes: this runs for every request, hits included.
+        var path = Array(pathPart.utf8)
+        guard path.starts(with: Self.v2Prefix) else {
+            if path == Self.v2Root { return ParsedTarget(route: .base, query: query) }
+            if let page = StatusPage(rawValue: String(pathPart)) ?? (pathPart == "/dashboard" ? .dashboard : nil) {
+                return ParsedTarget(route: .status(page), query: query)
+            }
+            return ParsedTarget(route: .notFound, query: query)
         }
-        if pathPart == "/v2" || pathPart == "/v2/" { return ParsedTarget(route: .base, query: query) }
-        guard pathPart.hasPrefix("/v2/") else { return ParsedTarget(route: .notFound, query: query) }
-        var parts = pathPart.dropFirst(4).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        if parts.last == "" { parts.removeLast() }
-        if parts == ["_catalog"] { return ParsedTarget(route: .catalog, query: query) }
-        guard parts.count >= 3 else { return ParsedTarget(route: .notFound, query: query) }
-        let n = parts.count
-        let name = { (drop: Int) in parts[0..<(n - drop)].joined(separator: "/") }
-        if parts[n - 2] == "tags", parts[n - 1] == "list" { return ParsedTarget(route: .tags(name: name(2)), query: query) }
-        if parts[n - 2] == "blobs", parts[n - 1] == "uploads" { return ParsedTarget(route: .blobUpload(name: name(2)), query: query) }
-        if n >= 4, parts[n - 3] == "blobs", parts[n - 2] == "uploads" { return ParsedTarget(route: .blobUpload(name: name(3)), query: query) }
-        switch parts[n - 2] {
-        case "manifests": return ParsedTarget(route: .manifest(name: name(2), reference: parts[n - 1]), query: query)
-        case "blobs": return ParsedTarget(route: .blob(name: name(2), digest: parts[n - 1]), query: query)
-        case "referrers": return ParsedTarget(route: .referrers(name: name(2), digest: parts[n - 1]), query: query)
-        default: return ParsedTarget(route: .notFound, query: query)
+        path.removeFirst(4)
+        if path.last == UInt8(ascii: "/") { path.removeLast() }
+        if path.isEmpty { return ParsedTarget(route: .base, query: query) }
+        if path.elementsEqual("_catalog".utf8) { return ParsedTarget(route: .catalog, query: query) }
+        // The last three slashes split off `…/<kind>/<ref>` (and `…/blobs/uploads/<id>`).
+        let slash = UInt8(ascii: "/")
+        guard let s1 = path.lastIndex(of: slash), let s2 = path[..<s1].lastIndex(of: slash) else {
+            return ParsedTarget(route: .notFound, query: query)
         }
+        let last = path[(s1 + 1)...], kind = path[(s2 + 1)..<s1]
+        let text = { (bytes: ArraySlice<UInt8>) in String(decoding: bytes, as: UTF8.self) }
+        let name = text(path[..<s2])
+        if kind.elementsEqual("tags".utf8), last.elementsEqual("list".utf8) { return ParsedTarget(route: .tags(name: name), query: query) }
+        if kind.elementsEqual("blobs".utf8), last.elementsEqual("uploads".utf8) { return ParsedTarget(route: .blobUpload(name: name), query: query) }
+        if kind.elementsEqual("uploads".utf8), let s3 = path[..<s2].lastIndex(of: slash), path[(s3 + 1)..<s2].elementsEqual("blobs".utf8) {
+            return ParsedTarget(route: .blobUpload(name: text(path[..<s3])), query: query)
+        }
+        if kind.elementsEqual("manifests".utf8) { return ParsedTarget(route: .manifest(name: name, reference: text(last)), query: query) }
+        if kind.elementsEqual("blobs".utf8) { return ParsedTarget(route: .blob(name: name, digest: text(last)), query: query) }
+        if kind.elementsEqual("referrers".utf8) { return ParsedTarget(route: .referrers(name: name, digest: text(last)), query: query) }
+        return ParsedTarget(route: .notFound, query: query)
     }
+
+    private static let v2Prefix = Array("/v2/".utf8)
+    private static let v2Root = Array("/v2".utf8)
 
     static func parseQuery(_ raw: Substring) throws(RegistryError) -> [(String, String)] {
         var out: [(String, String)] = []

@@ -77,21 +77,25 @@ public final class BlobFills: Sendable {
             }
             let expected = response.contentLength
             fill.started(size: expected)
+            // Small blobs are hashed inline; big ones beside the download (see FillHasher).
+            let background = (expected ?? Int64.max) > Self.inlineHashLimit ? FillHasher() : nil
             var hasher = StreamingSHA256()
             var written: Int64 = 0
             for try await chunk in body {
                 try chunk.withUnsafeReadableBytes { raw in
-                    hasher.update(raw)
                     try Self.writeAll(fill.fd, raw, at: written)
+                    if background == nil { hasher.update(raw) }
                 }
                 written += Int64(chunk.readableBytes)
                 if let expected, written > expected { throw RegistryError(.blobUnknown, "upstream sent more bytes than announced") }
-                fill.progressed(to: written)
+                fill.progressed(to: written)  // followers send these bytes now; the last one waits for the digest
+                await background?.submit(chunk)
             }
             if let expected, written != expected {
                 throw RegistryError(.blobUnknown, "upstream body ended after \(written) of \(expected) bytes")
             }
-            guard hasher.finalize() == digest.hex else {
+            let computed = if let background { await background.finalize() } else { hasher.finalize() }
+            guard computed == digest.hex else {
                 self.stats.digestMismatches.add()
                 throw RegistryError(.blobUnknown, "upstream content does not match digest \(digest)")
             }
@@ -118,6 +122,9 @@ public final class BlobFills: Sendable {
             if fills[digest] === fill { fills[digest] = nil }
         }
     }
+
+    /// Blobs up to this size are hashed on the fill's own task.
+    static let inlineHashLimit: Int64 = 1 << 20
 
     private static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, at offset: Int64) throws {
         var done = 0

@@ -45,7 +45,7 @@ public struct UpstreamConfiguration: Sendable {
     /// Short name used in the index and logs (e.g. `docker.io`).
     public var name: String
     /// Base URL without trailing slash, e.g. `https://registry-1.docker.io`.
-    public var url: String
+    public let url: String
     public var credentials: UpstreamCredentials?
     /// How long a tag → digest answer is served without asking the upstream again.
     public var tagTTL: Duration
@@ -59,21 +59,21 @@ public struct UpstreamConfiguration: Sendable {
               let host = parsed.host, !host.isEmpty, parsed.query == nil, parsed.user == nil
         else { throw ConfigurationError("upstream URL '\(url)' must look like https://host[:port]") }
         self.url = u
+        self.host = host
+        self.hostAndPort = host + (parsed.port.map { ":\($0)" } ?? "")
+        self.isDockerHub = Self.isDockerHubHost(host)
         self.name = name ?? (Self.isDockerHubHost(host) ? "docker.io" : host + (parsed.port.map { ":\($0)" } ?? ""))
         self.credentials = credentials
         self.tagTTL = tagTTL
     }
 
-    public var host: String { URLComponents(string: self.url)?.host ?? "" }
+    public let host: String
 
     /// `host` or `host:port`, as containerd writes it in `ns`.
-    public var hostAndPort: String {
-        guard let c = URLComponents(string: self.url) else { return "" }
-        return (c.host ?? "") + (c.port.map { ":\($0)" } ?? "")
-    }
+    public let hostAndPort: String
 
-    /// Docker Hub keeps official images under `library/`.
-    public var isDockerHub: Bool { Self.isDockerHubHost(self.host) }
+    /// Docker Hub keeps official images under `library/` (checked on every request: stored, not parsed).
+    public let isDockerHub: Bool
 
     static func isDockerHubHost(_ host: String) -> Bool {
         ["registry-1.docker.io", "docker.io", "index.docker.io", "registry.hub.docker.com"].contains(host.lowercased())
