@@ -86,7 +86,12 @@ struct BlobEndpoint: Sendable {
     }
 
     private func headers(_ writer: ResponseWriter, _ digest: Digest, length: Int64?) -> HTTPHeaders {
-        var h = writer.headers()
+        Self.blobHeaders(writer.headers(), digest, length: length)
+    }
+
+    /// The headers of a blob response, on top of `base`.
+    static func blobHeaders(_ base: HTTPHeaders, _ digest: Digest, length: Int64?) -> HTTPHeaders {
+        var h = base
         h.add(name: "Content-Type", value: "application/octet-stream")
         h.add(name: "Docker-Content-Digest", value: digest.description)
         h.add(name: "Accept-Ranges", value: "bytes")

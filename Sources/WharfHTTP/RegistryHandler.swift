@@ -33,7 +33,7 @@ struct RegistryHandler: Sendable {
 
     func handle(_ head: HTTPRequestHead, _ writer: ResponseWriter) async throws {
         let started = ContinuousClock.now
-        let id = Self.requestCounter.add(1, ordering: .relaxed).newValue
+        let id = Self.nextRequestID()
         var kind = MirrorStats.RequestKind.other
         defer {
             let elapsed = ContinuousClock.now - started
@@ -56,10 +56,7 @@ struct RegistryHandler: Sendable {
         let target = try RequestRouter.parse(uri: head.uri)
         let readOnly = head.method == .GET || head.method == .HEAD
         kind = Self.kind(of: target.route)
-        if let ns = target.queryValue("ns"), !ns.isEmpty, ns.utf8.count <= 255,
-           ns.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ",") }) {
-            writer.namespace = ns
-        }
+        writer.namespace = RequestRouter.namespace(of: target)
         switch target.route {
         case .base, .manifest, .blob, .tags, .referrers:
             // Registry API: the client authenticates first (status pages stay open for probes and scrapers).
@@ -94,6 +91,9 @@ struct RegistryHandler: Sendable {
             throw RegistryError(.unsupported, "this is a read-only pull-through cache: \(head.method.rawValue) is not supported")
         }
     }
+
+    /// Request ids for the access log, shared with ``HitPath``.
+    static func nextRequestID() -> UInt64 { Self.requestCounter.add(1, ordering: .relaxed).newValue }
 
     private static func kind(of route: Route) -> MirrorStats.RequestKind {
         switch route {

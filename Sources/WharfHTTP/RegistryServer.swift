@@ -19,6 +19,8 @@ public final class RegistryServer: Service, Sendable {
         public var idleTimeout: TimeAmount = .seconds(120)
         public var drainTimeout: Duration = .seconds(10)
         public var maxHeaderBytes = 16 * 1024
+        /// Answer cache hits on the event loop (``HitPath``); off only to compare the two paths.
+        public var hitPath = true
         /// Serve HTTPS with this certificate (nil: plain HTTP, where blobs go out with sendfile).
         public var tls: TLSCertificate?
 
@@ -62,6 +64,9 @@ public final class RegistryServer: Service, Sendable {
 
     public func run() async throws {
         let config = self.configuration
+        let mirror = self.handler.mirror, logger = self.logger, connections = self.connections
+        // Synchronous hits need open access (authentication is async) and sendfile (plain HTTP).
+        let hitPath = self.handler.auth.mode == .open && config.hitPath
         let serverChannel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
         do {
             serverChannel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -84,6 +89,9 @@ public final class RegistryServer: Service, Sendable {
                         try sync.addHandler(ProtocolErrorResponder())
                         try sync.addHandler(FileRegionCloser())
                         try sync.addHandler(IdleConnectionCloser())
+                        if config.tls == nil, hitPath {
+                            try sync.addHandler(HitPath(mirror: mirror, logger: logger, isShuttingDown: { connections.isShuttingDown }))
+                        }
                         return try NIOAsyncChannel(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(

@@ -36,9 +36,9 @@ enum RequestRouter {
         guard uri.utf8.count <= maxURILength else { throw RegistryError(.nameInvalid, "request URI too long", status: 414) }
         let pathPart: Substring
         var query: [(String, String)] = []
-        if let q = uri.firstIndex(of: "?") {
+        if let q = uri.utf8.firstIndex(of: UInt8(ascii: "?")) {
             pathPart = uri[..<q]
-            query = try Self.parseQuery(uri[uri.index(after: q)...])
+            query = try Self.parseQuery(uri[uri.utf8.index(after: q)...])
         } else {
             pathPart = Substring(uri)
         }
@@ -77,6 +77,14 @@ enum RequestRouter {
 
     private static let v2Prefix = Array("/v2/".utf8)
     private static let v2Root = Array("/v2".utf8)
+
+    /// containerd's `ns` parameter, if it is a plausible registry host (printable ASCII, no comma, ≤ 255 bytes).
+    static func namespace(of target: ParsedTarget) -> String? {
+        guard let ns = target.queryValue("ns"), !ns.isEmpty, ns.utf8.count <= 255,
+              ns.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ",") })
+        else { return nil }
+        return ns
+    }
 
     static func parseQuery(_ raw: Substring) throws(RegistryError) -> [(String, String)] {
         var out: [(String, String)] = []

@@ -77,6 +77,21 @@ public struct ManifestResolver: Sendable {
         }
     }
 
+    /// The cached manifest for a tag whose TTL has not passed, without any upstream request (the
+    /// synchronous hit path); nil when the answer would need the upstream.
+    public func freshTag(upstream: UpstreamClient, repository: String, tag: String, accept: AcceptSet) -> StoredManifest? {
+        guard let (record, manifest) = self.cachedTag(upstream: upstream.configuration.name, repository: repository, tag: tag, accept: accept),
+              Clock.seconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds)
+        else { return nil }
+        return manifest
+    }
+
+    /// A cached manifest by digest, if it is linked to `repository` (the synchronous hit path).
+    public func cachedLinked(_ digest: Digest, upstream: UpstreamClient, repository: String) -> StoredManifest? {
+        guard self.gate.isLinked(digest, upstream: upstream, repository: repository) else { return nil }
+        return self.cached(digest)
+    }
+
     /// An expired tag: ask with a HEAD (free on Docker Hub's rate limit). Unchanged → keep the cached
     /// manifest; changed → GET only a digest not already cached.
     private func revalidate(
