@@ -26,14 +26,15 @@ enum RawHTTP {
 
     /// Sends `request` verbatim and reads until the server closes, `maxBytes` arrive, or 20 s pass.
     /// The blocking socket work runs on its own thread, never on the (2-thread) cooperative pool.
-    static func request(_ request: String, port: Int, maxBytes: Int = 64 << 20) async throws -> Response {
+    /// `untilClose`: keep reading past the first response (pipelined requests) until the server closes.
+    static func request(_ request: String, port: Int, maxBytes: Int = 64 << 20, untilClose: Bool = false) async throws -> Response {
         let bytes = Array(request.utf8)
         return try await withCheckedThrowingContinuation { c in
-            Thread.detachNewThread { c.resume(with: Result { try Self.blockingRequest(bytes, port: port, maxBytes: maxBytes) }) }
+            Thread.detachNewThread { c.resume(with: Result { try Self.blockingRequest(bytes, port: port, maxBytes: maxBytes, untilClose: untilClose) }) }
         }
     }
 
-    static func blockingRequest(_ bytes: [UInt8], port: Int, maxBytes: Int) throws -> Response {
+    static func blockingRequest(_ bytes: [UInt8], port: Int, maxBytes: Int, untilClose: Bool = false) throws -> Response {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
         defer { close(fd) }
@@ -57,7 +58,7 @@ enum RawHTTP {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n <= 0 { break }
             received.append(contentsOf: chunk[0..<n])
-            if let r = parse(received), let len = r.declaredLength, r.body.count >= len, r.header("connection")?.lowercased() != "close" { break }
+            if !untilClose, let r = parse(received), let len = r.declaredLength, r.body.count >= len, r.header("connection")?.lowercased() != "close" { break }
         }
         return parse(received) ?? Response(status: 0, headers: [], body: [], raw: received)
     }
