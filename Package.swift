@@ -75,6 +75,7 @@ let package = Package(
         .target(name: "WharfAuth", dependencies: [
             "OCIDistribution", "WharfUpstream",
             .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -17,7 +17,7 @@ struct ServeAssembly: Sendable {
     let certificates: [TLSCertificate]
     let htpasswd: HtpasswdFile?
 
-    init(_ config: WharfConfiguration, httpClient: HTTPClient, logger: Logger) throws {
+    init(_ config: WharfConfiguration, edge: EdgeSettings? = nil, httpClient: HTTPClient, logger: Logger) throws {
         let upstreams = try config.upstreams.map { entry in
             MirrorUpstream(
                 configuration: try UpstreamConfiguration(
@@ -46,7 +46,8 @@ struct ServeAssembly: Sendable {
                 certificates.append(tls!)
             }
             servers.append(RegistryServer(
-                configuration: .init(host: listener.host, port: listener.port, tls: tls), mirror: self.mirror, auth: authenticator, logger: logger))
+                configuration: .init(host: listener.host, port: listener.port, tls: tls), mirror: self.mirror, auth: authenticator, edge: edge,
+                logger: logger))
         }
         self.certificates = certificates
         self.servers = servers

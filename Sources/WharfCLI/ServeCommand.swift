@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import UnixSignals
+import WharfAuth
 import WharfConfig
 import WharfHTTP
 import WharfMirror
@@ -68,6 +69,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(name: .customLong("allow-auth-without-tls"), help: "Accept client credentials on plain-HTTP listeners too.")
     var allowAuthWithoutTLS = false
 
+    @Option(name: .customLong("edge-redirect"), help: "Edge mode: answer blob GETs with a signed 307 to this cache base URL.")
+    var edgeRedirect: String?
+
+    @Flag(name: .customLong("require-signed-blobs"), help: "Cache mode: serve blobs only through signed URLs from an edge.")
+    var requireSignedBlobs = false
+
+    @Option(name: .customLong("edge-secret"), help: "File with the secret (≥ 16 bytes) shared by edge and caches.")
+    var edgeSecret: String?
+
+    @Option(name: .customLong("edge-ttl"), help: "Seconds a signed blob URL stays valid (default 60).")
+    var edgeTTL = 60
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String?
 
@@ -83,7 +96,7 @@ struct ServeCommand: AsyncParsableCommand {
         let http = UpstreamClient.makeHTTPClient()
         let assembly: ServeAssembly
         do {
-            assembly = try ServeAssembly(settings, httpClient: http, logger: logger)
+            assembly = try ServeAssembly(settings, edge: try self.edgeSettings(), httpClient: http, logger: logger)
         } catch {
             try? await http.shutdown()
             throw error
@@ -99,6 +112,23 @@ struct ServeCommand: AsyncParsableCommand {
             throw error
         }
         try await http.shutdown()
+    }
+}
+
+extension ServeCommand {
+    func edgeSettings() throws -> EdgeSettings? {
+        guard self.edgeRedirect != nil || self.requireSignedBlobs else {
+            if self.edgeSecret != nil { throw ValidationError("--edge-secret needs --edge-redirect or --require-signed-blobs") }
+            return nil
+        }
+        guard let secret = self.edgeSecret else { throw ValidationError("--edge-redirect/--require-signed-blobs need --edge-secret FILE") }
+        guard (1...86_400).contains(self.edgeTTL) else { throw ValidationError("--edge-ttl must be between 1 and 86400 seconds") }
+        if let url = self.edgeRedirect, !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
+            throw ValidationError("--edge-redirect must be an http(s) base URL")
+        }
+        return EdgeSettings(
+            redirectBlobsTo: self.edgeRedirect, requireSignedBlobs: self.requireSignedBlobs,
+            signer: try BlobURLSigner.load(secretFile: secret), lifetime: .seconds(self.edgeTTL))
     }
 }
 

@@ -4,6 +4,7 @@ import Glibc
 import NIOCore
 import NIOHTTP1
 import OCIDistribution
+import WharfAuth
 import WharfMirror
 import WharfStorage
 import WharfUpstream
@@ -12,6 +13,7 @@ import WharfUpstream
 struct BlobEndpoint: Sendable {
     let mirror: Mirror
     let access: RequestAccess
+    var edge: EdgeSettings? = nil
 
     func serve(name rawName: String, digest rawDigest: String, request: HTTPRequestHead, writer: ResponseWriter) async throws {
         let name = try RepositoryName(parsing: rawName)
@@ -23,6 +25,14 @@ struct BlobEndpoint: Sendable {
         let upstream = routed.client, repository = routed.repository
         // Known in this repository (its manifests named it, or the upstream confirmed it): no more checks.
         let linked = self.mirror.linkGate.isLinked(digest, upstream: upstream, repository: repository)
+        if let edge = self.edge, let cache = edge.redirectBlobsTo, !writer.isHead {
+            // Edge: the pull is authorized here; the bytes come from the cache the signed URL names.
+            if !linked {
+                try await self.mirror.linkGate.confirm(digest, kind: .blob, upstream: upstream, repository: repository, identity: writer.identity)
+            }
+            try await EdgeRedirect.send(edge, cache: cache, name: rawName, digest: digest.description, writer: writer)
+            return
+        }
 
         if let record = try? self.mirror.index.blob(digest) {
             if !linked {

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import OCIDistribution
+import WharfAuth
 import WharfMirror
 import WharfStorage
 
@@ -22,6 +23,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     private let mirror: Mirror
+    private let edge: EdgeSettings?
     private let logger: Logger
     private let isShuttingDown: @Sendable () -> Bool
     /// Requests handed to the async side whose response has not ended yet.
@@ -29,8 +31,9 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// Dropping the body parts of a request this handler answered.
     private var swallowing = false
 
-    init(mirror: Mirror, logger: Logger, isShuttingDown: @escaping @Sendable () -> Bool) {
+    init(mirror: Mirror, edge: EdgeSettings?, logger: Logger, isShuttingDown: @escaping @Sendable () -> Bool) {
         self.mirror = mirror
+        self.edge = edge
         self.logger = logger
         self.isShuttingDown = isShuttingDown
     }
@@ -73,6 +76,14 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         let isHead = head.method == .HEAD
         switch target.route {
         case .blob(let rawName, let rawDigest):
+            if let edge = self.edge {
+                // An edge redirects blob GETs; a cache serves only signed ones (a bad one gets its error from the async side).
+                if edge.redirectBlobsTo != nil, !isHead { return false }
+                if edge.requireSignedBlobs,
+                   EdgeRedirect.verdict(edge, method: head.method.rawValue, name: rawName, digest: rawDigest, target: target, namespace: namespace) != .valid {
+                    return false
+                }
+            }
             guard let name = try? RepositoryName(parsing: rawName), let digest = try? Digest(parsing: rawDigest),
                   let routed = try? self.mirror.route(name, namespace: namespace),
                   let record = (try? self.mirror.index.blob(digest)) ?? nil,

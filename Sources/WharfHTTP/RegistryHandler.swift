@@ -13,6 +13,7 @@ import WharfMirror
 struct RegistryHandler: Sendable {
     let mirror: Mirror
     let auth: ClientAuthenticator
+    let edge: EdgeSettings?
     let logger: Logger
     let manifests: ManifestEndpoint
     let blobs: BlobEndpoint
@@ -20,13 +21,14 @@ struct RegistryHandler: Sendable {
     let status: StatusEndpoint
     private static let requestCounter = Atomic<UInt64>(0)
 
-    init(mirror: Mirror, auth: ClientAuthenticator, logger: Logger) {
+    init(mirror: Mirror, auth: ClientAuthenticator, edge: EdgeSettings? = nil, logger: Logger) {
         self.mirror = mirror
         self.auth = auth
+        self.edge = edge
         self.logger = logger
         let access = RequestAccess(mirror: mirror, auth: auth)
         self.manifests = ManifestEndpoint(mirror: mirror, access: access)
-        self.blobs = BlobEndpoint(mirror: mirror, access: access)
+        self.blobs = BlobEndpoint(mirror: mirror, access: access, edge: edge)
         self.metadata = MetadataEndpoint(mirror: mirror, access: access)
         self.status = StatusEndpoint(mirror: mirror)
     }
@@ -78,6 +80,9 @@ struct RegistryHandler: Sendable {
         case .manifest(let name, let reference) where readOnly:
             try await self.manifests.serve(name: name, reference: reference, request: head, writer: writer)
         case .blob(let name, let digest) where readOnly:
+            if let edge = self.edge, edge.requireSignedBlobs {
+                try EdgeRedirect.checkSignature(edge, method: head.method.rawValue, name: name, digest: digest, target: target, namespace: writer.namespace)
+            }
             try await self.blobs.serve(name: name, digest: digest, request: head, writer: writer)
         case .tags(let name) where readOnly:
             try await self.metadata.tags(name: name, target: target, writer: writer)

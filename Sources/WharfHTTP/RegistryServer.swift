@@ -37,9 +37,9 @@ public final class RegistryServer: Service, Sendable {
     private let connections = ConnectionRegistry()
     private let bound = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, any Error>], serverChannel: (any Channel)?)>((nil, [], nil))
 
-    public init(configuration: Configuration, mirror: Mirror, auth: ClientAuthenticator? = nil, logger: Logger) {
+    public init(configuration: Configuration, mirror: Mirror, auth: ClientAuthenticator? = nil, edge: EdgeSettings? = nil, logger: Logger) {
         self.configuration = configuration
-        self.handler = RegistryHandler(mirror: mirror, auth: auth ?? .open(logger: logger), logger: logger)
+        self.handler = RegistryHandler(mirror: mirror, auth: auth ?? .open(logger: logger), edge: edge, logger: logger)
         self.logger = logger
     }
 
@@ -64,7 +64,7 @@ public final class RegistryServer: Service, Sendable {
 
     public func run() async throws {
         let config = self.configuration
-        let mirror = self.handler.mirror, logger = self.logger, connections = self.connections
+        let mirror = self.handler.mirror, logger = self.logger, connections = self.connections, edge = self.handler.edge
         // Synchronous hits need open access (authentication is async) and sendfile (plain HTTP).
         let hitPath = self.handler.auth.mode == .open && config.hitPath
         let serverChannel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
@@ -90,7 +90,7 @@ public final class RegistryServer: Service, Sendable {
                         try sync.addHandler(FileRegionCloser())
                         try sync.addHandler(IdleConnectionCloser())
                         if config.tls == nil, hitPath {
-                            try sync.addHandler(HitPath(mirror: mirror, logger: logger, isShuttingDown: { connections.isShuttingDown }))
+                            try sync.addHandler(HitPath(mirror: mirror, edge: edge, logger: logger, isShuttingDown: { connections.isShuttingDown }))
                         }
                         return try NIOAsyncChannel(
                             wrappingChannelSynchronously: channel,

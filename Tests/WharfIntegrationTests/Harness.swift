@@ -71,7 +71,7 @@ final class WharfInstance: Sendable {
     /// Wharf with several upstreams, client authentication and/or a TLS listener.
     static func start(
         upstreams: [MirrorUpstream], dataDirectory: String? = nil, maxSize: Int64? = nil,
-        auth: ((Logger) throws -> ClientAuthenticator)? = nil, tls: TLSCertificate? = nil
+        auth: ((Logger) throws -> ClientAuthenticator)? = nil, tls: TLSCertificate? = nil, edge: EdgeSettings? = nil
     ) async throws -> WharfInstance {
         let dir = try dataDirectory ?? TempDirectory.make("wharf")
         var logger = Logger(label: "wharf-test")
@@ -81,7 +81,7 @@ final class WharfInstance: Sendable {
         let mirror = try Mirror(dataDirectory: dir, upstreams: upstreams, httpClient: http, logger: logger, limits: limits)
         var serverConfig = RegistryServer.Configuration(host: "127.0.0.1", port: 0, tls: tls)
         serverConfig.drainTimeout = .seconds(2)
-        let server = RegistryServer(configuration: serverConfig, mirror: mirror, auth: try auth?(logger), logger: logger)
+        let server = RegistryServer(configuration: serverConfig, mirror: mirror, auth: try auth?(logger), edge: edge, logger: logger)
         let task = Task { try await server.run() }
         let port = try await server.boundPort()
         let maintenance = Task { await mirror.runMaintenance() }
