@@ -11,10 +11,12 @@ final class ProgressReporter {
     private var lastDraw = ContinuousClock.now - .seconds(1)
     private var lastPlainTenth = 0
     private static let width = 30
+    private let verb: String
 
-    init(total: Int, totalBytes: Int64) {
+    init(total: Int, totalBytes: Int64, verb: String = "checked") {
         self.total = total
         self.totalBytes = totalBytes
+        self.verb = verb
     }
 
     /// Adds hashed bytes (redraws the bar at most ten times a second).
@@ -30,7 +32,7 @@ final class ProgressReporter {
             let tenth = self.done * 10 / self.total
             if tenth > self.lastPlainTenth {
                 self.lastPlainTenth = tenth
-                print("checked \(self.done)/\(self.total) blobs (\(ByteFormat.string(self.bytes)))")
+                print("\(self.verb) \(self.done)/\(self.total) blobs (\(ByteFormat.string(self.bytes)))")
             }
         }
         self.drawIfDue()
