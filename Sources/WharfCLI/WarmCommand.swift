@@ -200,6 +200,33 @@ struct WarmClient: Sendable {
         return platforms.contains { name == $0 || name.hasPrefix($0 + "/") }
     }
 
+    /// One manifest's exact bytes, type and digest (checked against the bytes).
+    func manifest(repository: String, reference: String) async throws -> (digest: String, mediaType: String, bytes: [UInt8]) {
+        let response = try await HTTPClient.shared.execute(self.request("/v2/\(repository)/manifests/\(reference)", accept: Self.accept), timeout: .seconds(120))
+        let body = try await response.body.collect(upTo: 8 << 20)
+        guard response.status == .ok else { throw ValidationError("manifest \(repository):\(reference): HTTP \(response.status.code)") }
+        let bytes = Array(body.readableBytesView)
+        let digest = Digest.sha256(of: bytes).description
+        if reference.hasPrefix("sha256:"), reference != digest { throw ValidationError("manifest \(reference) does not match its digest") }
+        return (digest, response.headers.first(name: "content-type") ?? MediaType.ociManifest, bytes)
+    }
+
+    /// Streams one blob through `sink`, checking its digest; returns its size.
+    func streamBlob(repository: String, digest: String, sink: ([UInt8]) throws -> Void) async throws -> Int64 {
+        let response = try await HTTPClient.shared.execute(self.request("/v2/\(repository)/blobs/\(digest)"), timeout: .hours(6))
+        guard response.status == .ok else { throw ValidationError("blob \(digest): HTTP \(response.status.code)") }
+        var hasher = StreamingSHA256()
+        var n: Int64 = 0
+        for try await chunk in response.body {
+            let bytes = Array(chunk.readableBytesView)
+            hasher.update(bytes)
+            try sink(bytes)
+            n += Int64(bytes.count)
+        }
+        guard "sha256:" + hasher.finalize() == digest else { throw ValidationError("blob \(digest) does not match its digest") }
+        return n
+    }
+
     /// Reads one blob through the mirror (which caches it) and returns its byte count.
     func fetchBlob(repository: String, digest: String, limiter: RateLimiter) async throws -> Int64 {
         let response = try await HTTPClient.shared.execute(self.request("/v2/\(repository)/blobs/\(digest)"), timeout: .hours(6))

@@ -1,0 +1,205 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import OCIDistribution
+import WharfStorage
+
+/// `wharf export IMAGE… -o bundle.tar`: the images, as a running Wharf serves them (from its cache,
+/// or filled on the way), written as an OCI image-layout tarball for a site with no upstream link.
+struct ExportCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "export", abstract: "Write images as an OCI image-layout tarball.")
+
+    @Argument(help: "Images as the mirror's clients name them: REPO[:TAG] or REPO@sha256:….")
+    var images: [String]
+
+    @Option(name: .shortAndLong, help: "The tarball to write.")
+    var output: String
+
+    @Option(help: "Base URL of the running Wharf.")
+    var url = "http://127.0.0.1:5000"
+
+    @Option(help: "containerd-style namespace to route by, if the mirror routes by ns.")
+    var ns: String?
+
+    func run() async throws {
+        var base = self.url
+        while base.hasSuffix("/") { base.removeLast() }
+        let client = WarmClient(base: base, ns: self.ns, authorization: nil)
+        var manifests: [(digest: String, bytes: [UInt8])] = [], seen = Set<String>()
+        var blobs: [(repository: String, digest: String, size: Int64)] = [], blobSeen = Set<String>()
+        var index: [[String: Any]] = []
+        for image in self.images {
+            let (repository, reference) = try WarmCommand.parse(image)
+            var queue = [reference], top = true
+            while let ref = queue.popLast() {
+                let m = try await client.manifest(repository: repository, reference: ref)
+                if top {
+                    var annotations = ["io.wharf.repository": repository]
+                    if !ref.hasPrefix("sha256:") { annotations["org.opencontainers.image.ref.name"] = ref }
+                    index.append(["mediaType": m.mediaType, "digest": m.digest, "size": m.bytes.count, "annotations": annotations])
+                    top = false
+                }
+                if seen.insert(m.digest).inserted { manifests.append((m.digest, m.bytes)) }
+                let parsed = try ManifestShape.parse(m.bytes)
+                queue += parsed.children
+                for (d, size) in parsed.blobs where blobSeen.insert(d).inserted { blobs.append((repository, d, size)) }
+            }
+        }
+        guard let out = FileHandle(forWritingAtPath: self.output) ?? {
+            FileManager.default.createFile(atPath: self.output, contents: nil) ? FileHandle(forWritingAtPath: self.output) : nil
+        }() else { throw ValidationError("cannot write \(self.output)") }
+        try out.truncate(atOffset: 0)
+        do {
+            func file(_ name: String, _ bytes: [UInt8]) throws {
+                try out.write(contentsOf: Tar.header(name: name, size: Int64(bytes.count)) + bytes + Tar.padding(Int64(bytes.count)))
+            }
+            try out.write(contentsOf: Tar.header(name: "blobs/", size: 0, directory: true) + Tar.header(name: "blobs/sha256/", size: 0, directory: true))
+            try file("oci-layout", Array(#"{"imageLayoutVersion":"1.0.0"}"#.utf8))
+            let indexJSON = try JSONSerialization.data(withJSONObject: ["schemaVersion": 2, "mediaType": MediaType.ociIndex, "manifests": index], options: [.sortedKeys])
+            try file("index.json", Array(indexJSON))
+            for m in manifests { try file("blobs/sha256/" + m.digest.dropFirst(7), m.bytes) }
+            var total: Int64 = 0
+            for b in blobs {
+                try out.write(contentsOf: Tar.header(name: "blobs/sha256/" + b.digest.dropFirst(7), size: b.size))
+                let written = try await client.streamBlob(repository: b.repository, digest: b.digest) { try out.write(contentsOf: $0) }
+                guard written == b.size else { throw BundleError("\(b.digest): got \(written) bytes, the manifest says \(b.size)") }
+                try out.write(contentsOf: Tar.padding(b.size))
+                total += written
+            }
+            try out.write(contentsOf: [UInt8](repeating: 0, count: 2 * Tar.block))
+            try out.close()
+            print("exported \(self.images.count) image(s): \(manifests.count) manifest(s), \(blobs.count) blob(s), \(ByteFormat.string(total)) to \(self.output)")
+        } catch {
+            try? out.close()
+            try? FileManager.default.removeItem(atPath: self.output)
+            throw error
+        }
+    }
+}
+
+/// `wharf import bundle.tar --data-dir DIR --upstream NAME`: loads an OCI image-layout tarball into a
+/// cache folder (Wharf stopped), checking every digest; the images' tags and blobs then serve as if
+/// pulled from upstream `NAME`.
+struct ImportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "import", abstract: "Load an OCI image-layout tarball into a cache folder.")
+
+    @Argument(help: "The tarball (from wharf export, or any OCI image layout with io.wharf.repository or --repository).")
+    var bundle: String
+
+    @Option(name: .customLong("data-dir"), help: "Cache folder (Wharf should not be running on it).")
+    var dataDirectory: String
+
+    @Option(help: "Name of the upstream these images belong to on this Wharf (see wharf stats).")
+    var upstream: String
+
+    @Option(help: "Repository for images whose index entry names none.")
+    var repository: String?
+
+    func run() throws {
+        let fd = open(self.bundle, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ValidationError("cannot open \(self.bundle)") }
+        defer { close(fd) }
+        let entries = Dictionary(try Tar.entries(fd: fd).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        func read(_ name: String, limit: Int64 = 8 << 20) throws -> [UInt8] {
+            guard let e = entries[name] else { throw BundleError("the bundle has no \(name)") }
+            guard e.size <= limit else { throw BundleError("\(name) is too large") }
+            var bytes = [UInt8](repeating: 0, count: Int(e.size))
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, Int(e.size), off_t(e.offset)) }
+            guard n == Int(e.size) else { throw BundleError("cannot read \(name)") }
+            return bytes
+        }
+        struct Index: Decodable {
+            struct Entry: Decodable { let mediaType: String?; let digest: String; let annotations: [String: String]? }
+            let manifests: [Entry]
+        }
+        let index = try JSONDecoder().decode(Index.self, from: Data(try read("index.json")))
+        let layout = CacheLayout(root: self.dataDirectory)
+        try layout.createDirectories()
+        let cache = try CacheIndex(directory: layout.indexDirectory)
+        let store = BlobStore(layout: layout)
+        var manifestCount = 0, blobCount = 0, bytes: Int64 = 0
+        for entry in index.manifests {
+            guard let repository = entry.annotations?["io.wharf.repository"] ?? self.repository else {
+                throw BundleError("\(entry.digest) names no repository: pass --repository")
+            }
+            _ = try RepositoryName(parsing: repository)
+            let tag = entry.annotations?["org.opencontainers.image.ref.name"]
+            var queue: [(digest: String, mediaType: String?, tag: String?)] = [(entry.digest, entry.mediaType, tag)]
+            while let (d, mediaType, tag) = queue.popLast() {
+                let digest = try Digest(parsing: d)
+                let bytesOfManifest = try read("blobs/sha256/\(digest.hex)")
+                guard Digest.sha256(of: bytesOfManifest) == digest else { throw BundleError("manifest \(d) does not match its digest") }
+                let shape = try ManifestShape.parse(bytesOfManifest)
+                let manifest = StoredManifest(digest: digest, mediaType: mediaType ?? shape.mediaType ?? MediaType.ociManifest, bytes: bytesOfManifest)
+                try cache.putManifest(manifest, upstream: self.upstream, repository: repository, tag: tag.map { ($0, AcceptSet.all.classKey) })
+                manifestCount += 1
+                queue += shape.childDescriptors.map { ($0.digest, $0.mediaType, nil) }
+                for (b, size) in shape.blobs {
+                    let blob = try Digest(parsing: b)
+                    if let record = try cache.blob(blob), FileSystemCalls.fileSize(layout.blobPath(blob)) == record.size {
+                        try cache.link([blob], upstream: self.upstream, repository: repository)
+                        continue
+                    }
+                    guard let e = entries["blobs/sha256/\(blob.hex)"], e.size == size else { throw BundleError("blob \(b) is missing or has the wrong size") }
+                    try Self.copy(fd: fd, entry: e, digest: blob, store: store)
+                    try cache.commitBlob(blob, size: e.size, link: (self.upstream, repository))
+                    blobCount += 1
+                    bytes += e.size
+                }
+            }
+        }
+        print("imported \(index.manifests.count) image(s): \(manifestCount) manifest(s), \(blobCount) new blob(s), \(ByteFormat.string(bytes)); every digest verified")
+    }
+
+    /// Copies one member into a temp file while hashing it, and publishes it only if the digest matches.
+    static func copy(fd: Int32, entry: Tar.Entry, digest: Digest, store: BlobStore) throws {
+        let temp = try store.createTempFile(for: digest)
+        var hasher = StreamingSHA256()
+        var done: Int64 = 0
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        do {
+            while done < entry.size {
+                let want = Int(min(Int64(buffer.count), entry.size - done))
+                let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(entry.offset + done)) }
+                guard n > 0 else { throw BundleError("cannot read \(digest)") }
+                try buffer.withUnsafeBytes { raw in
+                    let chunk = UnsafeRawBufferPointer(rebasing: raw[0..<n])
+                    hasher.update(chunk)
+                    guard pwrite(temp.fd, chunk.baseAddress, n, off_t(done)) == n else { throw BundleError("cannot write \(temp.path)") }
+                }
+                done += Int64(n)
+            }
+            guard hasher.finalize() == digest.hex else { throw BundleError("blob \(digest) does not match its digest") }
+            try store.publish(tempPath: temp.path, fd: temp.fd, as: digest)
+            close(temp.fd)
+        } catch {
+            close(temp.fd)
+            unlink(temp.path)
+            throw error
+        }
+    }
+}
+
+/// What a manifest or index refers to.
+struct ManifestShape {
+    struct Child { let digest: String; let mediaType: String? }
+    var mediaType: String?
+    var childDescriptors: [Child] = []
+    var blobs: [(String, Int64)] = []
+    var children: [String] { self.childDescriptors.map(\.digest) }
+
+    static func parse(_ bytes: [UInt8]) throws -> ManifestShape {
+        struct D: Decodable { let digest: String; let size: Int64?; let mediaType: String? }
+        struct M: Decodable { let mediaType: String?; let config: D?; let layers: [D]?; let manifests: [D]? }
+        let m = try JSONDecoder().decode(M.self, from: Data(bytes))
+        var shape = ManifestShape(mediaType: m.mediaType)
+        shape.childDescriptors = (m.manifests ?? []).map { Child(digest: $0.digest, mediaType: $0.mediaType) }
+        if let c = m.config { shape.blobs.append((c.digest, c.size ?? 0)) }
+        for l in m.layers ?? [] { shape.blobs.append((l.digest, l.size ?? 0)) }
+        return shape
+    }
+}
