@@ -81,6 +81,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("edge-ttl"), help: "Seconds a signed blob URL stays valid (default 60).")
     var edgeTTL = 60
 
+    @Option(name: .customLong("webhook"), help: "URL that receives event notifications as JSON POSTs (repeatable).")
+    var webhooks: [String] = []
+
+    @Option(name: .customLong("webhook-secret"), help: "File with the secret that signs webhook bodies (X-Wharf-Signature).")
+    var webhookSecret: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String?
 
@@ -96,7 +102,12 @@ struct ServeCommand: AsyncParsableCommand {
         let http = UpstreamClient.makeHTTPClient()
         let assembly: ServeAssembly
         do {
-            assembly = try ServeAssembly(settings, edge: try self.edgeSettings(), httpClient: http, logger: logger)
+            let secret = try self.webhookSecret.map { Array(try String(contentsOfFile: $0, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines).utf8) }
+            for hook in self.webhooks where !(hook.hasPrefix("http://") || hook.hasPrefix("https://")) {
+                throw ValidationError("--webhook must be an http(s) URL, got '\(hook)'")
+            }
+            let notifier = Notifier(endpoints: self.webhooks.map { .init(url: $0, secret: secret) }, httpClient: http, logger: logger)
+            assembly = try ServeAssembly(settings, edge: try self.edgeSettings(), notifier: notifier, httpClient: http, logger: logger)
         } catch {
             try? await http.shutdown()
             throw error

@@ -8,6 +8,7 @@ import OCIDistribution
 import WharfAuth
 import WharfMirror
 import WharfStorage
+import WharfUpstream
 
 /// Answers cache hits on the event loop, without a task hop: a blob GET/HEAD whose digest is cached
 /// and linked to its repository, a manifest by digest, or a tag within its TTL. Everything else —
@@ -133,7 +134,13 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
                 self.finish(head, kind: .manifest, status: 304, bytes: 0, started: started)
                 return true
             }
-            if !isHead { stats.repository(routed.repository, pull: true) }
+            if !isHead {
+                stats.repository(routed.repository, pull: true)
+                if case .tag(let t) = reference {
+                    self.mirror.notifier.emit(.tagPulled(
+                        upstream: routed.client.configuration.name, repository: routed.repository, tag: t.value, digest: manifest.digest.description))
+                }
+            }
             let body = isHead ? nil : IOData.byteBuffer(context.channel.allocator.buffer(bytes: manifest.bytes))
             self.send(context, .ok, headers, body: body, keepAlive: keepAlive)
             self.finish(head, kind: .manifest, status: 200, bytes: isHead ? 0 : Int64(manifest.bytes.count), started: started)

@@ -4,6 +4,7 @@ import NIOHTTP1
 import OCIDistribution
 import WharfMirror
 import WharfStorage
+import WharfUpstream
 
 /// `GET`/`HEAD /v2/<name>/manifests/<reference>`.
 struct ManifestEndpoint: Sendable {
@@ -22,7 +23,12 @@ struct ManifestEndpoint: Sendable {
         writer.outcome = answer.stale ? "stale" : (answer.fromCache ? "hit" : "miss")
         let stats = self.mirror.stats
         (answer.fromCache ? stats.manifestHits : stats.manifestMisses).add()
-        if !writer.isHead { stats.repository(repository, pull: true) }
+        if !writer.isHead {
+            stats.repository(repository, pull: true)
+            if case .tag(let t) = reference {
+                self.mirror.notifier.emit(.tagPulled(upstream: routed.client.configuration.name, repository: repository, tag: t.value, digest: manifest.digest.description))
+            }
+        }
         var h = writer.headers()
         h.add(name: "Content-Type", value: manifest.mediaType)
         h.add(name: "Docker-Content-Digest", value: manifest.digest.description)

@@ -27,7 +27,10 @@ public final class BlobFills: Sendable {
     private let active = Mutex<[Digest: BlobFill]>([:])
     private let stats: MirrorStats
 
-    public init(store: BlobStore, index: CacheIndex, stats: MirrorStats, logger: Logger) {
+    private let notifier: Notifier?
+
+    public init(store: BlobStore, index: CacheIndex, stats: MirrorStats, notifier: Notifier? = nil, logger: Logger) {
+        self.notifier = notifier
         self.store = store
         self.index = index
         self.stats = stats
@@ -106,6 +109,7 @@ public final class BlobFills: Sendable {
             try self.store.publish(tempPath: fill.tempPath, fd: fill.fd, as: digest)
             try self.index.commitBlob(digest, size: written, link: (upstream.configuration.name, repository))
             self.stats.fillsCompleted.add()
+            self.notifier?.emit(.blobFilled(digest: digest.description, size: written, upstream: upstream.configuration.name, repository: repository))
             self.stats.fillFinished(after: ContinuousClock.now - started)
             self.logger.info("blob cached", metadata: [
                 "digest": "\(digest)", "bytes": "\(written)", "duration": "\(ContinuousClock.now - started)",

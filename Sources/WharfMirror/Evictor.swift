@@ -24,13 +24,15 @@ public final class Evictor: Sendable {
     private let fills: BlobFills
     private let serving: ServingRegistry
     private let pins: [(upstream: String, images: PinnedImages)]
+    private let notifier: Notifier?
     private let logger: Logger
 
     public init(
         index: CacheIndex, store: BlobStore, budget: CacheBudget, fills: BlobFills, serving: ServingRegistry,
-        pins: [(upstream: String, images: PinnedImages)] = [], logger: Logger
+        pins: [(upstream: String, images: PinnedImages)] = [], notifier: Notifier? = nil, logger: Logger
     ) {
         self.pins = pins
+        self.notifier = notifier
         self.index = index
         self.store = store
         self.budget = budget
@@ -98,6 +100,7 @@ public final class Evictor: Sendable {
             self.logger.error("eviction failed", metadata: ["error": "\(error)"])
         }
         self.counters.record(blobs: removedBlobs, bytes: removedBytes)
+        if removedBlobs > 0 { self.notifier?.emit(.evicted(blobs: removedBlobs, bytes: removedBytes)) }
         if removedBlobs > 0 {
             self.logger.info("evicted least recently used blobs", metadata: [
                 "blobs": "\(removedBlobs)", "bytes": "\(removedBytes)", "cache-bytes": "\(self.budget.occupiedBytes)",

@@ -26,14 +26,19 @@ public final class Mirror: Sendable {
     public let serving = ServingRegistry()
     public let evictor: Evictor
     public let startupReconcile: StartupReconcile
+    /// Webhooks (disabled without endpoints).
+    public let notifier: Notifier
     public let logger: Logger
 
     /// Opens (or creates) the cache under `dataDirectory` and removes leftovers of unfinished fills.
     /// `limits` bounds the cache (nil: unbounded). The index ↔ disk check runs later, in ``runMaintenance()``.
     public init(
-        dataDirectory: String, upstreams: [MirrorUpstream], httpClient: HTTPClient, logger: Logger, limits: CacheLimits? = nil
+        dataDirectory: String, upstreams: [MirrorUpstream], httpClient: HTTPClient, logger: Logger, limits: CacheLimits? = nil,
+        notifier: Notifier? = nil
     ) throws {
         precondition(!upstreams.isEmpty, "a mirror needs at least one upstream")
+        let notifier = notifier ?? .disabled(logger: logger)
+        self.notifier = notifier
         self.layout = CacheLayout(root: dataDirectory)
         try self.layout.createDirectories()
         self.budget = CacheBudget(limits: limits, logger: logger)
@@ -41,13 +46,17 @@ public final class Mirror: Sendable {
         self.store = BlobStore(layout: self.layout, budget: self.budget)
         let removed = self.store.removeLeftoverTempFiles()
         if removed > 0 { logger.notice("removed unfinished fills from a previous run", metadata: ["count": "\(removed)"]) }
-        self.fills = BlobFills(store: self.store, index: self.index, stats: self.stats, logger: logger)
+        self.fills = BlobFills(store: self.store, index: self.index, stats: self.stats, notifier: notifier, logger: logger)
         self.linkGate = RepositoryLinkGate(index: self.index, stats: self.stats, logger: logger)
         self.manifests = ManifestResolver(index: self.index, stats: self.stats, gate: self.linkGate, logger: logger)
         var routes: [UpstreamRoute] = []
         var pins: [(upstream: String, images: PinnedImages)] = []
         for u in upstreams {
             let client = UpstreamClient(configuration: u.configuration, httpClient: httpClient, logger: logger)
+            let name = u.configuration.name
+            client.observeReachability { up, reason in
+                notifier.emit(up ? .upstreamUp(upstream: name) : .upstreamDown(upstream: name, reason: reason ?? "unreachable"))
+            }
             routes.append(UpstreamRoute(client: client, namespaces: u.namespaces, pathPrefix: u.pathPrefix, policy: u.policy))
             if !u.pins.isEmpty { pins.append((u.configuration.name, try PinnedImages(u.pins, dockerHub: u.configuration.isDockerHub))) }
         }
@@ -55,7 +64,8 @@ public final class Mirror: Sendable {
         self.router = UpstreamRouter(routes: routes, defaultRoute: defaultIndex.map { routes[$0] })
         self.upstream = routes[defaultIndex ?? 0].client
         self.evictor = Evictor(
-            index: self.index, store: self.store, budget: self.budget, fills: self.fills, serving: self.serving, pins: pins, logger: logger)
+            index: self.index, store: self.store, budget: self.budget, fills: self.fills, serving: self.serving, pins: pins, notifier: notifier,
+            logger: logger)
         self.startupReconcile = StartupReconcile(index: self.index, store: self.store, fills: self.fills, serving: self.serving, logger: logger)
         self.logger = logger
     }
@@ -84,6 +94,7 @@ public final class Mirror: Sendable {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.startupReconcile.run() }
             group.addTask { await self.evictor.run() }
+            group.addTask { await self.notifier.run() }
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 do { try self.index.flushAccessTimes() } catch {

@@ -69,6 +69,7 @@ public final class UpstreamClient: Sendable {
     private let breaker: Mutex<CircuitBreaker>
     /// Set by a 429: manifest requests (the rate-limited kind) are not sent before this instant.
     private let rateLimitedUntil = Mutex<ContinuousClock.Instant?>(nil)
+    private let reachabilityObserver = Mutex<(@Sendable (_ reachable: Bool, _ reason: String?) -> Void)?>(nil)
     private let sent = Atomic<Int>(0)
     private let failed = Atomic<Int>(0)
 
@@ -103,6 +104,21 @@ public final class UpstreamClient: Sendable {
         // instead of retrying until the connect timeout.
         config.connectionPool.retryConnectionEstablishment = false
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    }
+
+    /// Called when the upstream becomes unreachable (transport failure or 5xx) or reachable again.
+    public func observeReachability(_ observer: @escaping @Sendable (_ reachable: Bool, _ reason: String?) -> Void) {
+        self.reachabilityObserver.withLock { $0 = observer }
+    }
+
+    private func recordReachability(_ reachable: Bool, reason: String?, update: (inout UpstreamHealth) -> Void) {
+        let changed = self.healthState.withLock { h -> Bool in
+            let before = h.reachable
+            update(&h)
+            h.reachable = reachable
+            return before != reachable && !(before == nil && reachable)
+        }
+        if changed, let observer = self.reachabilityObserver.withLock({ $0 }) { observer(reachable, reason) }
     }
 
     /// `GET /v2/` — learns the auth challenge. Returns the status.
@@ -279,9 +295,9 @@ public final class UpstreamClient: Sendable {
             }
             let limit = response.headers.first(name: "ratelimit-limit"), remaining = response.headers.first(name: "ratelimit-remaining")
             let now = Self.now()
-            self.healthState.withLock { h in
-                h.reachable = response.status.code < 500
-                if response.status.code < 500 { h.lastSuccessAt = now } else { h.lastErrorAt = now; h.lastError = "HTTP \(response.status.code)" }
+            let up = response.status.code < 500
+            self.recordReachability(up, reason: up ? nil : "HTTP \(response.status.code)") { h in
+                if up { h.lastSuccessAt = now } else { h.lastErrorAt = now; h.lastError = "HTTP \(response.status.code)" }
                 if let limit { h.rateLimitLimit = limit }
                 if let remaining { h.rateLimitRemaining = remaining }
             }
@@ -291,8 +307,7 @@ public final class UpstreamClient: Sendable {
             let description = "\(method) \(Self.origin(of: url)): \(error)"
             self.breaker.withLock { $0.recordFailure() }
             let now = Self.now()
-            self.healthState.withLock { h in
-                h.reachable = false
+            self.recordReachability(false, reason: description) { h in
                 h.lastErrorAt = now
                 h.lastError = description
             }

@@ -71,14 +71,16 @@ final class WharfInstance: Sendable {
     /// Wharf with several upstreams, client authentication and/or a TLS listener.
     static func start(
         upstreams: [MirrorUpstream], dataDirectory: String? = nil, maxSize: Int64? = nil,
-        auth: ((Logger) throws -> ClientAuthenticator)? = nil, tls: TLSCertificate? = nil, edge: EdgeSettings? = nil
+        auth: ((Logger) throws -> ClientAuthenticator)? = nil, tls: TLSCertificate? = nil, edge: EdgeSettings? = nil,
+        notifier: ((HTTPClient, Logger) -> Notifier)? = nil
     ) async throws -> WharfInstance {
         let dir = try dataDirectory ?? TempDirectory.make("wharf")
         var logger = Logger(label: "wharf-test")
         logger.logLevel = ProcessInfo.processInfo.environment["WHARF_TEST_LOG"] == nil ? .error : .debug
         let http = UpstreamClient.makeHTTPClient()
         let limits = try maxSize.map { try CacheLimits(maxBytes: $0) }
-        let mirror = try Mirror(dataDirectory: dir, upstreams: upstreams, httpClient: http, logger: logger, limits: limits)
+        let mirror = try Mirror(
+            dataDirectory: dir, upstreams: upstreams, httpClient: http, logger: logger, limits: limits, notifier: notifier?(http, logger))
         var serverConfig = RegistryServer.Configuration(host: "127.0.0.1", port: 0, tls: tls)
         serverConfig.drainTimeout = .seconds(2)
         let server = RegistryServer(configuration: serverConfig, mirror: mirror, auth: try auth?(logger), edge: edge, logger: logger)

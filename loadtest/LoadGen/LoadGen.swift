@@ -8,6 +8,6 @@ struct LoadGen: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "wharf-loadgen",
         abstract: "HTTP load generator for registries, and its report.",
-        subcommands: [RunCommand.self, PullCommand.self, ReportCommand.self],
+        subcommands: [RunCommand.self, PullCommand.self, ReportCommand.self, LayoutCommand.self, FreePortCommand.self],
         defaultSubcommand: RunCommand.self)
 }

@@ -37,7 +37,7 @@ enum ProcStats {
     static func statusKiB(pid: Int32, field: String) -> Int? {
         guard let status = read("/proc/\(pid)/status") else { return nil }
         for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
-            let number = line.dropFirst(field.count + 1).split(separator: " ").first
+            let number = line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first
             return number.flatMap { Int($0) }
         }
         return nil

@@ -205,7 +205,7 @@ struct RunCommand: AsyncParsableCommand {
             bytes += snapshot.6
             completedBytes += snapshot.7
             connects += snapshot.8
-            for (code, n) in snapshot.9 { statuses[String(code), default: 0] += n }
+            for (code, n) in snapshot.9.enumerated() where n > 0 { statuses[String(code), default: 0] += n }
             firstError = firstError ?? snapshot.10
         }
         try await group.shutdownGracefully()

@@ -1,6 +1,5 @@
 import Histogram
 import NIOCore
-import NIOHTTP1
 import Synchronization
 
 /// Per-event-loop statistics shared by the workers of that loop (confined to it).
@@ -18,7 +17,8 @@ final class LoopStats: @unchecked Sendable {
     var bytes = 0
     /// Body bytes of completed responses.
     var completedBytes = 0
-    var statusCounts: [UInt: Int] = [:]
+    /// Responses by status code (index = code, 0..<600).
+    var statusCounts = [Int](repeating: 0, count: 600)
     var firstErrorMessage: String?
 
     func noteError(_ message: String) {
@@ -40,7 +40,7 @@ final class RunShared: Sendable {
     let issued = Atomic<Int>(0)
     /// Per-worker interval between request starts in nanoseconds (fixed-rate mode), or 0.
     let intervalNanos: UInt64
-    let heads: [HTTPRequestHead]
+    let requests: [ByteBuffer]
 
     init(target: Target, paths: [String], sequential: Bool, expectStatus: Set<UInt>, deadline: UInt64, requestBudget: Int, intervalNanos: UInt64) {
         self.target = target
@@ -50,7 +50,7 @@ final class RunShared: Sendable {
         self.deadline = deadline
         self.requestBudget = requestBudget
         self.intervalNanos = intervalNanos
-        self.heads = paths.map { target.requestHead(path: $0) }
+        self.requests = paths.map { target.request(path: $0) }
     }
 
     /// Claims the next request: its path index, or nil when the budget is spent.
@@ -165,13 +165,12 @@ final class Worker: ResponseDelegate, @unchecked Sendable {
         bodyBytes = 0
         keepAlive = true
         handler?.inFlight = true
-        channel.write(HTTPClientRequestPart.head(shared.heads[index]), promise: nil)
-        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        channel.writeAndFlush(shared.requests[index], promise: nil)
     }
 
-    func responseHead(_ head: HTTPResponseHead) {
-        status = head.status.code
-        keepAlive = head.isKeepAlive
+    func responseHead(status: UInt, keepAlive: Bool) {
+        self.status = status
+        self.keepAlive = keepAlive
         stats.firstByte.record((nowNanos() - intended) / 1000)
     }
 
@@ -185,7 +184,7 @@ final class Worker: ResponseDelegate, @unchecked Sendable {
         stats.latency.record((end - intended) / 1000)
         stats.completed += 1
         stats.completedBytes += bodyBytes
-        stats.statusCounts[status, default: 0] += 1
+        stats.statusCounts[Int(min(status, 599))] += 1
         if !shared.expectStatus.contains(status) {
             stats.statusErrors += 1
             stats.noteError("status \(status)")
