@@ -73,6 +73,15 @@ YAML
   fi
 }
 
+# track NAME PORT PID: remembers a started server (stopped by PID on exit) and waits until it answers /v2/.
+track() {
+  local name=$1 p=$2 child=$3
+  pids+=("$child")
+  port[$name]=$p
+  pid_of[$name]=$child
+  wait_ready "$name" "http://127.0.0.1:$p/v2/" "$child"
+}
+
 # start_registry NAME ACCESSLOG STORAGE [REMOTE_URL]: Distribution 2.8 (auth-less).
 start_registry() {
   local name=$1 accesslog=$2 root=$3 remote=${4:-}
@@ -80,11 +89,7 @@ start_registry() {
   mkdir -p "$root"
   registry_config "$name" "$p" "$accesslog" "$root" "$remote" > "$work/$name.yml"
   /usr/bin/docker-registry serve "$work/$name.yml" > "$work/$name.log" 2>&1 &
-  local child=$!
-  pids+=("$child")
-  port[$name]=$p
-  pid_of[$name]=$child
-  wait_ready "$name" "http://127.0.0.1:$p/v2/" "$child"
+  track "$name" "$p" $!
 }
 
 nginx_common() {
@@ -122,11 +127,7 @@ start_nginx() {
   local p; p=$(free_port)
   { nginx_common "$name"; "$body" "$p"; echo "}"; } > "$work/$name.conf"
   nginx -p "$work/$name" -e "$work/$name.log" -c "$work/$name.conf" > "$work/$name.out" 2>&1 &
-  local child=$!
-  pids+=("$child")
-  port[$name]=$p
-  pid_of[$name]=$child
-  wait_ready "$name" "http://127.0.0.1:$p/v2/" "$child"
+  track "$name" "$p" $!
 }
 
 # nginx serving the blob files of the Distribution storage directly (sendfile): the ceiling.
@@ -190,11 +191,7 @@ start_wharf() {
   local p; p=$(free_port)
   "$wharf_bin" serve --listen "127.0.0.1:$p" --upstream "http://127.0.0.1:${port[origin]}" --data-dir "$data" \
     --log-level warning --tag-ttl 600 > "$work/$name.log" 2>&1 &
-  local child=$!
-  pids+=("$child")
-  port[$name]=$p
-  pid_of[$name]=$child
-  wait_ready "$name" "http://127.0.0.1:$p/v2/" "$child"
+  track "$name" "$p" $!
 }
 
 # restart_one NAME: stops NAME (it must be one of ours) and removes it from $pids.
