@@ -45,6 +45,14 @@ enum RequestRouter {
         guard pathPart.utf8.first == UInt8(ascii: "/") else { throw RegistryError(.nameInvalid, "request target must be an absolute path", status: 400) }
         // Works on the path's bytes: this runs for every request, hits included.
         var path = Array(pathPart.utf8)
+        // A mirror path before `/v2/` (Docker ≥ 25 and containerd: `https://m/dockerhub` → `/dockerhub/v2/…`)
+        // is the same as a prefix after it (podman: `/v2/dockerhub/…`).
+        if !path.starts(with: Self.v2Prefix), let v2 = Self.innerV2(path) {
+            let prefix = path[1..<v2]
+            let rest = path[(v2 + 3)...].drop { $0 == UInt8(ascii: "/") }
+            path = Self.v2Prefix + prefix + (rest.isEmpty ? [] : [UInt8(ascii: "/")] + rest)
+            if rest.isEmpty { return ParsedTarget(route: .base, query: query) }
+        }
         guard path.starts(with: Self.v2Prefix) else {
             if path == Self.v2Root { return ParsedTarget(route: .base, query: query) }
             if let page = StatusPage(rawValue: String(pathPart)) ?? (pathPart == "/dashboard" ? .dashboard : nil) {
@@ -76,6 +84,20 @@ enum RequestRouter {
     }
 
     private static let v2Prefix = Array("/v2/".utf8)
+
+    /// Where `/v2` starts as a whole path component after a mirror path (`/x/y/v2/…` or `/x/v2`), if it does.
+    private static func innerV2(_ path: [UInt8]) -> Int? {
+        let slash = UInt8(ascii: "/")
+        var i = 1
+        while i + 3 <= path.count {
+            if path[i - 1] == slash, path[i] == UInt8(ascii: "v"), path[i + 1] == UInt8(ascii: "2"),
+               i + 2 == path.count || path[i + 2] == slash {
+                return i > 1 ? i - 1 : nil
+            }
+            i += 1
+        }
+        return nil
+    }
     private static let v2Root = Array("/v2".utf8)
 
     /// containerd's `ns` parameter, if it is a plausible registry host (printable ASCII, no comma, ≤ 255 bytes).

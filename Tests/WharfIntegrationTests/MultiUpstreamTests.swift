@@ -78,6 +78,12 @@ struct MultiUpstreamTests {
             // No ns and no prefix: the default upstream.
             let plain = try await Self.get("/v2/library/alpine/manifests/3.20", wharf.port)
             #expect(plain.status == 200 && plain.header("oci-namespace") == nil)
+            // Docker ≥ 25 / containerd mirror paths put the prefix before /v2/.
+            #expect(try await Self.get("/dockerhub/v2/", wharf.port).status == 200)
+            let pathMirror = try await Self.get("/dockerhub/v2/library/alpine/manifests/3.20", wharf.port)
+            #expect(pathMirror.status == 200 && pathMirror.header("docker-content-digest") == r.alpine.manifest.digest)
+            let quayBlob = try await Self.get("/quay/v2/org/tool/blobs/\(r.tool.layers[1].digest)", wharf.port)
+            #expect(quayBlob.status == 200 && quayBlob.body.count == r.tool.layers[1].size)
             let stats = try await Self.get("/stats", wharf.port)
             #expect(stats.bodyText.contains("\"hub\"") && stats.bodyText.contains("\"quay\""))
         } catch {
