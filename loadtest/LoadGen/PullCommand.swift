@@ -122,9 +122,9 @@ final class Shared<Value: Sendable>: Sendable {
 
 /// Totals of a pull run, guarded by a mutex.
 struct PullTotals {
-    var imageLatency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .two)
-    var requestLatency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .two)
-    var firstByte = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .two)
+    var imageLatency = Histogram<UInt64>.latency()
+    var requestLatency = Histogram<UInt64>.latency()
+    var firstByte = Histogram<UInt64>.latency()
     var images = 0
     var requests = 0
     var errors = 0

@@ -186,7 +186,7 @@ struct RunCommand: AsyncParsableCommand {
         let clientCPU = ownCPUSeconds() - cpuBefore
 
         // Merge the per-loop statistics (read on their loops).
-        var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .two)
+        var latency = Histogram<UInt64>.latency()
         var firstByte = latency
         var completed = 0, errors = 0, statusErrors = 0, connectionErrors = 0, bytes = 0, completedBytes = 0, connects = 0
         var statuses: [String: Int] = [:]

@@ -2,12 +2,19 @@ import Histogram
 import NIOCore
 import Synchronization
 
+extension Histogram<UInt64> {
+    /// Latencies in microseconds, 1 µs to 1 h, two significant digits.
+    static func latency() -> Histogram<UInt64> {
+        Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .two)
+    }
+}
+
 /// Per-event-loop statistics shared by the workers of that loop (confined to it).
 final class LoopStats: @unchecked Sendable {
     /// Whole-response latency, microseconds.
-    var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .two)
+    var latency = Histogram<UInt64>.latency()
     /// Time to the response head, microseconds.
-    var firstByte = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .two)
+    var firstByte = Histogram<UInt64>.latency()
     var completed = 0
     var errors = 0
     var statusErrors = 0
