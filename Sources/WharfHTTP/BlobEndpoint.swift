@@ -24,7 +24,8 @@ struct BlobEndpoint: Sendable {
         let routed = try await self.access.route(name, writer)
         let upstream = routed.client, repository = routed.repository
         // Known in this repository (its manifests named it, or the upstream confirmed it): no more checks.
-        let linked = self.mirror.linkGate.isLinked(digest, upstream: upstream, repository: repository)
+        let found = try? self.mirror.index.blob(digest, linkedTo: upstream.configuration.name, repository: repository)
+        let linked = found?.linked ?? false
         if let edge = self.edge, let cache = edge.redirectBlobsTo, !writer.isHead {
             // Edge: the pull is authorized here; the bytes come from the cache the signed URL names.
             if !linked {
@@ -34,7 +35,7 @@ struct BlobEndpoint: Sendable {
             return
         }
 
-        if let record = try? self.mirror.index.blob(digest) {
+        if let record = found?.record {
             if !linked {
                 try await self.mirror.linkGate.confirm(digest, kind: .blob, upstream: upstream, repository: repository, identity: writer.identity)
             }

@@ -87,8 +87,8 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
             }
             guard let name = try? RepositoryName(parsing: rawName), let digest = try? Digest(parsing: rawDigest),
                   let routed = try? self.mirror.route(name, namespace: namespace),
-                  let record = (try? self.mirror.index.blob(digest)) ?? nil,
-                  self.mirror.linkGate.isLinked(digest, upstream: routed.client, repository: routed.repository)
+                  let found = try? self.mirror.index.blob(digest, linkedTo: routed.client.configuration.name, repository: routed.repository),
+                  let record = found.record, found.linked
             else { return false }
             let headers = BlobEndpoint.blobHeaders(base, digest, length: record.size)
             if isHead {

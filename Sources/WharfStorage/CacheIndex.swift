@@ -57,6 +57,15 @@ public final class CacheIndex: Sendable {
         }
     }
 
+    /// The blob's record and whether it is linked to `repository`, in one read transaction (the hit path).
+    public func blob(_ digest: Digest, linkedTo upstream: String, repository: String) throws -> (record: BlobRecord?, linked: Bool) {
+        let key = Self.key(digest), link = Self.linkKey(upstream, repository, digest)
+        return try self.environment.read { txn in
+            let record = try txn.withValue(self.blobs, key) { BlobRecord(decoding: $0) } ?? nil
+            return (record, try txn.get(self.links, link) != nil)
+        }
+    }
+
     /// Records a verified blob (and, optionally, that it was seen in `repository`) in one transaction.
     /// A blob the ``budget`` declined is not recorded (its link still is).
     public func commitBlob(_ digest: Digest, size: Int64, link: (upstream: String, repository: String)?) throws {

@@ -78,16 +78,17 @@ enum DaemonSupport {
         paths.filter { !FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    /// Creates `/tmp/<prefix>-XXXXXX` (mode 0700). Unix sockets live below it and
+    /// Creates `/tmp/<prefix>-` plus six random characters (mode 0700). Unix sockets live below it and
     /// `sun_path` holds only 108 bytes, so the path is kept short on purpose instead of
     /// using `$TMPDIR`.
     static func makeShortTemporaryDirectory(prefix: String) throws -> String {
-        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+        let pattern = "/tmp/\(prefix)-" + String(repeating: "X", count: 6)  // mkdtemp fills in the six characters
+        var template = Array(pattern.utf8CString)
         let path = template.withUnsafeMutableBufferPointer { buffer -> String? in
             guard let created = mkdtemp(buffer.baseAddress!) else { return nil }
             return String(cString: created)
         }
-        guard let path else { throw FixtureError.system("mkdtemp /tmp/\(prefix)-XXXXXX", errno) }
+        guard let path else { throw FixtureError.system("mkdtemp \(pattern)", errno) }
         return path
     }
 

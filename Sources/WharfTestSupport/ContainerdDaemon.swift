@@ -4,7 +4,7 @@ import Synchronization
 /// A real, isolated `containerd` (Debian's 1.6) driven with `ctr`, used as a registry
 /// client in integration tests.
 ///
-/// Everything lives in one short temp directory `/tmp/wc-XXXXXX` (see ``directory``):
+/// Everything lives in one short temp directory `/tmp/wc-` plus six random characters (see ``directory``):
 /// `config.toml`, `root/`, `state/`, `tmp/`, `containerd.sock` (+ `.ttrpc`),
 /// `containerd.log` and `certs.d/` (the `--hosts-dir` handed to `ctr`). The config is
 /// version 2 with the CRI, `opt`, tracing and unusable snapshotter plugins disabled, no
@@ -37,7 +37,7 @@ public final class ContainerdDaemon: Sendable {
         return nil
     }
 
-    /// The instance's temp directory, `/tmp/wc-XXXXXX`.
+    /// The instance's temp directory, `/tmp/wc-` plus six random characters.
     public let directory: String
     /// The containerd namespace every ``ctr(_:timeout:)`` call uses (`ctr -n`).
     public let namespace: String

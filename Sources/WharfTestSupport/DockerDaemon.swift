@@ -4,7 +4,7 @@ import Synchronization
 /// A real, isolated, rootful `dockerd` (Debian's 20.10, classic image store) used as a
 /// registry client in integration tests.
 ///
-/// Everything lives in one short temp directory `/tmp/wd-XXXXXX` (see ``directory``):
+/// Everything lives in one short temp directory `/tmp/wd-` plus six random characters (see ``directory``):
 /// `daemon.json`, `data/` (data root, vfs storage driver), `exec/` (exec root; dockerd's
 /// managed containerd puts its sockets in `exec/containerd/`), `docker.sock`,
 /// `docker.pid`, `key.json`, `dockerd.log` and `cli/` (the `DOCKER_CONFIG` of the CLI).
@@ -45,7 +45,7 @@ public final class DockerDaemon: Sendable {
         return nil
     }
 
-    /// The instance's temp directory, `/tmp/wd-XXXXXX`.
+    /// The instance's temp directory, `/tmp/wd-` plus six random characters.
     public let directory: String
     /// The mirrors written to `registry-mirrors`.
     public let registryMirrors: [String]

@@ -25,28 +25,9 @@ public enum Skopeo {
     }
 
     /// Runs skopeo with arbitrary arguments under the same timeout rules as ``copy(source:destinationDirectory:extraArguments:timeout:)``.
-    /// `environment` adds variables (e.g. `CONTAINERS_REGISTRIES_CONF`) to the inherited ones.
+    /// `environment` adds variables to the inherited ones.
     public static func run(arguments: [String], environment: [String: String] = [:], timeout: Duration) async throws -> (status: Int32, output: String) {
-        let outputPath = FileManager.default.temporaryDirectory
-            .appendingPathComponent("wharf-skopeo-\(UUID().uuidString).log").path
-        defer { try? FileManager.default.removeItem(atPath: outputPath) }
-
         let env = environment.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let child = try ChildProcess.spawn(executable: executable, arguments: arguments, environment: env, outputPath: outputPath)
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: timeout)
-        while child.isRunning {
-            if Task.isCancelled {
-                await child.terminate(timeout: .seconds(2))
-                throw CancellationError()
-            }
-            if clock.now >= deadline {
-                await child.terminate(timeout: .seconds(2))
-                throw FixtureError.timeout("skopeo \(arguments.joined(separator: " ")) after \(timeout): \(child.output())")
-            }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        let status = await child.terminate()
-        return (status, child.output())
+        return try await CommandRunner.run(executable: executable, arguments: arguments, environment: env, timeout: timeout)
     }
 }
