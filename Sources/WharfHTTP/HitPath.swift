@@ -27,12 +27,17 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     private let edge: EdgeSettings?
     private let logger: Logger
     private let isShuttingDown: @Sendable () -> Bool
+    /// Where finished response bytes are written (below the HTTP encoder).
+    private let outlet: ResponseOutlet
+    /// Responses written since the last flush; flushed when the read batch is done.
+    private var unflushed = false
     /// Requests handed to the async side whose response has not ended yet.
     private var forwarded = 0
     /// Dropping the body parts of a request this handler answered.
     private var swallowing = false
 
-    init(mirror: Mirror, edge: EdgeSettings?, logger: Logger, isShuttingDown: @escaping @Sendable () -> Bool) {
+    init(mirror: Mirror, edge: EdgeSettings?, outlet: ResponseOutlet, logger: Logger, isShuttingDown: @escaping @Sendable () -> Bool) {
+        self.outlet = outlet
         self.mirror = mirror
         self.edge = edge
         self.logger = logger
@@ -56,6 +61,14 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if self.unflushed {
+            self.unflushed = false
+            self.outlet.context?.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = self.unwrapOutboundIn(data), self.forwarded > 0 { self.forwarded -= 1 }
         context.write(data, promise: promise)
@@ -66,14 +79,12 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// Writes the whole response and returns true, or returns false to leave the request to the async side.
     private func answer(_ head: HTTPRequestHead, context: ChannelHandlerContext) -> Bool {
         guard head.method == .GET || head.method == .HEAD, !head.headers.contains(name: "range"),
-              !head.headers.contains(name: "authorization"),
+              !head.headers.contains(name: "authorization"), let outlet = self.outlet.context,
               let target = try? RequestRouter.parse(uri: head.uri)
         else { return false }
         let started = ContinuousClock.now
         let namespace = RequestRouter.namespace(of: target)
         let keepAlive = head.isKeepAlive
-        var base = ResponseWriter.baseHeaders(keepAlive: keepAlive)
-        if let namespace { base.add(name: "OCI-Namespace", value: namespace) }
         let isHead = head.method == .HEAD
         switch target.route {
         case .blob(let rawName, let rawDigest):
@@ -90,24 +101,57 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
                   let found = try? self.mirror.index.blob(digest, linkedTo: routed.client.configuration.name, repository: routed.repository),
                   let record = found.record, found.linked
             else { return false }
-            let headers = BlobEndpoint.blobHeaders(base, digest, length: record.size)
-            if isHead {
-                self.send(context, .ok, headers, body: nil, keepAlive: keepAlive)
-            } else {
-                guard let file = self.mirror.store.open(digest) else { return false }
-                guard file.size == record.size else {
-                    Glibc.close(file.fd)
+            var file: (fd: Int32, size: Int64) = (-1, record.size)
+            if !isHead {
+                guard let opened = self.mirror.store.open(digest) else { return false }
+                guard opened.size == record.size else {
+                    Glibc.close(opened.fd)
                     return false
                 }
-                let mark = self.mirror.serving.markServing(digest)
-                self.mirror.index.touch(digest)
-                let region = FileRegion(fileHandle: NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: file.fd), readerIndex: 0, endIndex: Int(file.size))
-                self.send(context, .ok, headers, body: .fileRegion(region), keepAlive: keepAlive) { mark.release() }
-                self.mirror.stats.bytesFromDisk.add(Int(file.size))
-                self.mirror.stats.repository(routed.repository, bytes: Int(file.size))
+                file = opened
             }
+            // Counted before the write: a client that sees the connection close must see the stats too.
             self.mirror.stats.blobHits.add()
             self.finish(head, kind: .blob, status: 200, bytes: isHead ? 0 : record.size, started: started)
+            if isHead {
+                var response = Self.blobHead(digest, length: record.size, namespace: namespace, allocator: context.channel.allocator)
+                response.finish(keepAlive: keepAlive)
+                self.send(outlet, response.buffer, keepAlive: keepAlive)
+                return true
+            }
+            self.mirror.index.touch(digest)
+            self.mirror.stats.bytesFromDisk.add(Int(file.size))
+            self.mirror.stats.repository(routed.repository, bytes: Int(file.size))
+            if file.size <= Self.inlineBodyLimit {
+                // Small: head and body in one buffer, one write; the file is closed at once.
+                var response = Self.blobHead(
+                    digest, length: record.size, namespace: namespace, allocator: context.channel.allocator, bodyCapacity: Int(file.size))
+                response.finish(keepAlive: keepAlive)
+                let complete = response.appendFile(file.fd, count: Int(file.size))
+                Glibc.close(file.fd)
+                guard complete else {
+                    // The file shrank under us (it cannot: blobs are immutable); fail the connection rather than send less.
+                    context.close(promise: nil)
+                    return true
+                }
+                self.send(outlet, response.buffer, keepAlive: keepAlive)
+            } else {
+                // Big: the head, then the file with sendfile; the file stays marked as served until written.
+                var response = Self.blobHead(digest, length: record.size, namespace: namespace, allocator: context.channel.allocator)
+                response.finish(keepAlive: keepAlive)
+                let mark = self.mirror.serving.markServing(digest)
+                let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: file.fd)
+                let region = FileRegion(fileHandle: handle, readerIndex: 0, endIndex: Int(file.size))
+                outlet.write(NIOAny(IOData.byteBuffer(response.buffer)), promise: nil)
+                let done = context.eventLoop.makePromise(of: Void.self)
+                outlet.writeAndFlush(NIOAny(IOData.fileRegion(region)), promise: done)
+                let channel = context.channel
+                done.futureResult.whenComplete { _ in
+                    try? handle.close()
+                    mark.release()
+                    if !keepAlive { channel.close(promise: nil) }
+                }
+            }
             return true
 
         case .manifest(let rawName, let rawReference):
@@ -121,29 +165,30 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
                 manifest = self.mirror.manifests.freshTag(
                     upstream: routed.client, repository: routed.repository, tag: t.value, accept: AcceptSet(lines: head.headers["accept"]))
             }
-            guard let manifest else { return false }
-            var headers = base
-            headers.add(name: "Content-Type", value: manifest.mediaType)
-            headers.add(name: "Docker-Content-Digest", value: manifest.digest.description)
-            headers.add(name: "ETag", value: "\"\(manifest.digest)\"")
-            headers.add(name: "Content-Length", value: String(manifest.bytes.count))
+            guard let manifest, HitResponseHead.isSafeValue(manifest.mediaType) else { return false }
+            let notModified = ManifestEndpoint.matches(ifNoneMatch: head.headers["if-none-match"], manifest.digest)
+            let withBody = !notModified && !isHead
+            var response = HitResponseHead(
+                status: notModified ? "304 Not Modified" : "200 OK", allocator: context.channel.allocator,
+                bodyCapacity: withBody ? manifest.bytes.count : 0)
+            response.add("Content-Type", manifest.mediaType)
+            response.add("Docker-Content-Digest", manifest.digest.description)
+            response.addQuoted("ETag", manifest.digest.description)
+            response.add("Content-Length", Int64(manifest.bytes.count))
+            if let namespace { response.add("OCI-Namespace", namespace) }
+            response.finish(keepAlive: keepAlive)
+            if withBody { response.append(manifest.bytes) }
             let stats = self.mirror.stats
             stats.manifestHits.add()
-            if ManifestEndpoint.matches(ifNoneMatch: head.headers["if-none-match"], manifest.digest) {
-                self.send(context, .notModified, headers, body: nil, keepAlive: keepAlive)
-                self.finish(head, kind: .manifest, status: 304, bytes: 0, started: started)
-                return true
-            }
-            if !isHead {
+            self.finish(head, kind: .manifest, status: notModified ? 304 : 200, bytes: withBody ? Int64(manifest.bytes.count) : 0, started: started)
+            if withBody {
                 stats.repository(routed.repository, pull: true)
                 if case .tag(let t) = reference {
                     self.mirror.notifier.emit(.tagPulled(
                         upstream: routed.client.configuration.name, repository: routed.repository, tag: t.value, digest: manifest.digest.description))
                 }
             }
-            let body = isHead ? nil : IOData.byteBuffer(context.channel.allocator.buffer(bytes: manifest.bytes))
-            self.send(context, .ok, headers, body: body, keepAlive: keepAlive)
-            self.finish(head, kind: .manifest, status: 200, bytes: isHead ? 0 : Int64(manifest.bytes.count), started: started)
+            self.send(outlet, response.buffer, keepAlive: keepAlive)
             return true
 
         default:
@@ -151,19 +196,33 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    private func send(
-        _ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ headers: HTTPHeaders, body: IOData?, keepAlive: Bool,
-        whenWritten: (@Sendable () -> Void)? = nil
-    ) {
-        let response = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
-        context.write(self.wrapOutboundOut(.head(response)), promise: nil)
-        if let body { context.write(self.wrapOutboundOut(.body(body)), promise: nil) }
-        let done = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: done)
-        let channel = context.channel
-        done.futureResult.whenComplete { _ in
-            whenWritten?()
-            if !keepAlive { channel.close(promise: nil) }
+    /// Blobs up to this size go out read into the response buffer (head and body in one write):
+    /// cheaper than a separate sendfile for the few pages of a small layer or config.
+    static let inlineBodyLimit: Int64 = 64 << 10
+
+    private static func blobHead(
+        _ digest: Digest, length: Int64, namespace: String?, allocator: ByteBufferAllocator, bodyCapacity: Int = 0
+    ) -> HitResponseHead {
+        var response = HitResponseHead(status: "200 OK", allocator: allocator, bodyCapacity: bodyCapacity)
+        let digestText = digest.description
+        response.add("Content-Type", "application/octet-stream")
+        response.add("Docker-Content-Digest", digestText)
+        response.add("Accept-Ranges", "bytes")
+        response.addQuoted("ETag", digestText)
+        response.add("Cache-Control", "max-age=31536000")
+        response.add("Content-Length", length)
+        if let namespace { response.add("OCI-Namespace", namespace) }
+        return response
+    }
+
+    /// Queues a finished response; flushed at the end of the read batch, or now (then closed) when the connection ends.
+    private func send(_ outlet: ChannelHandlerContext, _ bytes: ByteBuffer, keepAlive: Bool) {
+        if keepAlive {
+            outlet.write(NIOAny(IOData.byteBuffer(bytes)), promise: nil)
+            self.unflushed = true
+        } else {
+            let channel = outlet.channel
+            outlet.writeAndFlush(NIOAny(IOData.byteBuffer(bytes))).whenComplete { _ in channel.close(promise: nil) }
         }
     }
 

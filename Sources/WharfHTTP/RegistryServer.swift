@@ -79,6 +79,8 @@ public final class RegistryServer: Service, Sendable {
                         let sync = channel.pipeline.syncOperations
                         if let tls = config.tls { try sync.addHandler(NIOSSLServerHandler(context: tls.current)) }
                         try sync.addHandler(IdleStateHandler(allTimeout: config.idleTimeout))
+                        let outlet = ResponseOutlet()
+                        try sync.addHandler(outlet)
                         var limits = NIOHTTPDecoderLimitConfiguration()
                         limits.maxHeaderListSize = config.maxHeaderBytes
                         limits.maxHeaderFieldSize = config.maxHeaderBytes
@@ -90,7 +92,7 @@ public final class RegistryServer: Service, Sendable {
                         try sync.addHandler(FileRegionCloser())
                         try sync.addHandler(IdleConnectionCloser())
                         if config.tls == nil, hitPath {
-                            try sync.addHandler(HitPath(mirror: mirror, edge: edge, logger: logger, isShuttingDown: { connections.isShuttingDown }))
+                            try sync.addHandler(HitPath(mirror: mirror, edge: edge, outlet: outlet, logger: logger, isShuttingDown: { connections.isShuttingDown }))
                         }
                         return try NIOAsyncChannel(
                             wrappingChannelSynchronously: channel,

@@ -2,21 +2,31 @@ import Prometheus
 import Synchronization
 import WharfStorage
 
-/// A counter kept twice: an atomic for `/stats`, and a Prometheus counter for `/metrics`.
+/// A counter kept as an atomic, read by `/stats`; its Prometheus twin is brought up to date when
+/// `/metrics` is scraped, so counting costs one relaxed atomic add on the hit path.
 public final class StatCounter: Sendable {
     private let atomic = Atomic<Int>(0)
-    private let prometheus: Counter
+    private let prometheus: MirroredCounter
 
-    init(_ registry: PrometheusCollectorRegistry, _ name: String, _ labels: [(String, String)] = [], help: String) {
-        self.prometheus = registry.makeCounter(descriptor: metric(name, help), labels: labels)
+    init(_ metrics: MetricsRegistry, _ name: String, _ labels: [(String, String)] = [], help: String) {
+        self.prometheus = MirroredCounter(metrics.registry.makeCounter(descriptor: metric(name, help), labels: labels))
+        metrics.track(self)
     }
 
-    public func add(_ n: Int = 1) {
-        self.atomic.add(n, ordering: .relaxed)
-        self.prometheus.increment(by: Int64(n))
-    }
+    public func add(_ n: Int = 1) { self.atomic.add(n, ordering: .relaxed) }
 
     public var value: Int { self.atomic.load(ordering: .relaxed) }
+
+    fileprivate func syncPrometheus() { self.prometheus.sync(to: Int64(self.value)) }
+}
+
+/// The Prometheus registry and every ``StatCounter`` made in it, synced at scrape time.
+final class MetricsRegistry: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    private let counters = Mutex<[StatCounter]>([])
+
+    func track(_ counter: StatCounter) { self.counters.withLock { $0.append(counter) } }
+    func syncCounters() { self.counters.withLock { $0 }.forEach { $0.syncPrometheus() } }
 }
 
 /// Everything Wharf counts about itself: requests, hits and misses, bytes, fills, upstream calls,
@@ -24,7 +34,8 @@ public final class StatCounter: Sendable {
 public final class MirrorStats: Sendable {
     public enum RequestKind: String, Sendable, CaseIterable { case manifest, blob, tags, referrers, base, status, other }
 
-    private let registry = PrometheusCollectorRegistry()
+    private let metrics = MetricsRegistry()
+    private var registry: PrometheusCollectorRegistry { self.metrics.registry }
     public let startedAt = ContinuousClock.now
     public let startedAtWall = Clock.seconds()
 
@@ -71,14 +82,15 @@ public final class MirrorStats: Sendable {
     }
 
     public init() {
-        let r = self.registry
+        let r = self.metrics
+        let registry = self.metrics.registry
         var requests: [RequestKind: StatCounter] = [:]
         var durations: [RequestKind: DurationHistogram] = [:]
         let buckets: [Duration] = [.microseconds(100), .milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100),
                                    .milliseconds(500), .seconds(2), .seconds(10), .seconds(60)]
         for kind in RequestKind.allCases {
             requests[kind] = StatCounter(r, "wharf_requests_total", [("kind", kind.rawValue)], help: "HTTP requests by endpoint kind")
-            durations[kind] = r.makeDurationHistogram(
+            durations[kind] = registry.makeDurationHistogram(
                 descriptor: metric("wharf_request_duration_seconds", "Request latency"), labels: [("kind", kind.rawValue)], buckets: buckets)
         }
         self.requests = requests
@@ -103,18 +115,18 @@ public final class MirrorStats: Sendable {
         self.crossRepositoryRefusals = StatCounter(
             r, "wharf_cross_repository_refusals_total", help: "Digests refused through a repository the upstream did not confirm")
         self.authRefusals = StatCounter(r, "wharf_auth_refusals_total", help: "Requests refused by client authentication or authorization")
-        self.fillsInFlightGauge = r.makeGauge(descriptor: metric("wharf_fills_in_flight", "Blob downloads in progress"))
+        self.fillsInFlightGauge = registry.makeGauge(descriptor: metric("wharf_fills_in_flight", "Blob downloads in progress"))
         self.entriesGauges = Dictionary(uniqueKeysWithValues: ["blobs", "manifests", "tags"].map {
-            ($0, r.makeGauge(descriptor: metric("wharf_cache_entries", "Entries in the cache index"), labels: [("kind", $0)]))
+            ($0, registry.makeGauge(descriptor: metric("wharf_cache_entries", "Entries in the cache index"), labels: [("kind", $0)]))
         })
-        self.upstreamUpGauge = r.makeGauge(descriptor: metric("wharf_upstream_up", "1 if the last upstream request got an answer below 500"))
-        self.rateLimitRemainingGauge = r.makeGauge(
+        self.upstreamUpGauge = registry.makeGauge(descriptor: metric("wharf_upstream_up", "1 if the last upstream request got an answer below 500"))
+        self.rateLimitRemainingGauge = registry.makeGauge(
             descriptor: metric("wharf_upstream_ratelimit_remaining", "Last ratelimit-remaining seen (-1: none)"))
-        self.diskUsedGauge = r.makeGauge(descriptor: metric("wharf_disk_used_bytes", "Bytes of cached blobs (including ones being published)"))
-        self.diskLimitGauge = r.makeGauge(descriptor: metric("wharf_disk_limit_bytes", "Configured cache size bound (-1: unbounded)"))
-        self.evictedBlobs = MirroredCounter(r.makeCounter(descriptor: metric("wharf_evictions_total", "Blobs evicted (least recently used first)"), labels: [("reason", "lru")]))
-        self.evictedBytes = MirroredCounter(r.makeCounter(descriptor: metric("wharf_evicted_bytes_total", "Bytes evicted"), labels: [("reason", "lru")]))
-        self.fillDuration = r.makeDurationHistogram(
+        self.diskUsedGauge = registry.makeGauge(descriptor: metric("wharf_disk_used_bytes", "Bytes of cached blobs (including ones being published)"))
+        self.diskLimitGauge = registry.makeGauge(descriptor: metric("wharf_disk_limit_bytes", "Configured cache size bound (-1: unbounded)"))
+        self.evictedBlobs = MirroredCounter(registry.makeCounter(descriptor: metric("wharf_evictions_total", "Blobs evicted (least recently used first)"), labels: [("reason", "lru")]))
+        self.evictedBytes = MirroredCounter(registry.makeCounter(descriptor: metric("wharf_evicted_bytes_total", "Bytes evicted"), labels: [("reason", "lru")]))
+        self.fillDuration = registry.makeDurationHistogram(
             descriptor: metric("wharf_fill_duration_seconds", "Time from upstream request to verified blob"),
             buckets: [.milliseconds(10), .milliseconds(100), .seconds(1), .seconds(10), .seconds(60), .seconds(600)])
     }
@@ -131,6 +143,7 @@ public final class MirrorStats: Sendable {
         fillsInFlight: Int, entries: (blobs: Int, manifests: Int, tags: Int)?, upstreamUp: Bool, rateLimitRemaining: Double?,
         diskUsed: Int64, diskLimit: Int64?, evictedBlobs: Int, evictedBytes: Int64
     ) -> [UInt8] {
+        self.metrics.syncCounters()
         self.diskUsedGauge.set(to: Double(diskUsed))
         self.diskLimitGauge.set(to: Double(diskLimit ?? -1))
         self.evictedBlobs.sync(to: Int64(evictedBlobs))

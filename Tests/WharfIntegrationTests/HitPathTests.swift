@@ -2,6 +2,7 @@ import Foundation
 import OCIDistribution
 import Testing
 import WharfMirror
+import WharfStorage
 import WharfTestSupport
 
 /// Hits answered on the event loop (`HitPath`) and requests left to the async handler share a
@@ -29,19 +30,7 @@ struct HitPathTests {
                 "HEAD /v2/team/app/blobs/\(small.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n",
             ].joined()
             let raw = try await RawHTTP.request(pipelined, port: wharf.port, untilClose: true).raw
-            var rest = raw[...]
-            var responses: [(status: Int, body: [UInt8], headers: String)] = []
-            while let end = rest.firstRange(of: [13, 10, 13, 10]) {
-                let head = String(decoding: rest[rest.startIndex..<end.lowerBound], as: UTF8.self)
-                let status = Int(head.split(separator: " ")[1]) ?? 0
-                let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
-                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
-                let isHeadResponse = responses.count == 3
-                let bodyEnd = end.upperBound + (isHeadResponse ? 0 : length)
-                guard bodyEnd <= rest.endIndex else { break }
-                responses.append((status, Array(rest[end.upperBound..<bodyEnd]), head))
-                rest = rest[bodyEnd...]
-            }
+            let responses = Self.split(raw, headResponses: [3])
             #expect(responses.count == 4, "got \(responses.count) responses")
             if responses.count == 4 {
                 #expect(responses[0].status == 200 && Digest.sha256(of: responses[0].body).description == big.digest)
@@ -55,5 +44,76 @@ struct HitPathTests {
         }
         await wharf.stop()
         await upstream.stop()
+    }
+
+    @Test("hits alone: a sendfile blob, an inline small blob, a 304 manifest by tag and a HEAD, pipelined, with full headers")
+    func hitsPipelined() async throws {
+        let upstream = try UpstreamEnvironment()
+        let image = try upstream.generator.image(layerSizes: [300_000, 20_000], format: .oci)
+        try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
+        try await upstream.start()
+        let wharf = try await WharfInstance.start(upstream: upstream.registry.url)
+        do {
+            let big = image.layers[0], small = image.layers[1]
+            _ = try await RawHTTP.request("GET /v2/team/app/manifests/v1 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            for layer in [big, small] {
+                _ = try await RawHTTP.request("GET /v2/team/app/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            }
+            let indexed = { [big, small].allSatisfy { (try? wharf.mirror.index.blob(Digest(parsing: $0.digest))) != nil } }
+            for _ in 0..<200 where !indexed() { try await Task.sleep(for: .milliseconds(10)) }
+            let hitsBefore = (wharf.mirror.stats.blobHits.value, wharf.mirror.stats.manifestHits.value)
+            let missesBefore = wharf.mirror.stats.blobMisses.value
+            let manifestDigest = image.manifest.digest
+            let ns = String(upstream.registry.url.dropFirst("http://".count))  // an upstream's own host is always its namespace
+            let pipelined = [
+                "GET /v2/team/app/blobs/\(big.digest) HTTP/1.1\r\nHost: w\r\n\r\n",
+                "GET /v2/team/app/blobs/\(small.digest)?ns=\(ns) HTTP/1.1\r\nHost: w\r\n\r\n",
+                "GET /v2/team/app/manifests/v1 HTTP/1.1\r\nHost: w\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\nIf-None-Match: \"\(manifestDigest)\"\r\n\r\n",
+                "HEAD /v2/team/app/blobs/\(big.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n",
+            ].joined()
+            let raw = try await RawHTTP.request(pipelined, port: wharf.port, untilClose: true).raw
+            let responses = Self.split(raw, headResponses: [2, 3])
+            #expect(responses.count == 4, "got \(responses.count) responses")
+            if responses.count == 4 {
+                for (response, blob) in [(responses[0], big), (responses[1], small)] {
+                    #expect(response.status == 200 && Digest.sha256(of: response.body).description == blob.digest)
+                    let h = response.headers
+                    #expect(h.contains("Content-Type: application/octet-stream\r\n"))
+                    #expect(h.contains("Content-Length: \(blob.size)\r\n"))
+                    #expect(h.contains("Docker-Content-Digest: \(blob.digest)\r\n"))
+                    #expect(h.contains("ETag: \"\(blob.digest)\"\r\n"))
+                    #expect(h.contains("Docker-Distribution-API-Version: registry/2.0\r\n"))
+                    #expect(!h.contains("Connection: close"))
+                }
+                #expect(responses[1].headers.contains("OCI-Namespace: \(ns)\r\n"))
+                #expect(responses[2].status == 304 && responses[2].headers.contains("Docker-Content-Digest: \(manifestDigest)\r\n"))
+                #expect(responses[3].status == 200 && responses[3].body.isEmpty)
+                #expect(responses[3].headers.contains("Content-Length: \(big.size)\r\n") && responses[3].headers.contains("Connection: close\r\n"))
+            }
+            #expect(wharf.mirror.stats.blobHits.value == hitsBefore.0 + 3)
+            #expect(wharf.mirror.stats.manifestHits.value == hitsBefore.1 + 1)
+            #expect(wharf.mirror.stats.blobMisses.value == missesBefore)
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await upstream.stop()
+    }
+
+    /// Splits pipelined responses; those at `headResponses` (answers to HEAD, or 304) have no body.
+    static func split(_ raw: [UInt8], headResponses: Set<Int>) -> [(status: Int, body: [UInt8], headers: String)] {
+        var rest = raw[...]
+        var responses: [(status: Int, body: [UInt8], headers: String)] = []
+        while let end = rest.firstRange(of: [13, 10, 13, 10]) {
+            let head = String(decoding: rest[rest.startIndex..<end.upperBound], as: UTF8.self)
+            let status = Int(head.split(separator: " ")[1]) ?? 0
+            let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+            let bodyEnd = end.upperBound + (headResponses.contains(responses.count) ? 0 : length)
+            guard bodyEnd <= rest.endIndex else { break }
+            responses.append((status, Array(rest[end.upperBound..<bodyEnd]), head))
+            rest = rest[bodyEnd...]
+        }
+        return responses
     }
 }
