@@ -149,6 +149,9 @@ struct BlobEndpoint: Sendable {
         }
     }
 
+    /// Bytes a follower waits for before its next send, once the first bytes are out.
+    static let followBatch: Int64 = 512 << 10
+
     /// Streams from a fill in progress. The last byte is held back until the fill is verified, so a
     /// corrupt or truncated upstream body never reaches a client as a complete response.
     private func follow(_ fill: BlobFill, digest: Digest, range: ByteRange?, writer: ResponseWriter) async throws {
@@ -183,7 +186,9 @@ struct BlobEndpoint: Sendable {
             let done = endExclusive.map { offset >= $0 } ?? false
             if done { break }
             let lastByteOnly = endExclusive.map { offset + 1 >= $0 } ?? false
-            let snap = await fill.wait(for: lastByteOnly ? .complete : .bytes(offset + 1))
+            // The first bytes go out as soon as they arrive; after that, in batches (fewer wake-ups and sendfiles).
+            let batchEnd = offset + (offset == start ? 1 : Self.followBatch)
+            let snap = await fill.wait(for: lastByteOnly ? .complete : .bytes(min(batchEnd, endExclusive.map { $0 - 1 } ?? batchEnd)))
             var available = snap.written
             switch snap.phase {
             case .failed(let e): throw AbortResponse(reason: "fill failed: \(e.message)")
