@@ -112,6 +112,9 @@ struct ServeCommand: AsyncParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = assembly.servers.map { .init(service: $0) }
         services.append(.init(service: MaintenanceService(mirror: assembly.mirror, server: assembly.servers[0])))
         services.append(.init(service: ReloadService(assembly: assembly, logger: logger)))
+        if let warm = settings.warm {
+            services.append(.init(service: WarmService(warm, mirror: assembly.mirror, server: assembly.servers[0], logger: logger)))
+        }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
