@@ -33,7 +33,7 @@ struct ExportCommand: AsyncParsableCommand {
         var blobs: [(repository: String, digest: String, size: Int64)] = [], blobSeen = Set<String>()
         var index: [[String: Any]] = []
         for image in self.images {
-            let (repository, reference) = try WarmCommand.parse(image)
+            let (repository, reference) = try Warmer.parse(image)
             var queue = [reference], top = true
             while let ref = queue.popLast() {
                 let m = try await client.manifest(repository: repository, reference: ref)

@@ -76,6 +76,30 @@ struct ConfigCheckCommand: ParsableCommand {
             let routing = routes.isEmpty ? "ns of its URL host only" : routes.joined(separator: "; ")
             lines.append("  \(upstream.name): \(upstream.url) [\(routing)] \(details.joined(separator: ", "))")
         }
+        if config.edge.isEnabled { lines.append("edge: \(Self.edgeRole(config.edge)), signed URLs valid \(Self.duration(config.edge.ttlSeconds))") }
+        for hook in config.webhooks {
+            let events = hook.events.map { $0.joined(separator: ", ") } ?? "all events"
+            lines.append("webhook: \(hook.url) (\(events)\(hook.secretFile == nil ? ", unsigned" : ", signed"))")
+        }
+        if let warm = config.warm {
+            let platforms = warm.platforms.isEmpty ? "all platforms" : warm.platforms.joined(separator: ", ")
+            let rate = warm.maxRate.map { ", at most \(ByteFormat.string($0))/s" } ?? ""
+            lines.append("warm: \(warm.images.count) image(s) every \(Self.duration(warm.everySeconds)) (\(platforms)\(rate))")
+        }
         return lines
+    }
+
+    /// `6h`, `1h30m`, `45s`: the shape `DurationString` reads.
+    static func duration(_ seconds: Int) -> String {
+        let parts = [(seconds / 3600, "h"), (seconds % 3600 / 60, "m"), (seconds % 60, "s")].filter { $0.0 > 0 }
+        return parts.isEmpty ? "0s" : parts.map { "\($0.0)\($0.1)" }.joined()
+    }
+
+    /// `off`, `edge → URL`, `cache (signed blobs only)`, or both.
+    static func edgeRole(_ edge: EdgeConfiguration) -> String {
+        var roles: [String] = []
+        if let url = edge.redirectBlobsTo { roles.append("edge → \(url)") }
+        if edge.requireSignedBlobs { roles.append("cache (signed blobs only)") }
+        return roles.isEmpty ? "off" : roles.joined(separator: " and ")
     }
 }

@@ -58,6 +58,9 @@ struct ServeAssembly: Sendable {
             "upstreams": "\(upstreams.map { "\($0.configuration.name)=\($0.configuration.url)\($0.configuration.credentials == nil ? "" : " (credentials)")" }.joined(separator: ", "))",
             "client-auth": "\(auth.mode.rawValue)",
             "cache-limit": "\(limits.map { "\($0)" } ?? "unbounded")",
+            "edge": "\(ConfigCheckCommand.edgeRole(config.edge))",
+            "webhooks": "\(config.webhooks.count)",
+            "warm": "\(config.warm.map { "\($0.images.count) image(s) every \(ConfigCheckCommand.duration($0.everySeconds))" } ?? "off")",
         ])
     }
 

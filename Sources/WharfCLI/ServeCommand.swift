@@ -79,7 +79,7 @@ struct ServeCommand: AsyncParsableCommand {
     var edgeSecret: String?
 
     @Option(name: .customLong("edge-ttl"), help: "Seconds a signed blob URL stays valid (default 60).")
-    var edgeTTL = 60
+    var edgeTTL: Int?
 
     @Option(name: .customLong("webhook"), help: "URL that receives event notifications as JSON POSTs (repeatable).")
     var webhooks: [String] = []
@@ -102,12 +102,9 @@ struct ServeCommand: AsyncParsableCommand {
         let http = UpstreamClient.makeHTTPClient()
         let assembly: ServeAssembly
         do {
-            let secret = try self.webhookSecret.map { Array(try String(contentsOfFile: $0, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines).utf8) }
-            for hook in self.webhooks where !(hook.hasPrefix("http://") || hook.hasPrefix("https://")) {
-                throw ValidationError("--webhook must be an http(s) URL, got '\(hook)'")
-            }
-            let notifier = Notifier(endpoints: self.webhooks.map { .init(url: $0, secret: secret) }, httpClient: http, logger: logger)
-            assembly = try ServeAssembly(settings, edge: try self.edgeSettings(), notifier: notifier, httpClient: http, logger: logger)
+            let notifier = try ServeDeployment.notifier(settings.webhooks, httpClient: http, logger: logger)
+            let edge = try ServeDeployment.edgeSettings(settings.edge)
+            assembly = try ServeAssembly(settings, edge: edge, notifier: notifier, httpClient: http, logger: logger)
         } catch {
             try? await http.shutdown()
             throw error
@@ -115,6 +112,9 @@ struct ServeCommand: AsyncParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = assembly.servers.map { .init(service: $0) }
         services.append(.init(service: MaintenanceService(mirror: assembly.mirror, server: assembly.servers[0])))
         services.append(.init(service: ReloadService(assembly: assembly, logger: logger)))
+        if let warm = settings.warm {
+            services.append(.init(service: WarmService(warm, mirror: assembly.mirror, server: assembly.servers[0], logger: logger)))
+        }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
@@ -123,23 +123,6 @@ struct ServeCommand: AsyncParsableCommand {
             throw error
         }
         try await http.shutdown()
-    }
-}
-
-extension ServeCommand {
-    func edgeSettings() throws -> EdgeSettings? {
-        guard self.edgeRedirect != nil || self.requireSignedBlobs else {
-            if self.edgeSecret != nil { throw ValidationError("--edge-secret needs --edge-redirect or --require-signed-blobs") }
-            return nil
-        }
-        guard let secret = self.edgeSecret else { throw ValidationError("--edge-redirect/--require-signed-blobs need --edge-secret FILE") }
-        guard (1...86_400).contains(self.edgeTTL) else { throw ValidationError("--edge-ttl must be between 1 and 86400 seconds") }
-        if let url = self.edgeRedirect, !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
-            throw ValidationError("--edge-redirect must be an http(s) base URL")
-        }
-        return EdgeSettings(
-            redirectBlobsTo: self.edgeRedirect, requireSignedBlobs: self.requireSignedBlobs,
-            signer: try BlobURLSigner.load(secretFile: secret), lifetime: .seconds(self.edgeTTL))
     }
 }
 

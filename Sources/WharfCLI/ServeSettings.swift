@@ -46,6 +46,7 @@ extension ServeCommand {
         if let file = self.htpasswd { config.clientAuth.htpasswdFile = file }
         if self.allowAuthWithoutTLS { config.clientAuth.allowWithoutTLS = true }
         if let level = value(self.logLevel, "WHARF_LOG_LEVEL") { config.logLevel = level }
+        try self.mergeDeploymentFlags(into: &config)
 
         // Flags about "the upstream" apply to the default one.
         guard let d = config.upstreams.firstIndex(where: \.isDefault) ?? (config.upstreams.count == 1 ? 0 : nil) else {

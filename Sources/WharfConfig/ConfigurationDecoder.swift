@@ -5,7 +5,7 @@ import Yams
 struct ConfigurationDecoder {
     var reader = NodeReader()
 
-    static let topKeys = ["listen", "data", "client-auth", "log-level", "upstreams"]
+    static let topKeys = ["listen", "data", "client-auth", "log-level", "upstreams", "edge", "webhooks", "warm"]
     static let listenerKeys = ["address", "tls"]
     static let tlsKeys = ["certificate", "key"]
     static let dataKeys = ["directory", "max-size", "high-watermark", "low-watermark"]
@@ -15,7 +15,8 @@ struct ConfigurationDecoder {
     static let misplaced: [String: String] = {
         var result: [String: String] = [:]
         let sections = [("data", dataKeys), ("client-auth", clientAuthKeys), ("an entry of 'upstreams'", UpstreamDecoder.keys),
-                        ("an entry of 'listen'", listenerKeys)]
+                        ("an entry of 'listen'", listenerKeys), ("edge", DeploymentDecoder.edgeKeys), ("warm", DeploymentDecoder.warmKeys),
+                        ("an entry of 'webhooks'", DeploymentDecoder.webhookKeys)]
         for (section, keys) in sections {
             for key in keys where result[key] == nil { result[key] = "'\(key)' is not a top-level key; it belongs in \(section)" }
         }
@@ -45,7 +46,23 @@ struct ConfigurationDecoder {
             config.upstreams = upstreams.decode(items)
             self.reader = upstreams.reader
         }
+        self.deployment(top, into: &config)
         return config
+    }
+
+    /// `edge`, `webhooks` and `warm`.
+    private mutating func deployment(_ top: Fields, into config: inout WharfConfiguration) {
+        var decoder = DeploymentDecoder(reader: self.reader)
+        if let node = top.values["edge"], let f = decoder.reader.fields(node, at: "edge", keys: DeploymentDecoder.edgeKeys) {
+            config.edge = decoder.edge(f)
+        }
+        if let items = decoder.reader.items(top, "webhooks") {
+            config.webhooks = decoder.webhooks(items)
+        }
+        if let node = top.values["warm"], let f = decoder.reader.fields(node, at: "warm", keys: DeploymentDecoder.warmKeys) {
+            config.warm = decoder.warm(f, at: node)
+        }
+        self.reader = decoder.reader
     }
 
     /// A `listen` entry; an unreadable one becomes a placeholder so later indexes stay aligned.

@@ -21,6 +21,8 @@ struct ConfigurationValidator {
         }
         var upstreams = UpstreamValidator(self.config.upstreams)
         self.errors += upstreams.run()
+        var deployment = DeploymentValidator(self.config)
+        self.errors += deployment.run()
         return self.errors
     }
 

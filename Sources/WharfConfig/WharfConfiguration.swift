@@ -13,6 +13,12 @@ public struct WharfConfiguration: Sendable, Equatable {
     public var logLevel: String
     /// Registries the mirror pulls from (`upstreams`).
     public var upstreams: [UpstreamEntry]
+    /// Edge or cache role in the edge/cache split (`edge`); off by default.
+    public var edge: EdgeConfiguration
+    /// Receivers of event notifications (`webhooks`); none by default.
+    public var webhooks: [WebhookConfiguration]
+    /// Images kept warm by `wharf serve` (`warm`); `nil` for none.
+    public var warm: WarmConfiguration?
 
     /// Log levels accepted by `log-level`, least to most severe.
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -24,6 +30,9 @@ public struct WharfConfiguration: Sendable, Equatable {
         self.clientAuth = ClientAuthConfiguration()
         self.logLevel = "info"
         self.upstreams = [.dockerHub]
+        self.edge = EdgeConfiguration()
+        self.webhooks = []
+        self.warm = nil
     }
 
     /// The upstream serving requests that match no `ns` and no path prefix: the one marked

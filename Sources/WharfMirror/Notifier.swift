@@ -9,17 +9,23 @@ import NIOHTTP1
 ///
 /// ``emit(_:)`` only queues (bounded; the oldest events are dropped when receivers fall far behind),
 /// so a pull never waits for a receiver. ``run()`` delivers in order: a JSON `POST` per event and
-/// endpoint, `X-Wharf-Event`, `X-Wharf-Delivery` and, with a secret, `X-Wharf-Signature:
+/// endpoint whose filter takes it, `X-Wharf-Event`, `X-Wharf-Delivery` and, with a secret, `X-Wharf-Signature:
 /// sha256=<hex HMAC-SHA256 of the body>`; failures (transport or non-2xx) are retried with backoff.
 public final class Notifier: Sendable {
+    /// One receiver: its URL, the secret that signs its bodies, and which events it gets (nil: all).
     public struct Endpoint: Sendable {
         public let url: String
         public let secret: [UInt8]?
-        public init(url: String, secret: [UInt8]?) {
+        public let events: Set<String>?
+        public init(url: String, secret: [UInt8]?, events: Set<String>? = nil) {
             self.url = url
             self.secret = secret
+            self.events = events
         }
     }
+
+    /// The `X-Wharf-Event` names of every event, for filters.
+    public static let eventNames = ["blob.filled", "tag.pulled", "cache.evicted", "upstream.down", "upstream.up"]
 
     public enum Event: Sendable {
         case blobFilled(digest: String, size: Int64, upstream: String, repository: String)
@@ -85,7 +91,9 @@ public final class Notifier: Sendable {
                 body["event"] = event.name
                 body["time"] = ISO8601DateFormatter().string(from: at)
                 guard let json = try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys]) else { continue }
-                for endpoint in self.endpoints { await self.deliver(Array(json), event: event.name, to: endpoint, http: http) }
+                for endpoint in self.endpoints where endpoint.events?.contains(event.name) ?? true {
+                    await self.deliver(Array(json), event: event.name, to: endpoint, http: http)
+                }
             }
         } onCancel: {
             self.continuation.finish()

@@ -58,7 +58,11 @@ public final class RegistryProcess: Sendable {
 
     /// Writes the config, starts the registry and waits (up to 20 s) until `GET /v2/`
     /// answers 401 (200 without a token server). Retries on a port collision.
-    public func start() async throws {
+    ///
+    /// - Parameter port: listen on this port instead of a free one, e.g. the one of an earlier
+    ///   run after ``stop()`` (to bring an upstream back at the same URL); a collision is then
+    ///   retried on the same port after a short pause.
+    public func start(port fixedPort: Int? = nil) async throws {
         if let tokenServer, tokenServer.port == 0 {
             throw FixtureError.state("start the TokenServer before the RegistryProcess")
         }
@@ -69,8 +73,9 @@ public final class RegistryProcess: Sendable {
         state.withLock { $0.directory = directory }
 
         var lastError: (any Error)?
-        for _ in 0..<3 {
-            let port = try FreePort.loopback()
+        for attempt in 0..<3 {
+            if fixedPort != nil, attempt > 0 { try await Task.sleep(for: .milliseconds(500)) }
+            let port = try fixedPort ?? FreePort.loopback()
             let configPath = directory + "/config.yml"
             try config(port: port).write(toFile: configPath, atomically: true, encoding: .utf8)
             let child = try ChildProcess.spawn(

@@ -65,6 +65,15 @@ import WharfConfig
             UpstreamEntry(name: "quay", url: "https://quay.io", namespaces: ["quay.io"], pathPrefix: "mirrors/quay"),
         ])
         #expect(config.defaultUpstream?.name == "dockerhub")
+        #expect(config.edge == EdgeConfiguration(), "edge is commented out in the example")
+        #expect(config.webhooks == [
+            WebhookConfiguration(url: "https://hooks.example.com/wharf", secretFile: "/etc/wharf/webhook.secret"),
+            WebhookConfiguration(
+                url: "https://alerts.example.com/registry", secretFile: "/etc/wharf/alerts.secret", events: ["upstream.down", "upstream.up"]),
+        ])
+        #expect(config.warm == WarmConfiguration(
+            everySeconds: 6 * 3600, platforms: ["linux/amd64"], maxRate: 50_000_000,
+            images: ["library/alpine:3.20", "dockerhub/library/debian:12"]))
     }
 
     @Test(arguments: ["docs/configuration.md", "README.md"])

@@ -113,4 +113,57 @@ struct EdgeCacheTests {
         await cache.stop()
         await upstream.stop()
     }
+
+    @Test("`edge:` in the config files of `wharf serve`: the edge answers a signed 307 the cache honours; --edge-ttl beats the file")
+    func edgeAndCacheFromConfigFiles() async throws {
+        let upstream = try UpstreamEnvironment()
+        let image = try upstream.generator.image(layerSizes: [80_000], format: .oci)
+        try upstream.storage.add(image: image, repository: "library/alpine", tag: "3.20")
+        try await upstream.start()
+        let work = try TempDirectory.make("edge-config")
+        var cache: WharfProcess?, edge: WharfProcess?
+        do {
+            let secretFile = work + "/edge.secret"
+            try (String(decoding: Self.secret, as: UTF8.self) + "\n").write(toFile: secretFile, atomically: true, encoding: .utf8)
+            try "edge:\n  require-signed-blobs: true\n  secret-file: \(secretFile)\n".write(toFile: work + "/cache.yaml", atomically: true, encoding: .utf8)
+            let c = try await WharfProcess.start(
+                upstream: upstream.registry.url, dataDirectory: work + "/cache", extraArguments: ["--config", work + "/cache.yaml"])
+            cache = c
+            let edgeYAML = "edge:\n  redirect-blobs-to: \(c.url)\n  secret-file: \(secretFile)\n  ttl: 10m\n"
+            try edgeYAML.write(toFile: work + "/edge.yaml", atomically: true, encoding: .utf8)
+            let check = try await WharfProcess.run(["config", "check", work + "/edge.yaml"])
+            #expect(check.status == 0 && check.output.contains("edge: edge → \(c.url), signed URLs valid 10m"), "\(check.output)")
+            let e = try await WharfProcess.start(
+                upstream: upstream.registry.url, dataDirectory: work + "/edge", extraArguments: ["--config", work + "/edge.yaml", "--edge-ttl", "30"])
+            edge = e
+
+            let layer = image.layers[0]
+            let request = { (path: String, port: Int) in
+                try await RawHTTP.request("GET \(path) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: port)
+            }
+            #expect(try await request("/v2/library/alpine/manifests/3.20", e.port).status == 200)
+            let redirect = try await request("/v2/library/alpine/blobs/\(layer.digest)", e.port)
+            #expect(redirect.status == 307)
+            let location = try #require(redirect.header("location"))
+            let prefix = "\(c.url)/v2/library/alpine/blobs/\(layer.digest)?\(BlobURLSigner.expiresParameter)="
+            #expect(location.hasPrefix(prefix), "\(location)")
+            let expires = try #require(UInt64(location.dropFirst(prefix.count).prefix { $0.isNumber }))
+            let now = UInt64(Date().timeIntervalSince1970)
+            #expect((now + 20...now + 31).contains(expires), "valid for --edge-ttl 30 s, not the file's 10 min: \(expires - now) s")
+            let target = String(location.dropFirst(c.url.count))
+            let served = try await request(target, c.port)
+            #expect(served.status == 200 && served.body.count == layer.size)
+            #expect(served.header("docker-content-digest") == layer.digest)
+            #expect(try await request("/v2/library/alpine/blobs/\(layer.digest)", c.port).status == 401, "the cache wants a signature")
+            for _ in 0..<100 where CacheFiles.blobs(in: work + "/cache")[layer.hex] == nil { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(CacheFiles.blobs(in: work + "/cache")[layer.hex] == Int64(layer.size))
+            #expect(CacheFiles.blobs(in: work + "/edge").isEmpty, "the edge keeps no blobs")
+        } catch {
+            Issue.record(error)
+        }
+        if let edge { await edge.stop() }
+        if let cache { await cache.stop() }
+        await upstream.stop()
+        try? FileManager.default.removeItem(atPath: work)
+    }
 }

@@ -40,4 +40,58 @@ struct WarmTests {
         await wharf.stop()
         await upstream.stop()
     }
+
+    @Test("`warm:` in the config: the images are cached with no client asking, and again every interval (a moved tag's new blobs arrive)")
+    func scheduledWarmFromConfig() async throws {
+        let upstream = try UpstreamEnvironment()
+        let first = try upstream.generator.image(layerSizes: [300_000, 40_000], format: .oci)
+        try upstream.storage.add(image: first, repository: "team/app", tag: "v1")
+        try await upstream.start()
+        let work = try TempDirectory.make("warm-config")
+        var wharf: WharfProcess?
+        do {
+            try """
+                upstreams:
+                  - name: hub
+                    url: \(upstream.registry.url)
+                    tag-ttl: 1s
+                warm:
+                  every: 2s
+                  images: [team/app:v1, team/missing:1]
+                """.write(toFile: work + "/wharf.yaml", atomically: true, encoding: .utf8)
+            let started = try await WharfProcess.start(
+                upstream: upstream.registry.url, dataDirectory: work + "/data", extraArguments: ["--config", work + "/wharf.yaml"])
+            wharf = started
+            func eventually(_ condition: () -> Bool) async throws -> Bool {
+                for _ in 0..<500 {  // up to 10 s
+                    if condition() { return true }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                return false
+            }
+            func cached(_ image: GeneratedImage) -> Bool {
+                Set(image.blobs.map(\.hex)).isSubset(of: CacheFiles.blobs(in: started.dataDirectory).keys)
+            }
+            #expect(try await eventually { cached(first) }, "the first run caches every blob of team/app:v1 without a client")
+            // Its summary and the missing image are logged; the missing one does not stop the run.
+            let summary = "warm: warmed 1/2 image(s): 1 manifest(s), 3/3 blob(s)"
+            #expect(try await eventually { started.child.output().contains(summary) }, "\(started.child.output())")
+            #expect(started.child.output().contains("warm: team/missing:1: 404 MANIFEST_UNKNOWN"))
+
+            // The tag moves upstream; a later run (tag TTL 1 s, interval 2 s) fetches the new image.
+            let second = try upstream.generator.image(layerSizes: [250_000], format: .oci)
+            try upstream.storage.add(image: second, repository: "team/app", tag: "v1")
+            #expect(try await eventually { cached(second) }, "a later run caches the new content of team/app:v1")
+            let later = "warm: warmed 1/2 image(s): 1 manifest(s), 2/2 blob(s)"
+            #expect(try await eventually { started.child.output().contains(later) }, "\(started.child.output())")
+            #expect(!started.child.output().contains("run=1 [WharfCLI] " + later), "the new content came with a later run")
+            #expect(await started.stop() == 0, "a graceful shutdown stops the warm service too")
+            wharf = nil
+        } catch {
+            Issue.record(error)
+        }
+        if let wharf { await wharf.stop() }
+        await upstream.stop()
+        try? FileManager.default.removeItem(atPath: work)
+    }
 }

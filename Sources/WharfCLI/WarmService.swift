@@ -1,0 +1,86 @@
+import Logging
+import OCIDistribution
+import ServiceLifecycle
+import WharfConfig
+import WharfHTTP
+import WharfMirror
+import WharfStorage
+
+/// The serving mirror as a ``WarmSource``: manifests resolve and blobs fill exactly as for a client
+/// of the default route (routing, policy, single fill per digest), with no HTTP and no client auth.
+struct MirrorWarmSource: WarmSource {
+    let mirror: Mirror
+    /// The Accept header `wharf warm` sends, so tag answers are cached under the same class.
+    static let accept = AcceptSet(lines: [WarmClient.accept])
+
+    func manifestBytes(repository: String, reference: String) async throws -> [UInt8] {
+        let routed = try self.mirror.route(try RepositoryName(parsing: repository), namespace: nil)
+        let answer = try await self.mirror.manifests.resolve(
+            upstream: routed.client, repository: routed.repository, reference: try Reference(parsing: reference), accept: Self.accept)
+        return answer.manifest.bytes
+    }
+
+    /// Starts (or joins) the fill and waits for it, polling so that a shutdown does not wait for a
+    /// large blob; the fill itself goes on and is kept. A blob already cached costs nothing.
+    func warmBlob(repository: String, digest rawDigest: String, size: Int64, limiter: RateLimiter) async throws -> Int64 {
+        let routed = try self.mirror.route(try RepositoryName(parsing: repository), namespace: nil)
+        let digest = try Digest(parsing: rawDigest)
+        switch try self.mirror.fills.source(for: digest, upstream: routed.client, repository: routed.repository) {
+        case .cached:
+            self.mirror.index.touch(digest)  // warm images stay recently used
+            return 0
+        case .fill(let fill):
+            await limiter.consume(Int(size))  // a fill runs at full speed: the cap spaces fills out
+            while true {
+                switch fill.snapshot.phase {
+                case .complete(let written): return written
+                case .failed(let error): throw error
+                case .connecting, .streaming: try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+        }
+    }
+}
+
+/// `warm` of the configuration: warms the listed images once the server listens, then again every
+/// interval, logging a summary per run. Failures (upstream down, unknown image) are logged and the
+/// next run tries again; it never holds up serving and stops at graceful shutdown.
+struct WarmService: Service {
+    let warmer: Warmer
+    let images: [String]
+    let interval: Duration
+    let server: RegistryServer
+    let logger: Logger
+
+    init(_ config: WarmConfiguration, mirror: Mirror, server: RegistryServer, logger: Logger) {
+        self.warmer = Warmer(source: MirrorWarmSource(mirror: mirror), platforms: config.platforms, maxRate: config.maxRate)
+        self.images = config.images
+        self.interval = .seconds(config.everySeconds)
+        self.server = server
+        self.logger = logger
+    }
+
+    func run() async throws {
+        _ = try await self.server.boundPort()
+        await cancelWhenGracefulShutdown {
+            var run = 0
+            while !Task.isCancelled {
+                run += 1
+                let report = await self.warmer.run(self.images)
+                if Task.isCancelled { break }
+                self.log(report, run: run)
+                try? await Task.sleep(for: self.interval)
+            }
+        }
+    }
+
+    private func log(_ report: Warmer.Report, run: Int) {
+        let metadata: Logger.Metadata = ["run": "\(run)", "next-in": "\(self.interval.components.seconds)s"]
+        for failure in report.failures { self.logger.warning("warm: \(failure)", metadata: metadata) }
+        if report.failures.isEmpty {
+            self.logger.info("warm: \(report.summary)", metadata: metadata)
+        } else {
+            self.logger.warning("warm: \(report.summary); \(report.failures.count) failure(s), retrying at the next run", metadata: metadata)
+        }
+    }
+}
