@@ -81,11 +81,27 @@ public enum Reference: Sendable, Hashable, CustomStringConvertible {
     case digest(Digest)
 
     public init(parsing raw: some StringProtocol) throws(RegistryError) {
-        if raw.contains(":") || raw.lowercased().contains("%3a") {
+        if Self.hasColon(raw.utf8) {
             self = .digest(try Digest(parsing: raw))
         } else {
             self = .tag(try Tag(parsing: raw))
         }
+    }
+
+    /// A `:` or a percent-encoded one (`%3A`, `%3a`): then it is meant as a digest. Scanned over bytes,
+    /// since this runs for every manifest request.
+    private static func hasColon(_ bytes: some Sequence<UInt8>) -> Bool {
+        var matched = 0  // how much of "%3a" the last bytes matched
+        for b in bytes {
+            if b == UInt8(ascii: ":") { return true }
+            switch (matched, b) {
+            case (_, UInt8(ascii: "%")): matched = 1
+            case (1, UInt8(ascii: "3")): matched = 2
+            case (2, UInt8(ascii: "a")), (2, UInt8(ascii: "A")): return true
+            default: matched = 0
+            }
+        }
+        return false
     }
 
     public var description: String {

@@ -46,6 +46,21 @@ import Testing
     func invalidTags(_ t: String) { #expect(throws: RegistryError.self) { try Tag(parsing: t) } }
 }
 
+@Suite struct ReferenceTests {
+    @Test func tagsDigestsAndEscapedColons() throws {
+        let hex = String(repeating: "ab", count: 32)
+        #expect(try Reference(parsing: "v1.2-rc_3") == .tag(Tag(parsing: "v1.2-rc_3")))
+        #expect(try Reference(parsing: "sha256:\(hex)") == .digest(Digest(parsing: "sha256:\(hex)")))
+        #expect(try Reference(parsing: "sha256%3A\(hex)") == .digest(Digest(parsing: "sha256:\(hex)")))
+        #expect(try Reference(parsing: "sha256%3a\(hex)") == .digest(Digest(parsing: "sha256:\(hex)")))
+        // A colon means a digest, so a bad one is a digest error; a lone % is a bad tag.
+        for bad in ["latest:", "v%3a", "sha256:zz", "v%", "%33a", "a b", ""] {
+            #expect(throws: RegistryError.self) { try Reference(parsing: bad) }
+        }
+        #expect(throws: RegistryError.self) { try Reference(parsing: "v%3") }
+    }
+}
+
 @Suite struct RangeTests {
     @Test func resolvesSingleRanges() throws {
         #expect(try ByteRange(header: "bytes=0-99")!.resolve(size: 1000) == 0...99)
@@ -72,6 +87,22 @@ import Testing
         #expect(AcceptSet(lines: ["*/*"]).accepts(MediaType.ociManifest))
         #expect(docker.classKey != AcceptSet.all.classKey)
         #expect(AcceptSet(lines: MediaType.modern).classKey == AcceptSet(lines: [MediaType.modern.reversed().joined(separator: ",")]).classKey)
+    }
+
+    @Test func toleratesCaseSpacesParametersAndEmptyItems() {
+        let messy = AcceptSet(lines: [
+            " \tApplication/VND.Docker.Distribution.Manifest.V2+JSON ;q=0.9 , ,, application/x-custom+json;  charset=utf-8\t",
+            "application/x-custom+json",
+        ])
+        #expect(messy.types == [MediaType.dockerManifest, "application/x-custom+json"])
+        #expect(!messy.wildcard && messy.accepts(MediaType.dockerManifest) && messy.accepts("application/x-custom+json"))
+        #expect(!messy.accepts(MediaType.ociManifest))
+        #expect(messy.classKey == AcceptSet(lines: [MediaType.dockerManifest]).classKey)
+        #expect(AcceptSet(lines: ["application/*;q=0.1"]).wildcard)
+        #expect(AcceptSet(lines: []).wildcard && AcceptSet(lines: [" , ;q=1"]).wildcard)
+        let many = AcceptSet(lines: (0..<40).map { "application/x-\($0)" })
+        #expect(many.types.count == 32)
+        #expect(AcceptSet(lines: [String(repeating: "a", count: 300) + ", " + MediaType.ociIndex]).types == [MediaType.ociIndex])  // oversize item dropped
     }
 }
 
