@@ -21,8 +21,7 @@ struct ConfigurationValidator {
         }
         var upstreams = UpstreamValidator(self.config.upstreams)
         self.errors += upstreams.run()
-        var deployment = DeploymentValidator(self.config)
-        self.errors += deployment.run()
+        self.deployment()
         return self.errors
     }
 

@@ -1,21 +1,9 @@
 /// Checks on `edge`, `webhooks` and `warm` that hold however they were set (file or flags).
-struct DeploymentValidator {
-    let config: WharfConfiguration
-    private(set) var errors: [ConfigurationError] = []
-
-    init(_ config: WharfConfiguration) {
-        self.config = config
-    }
-
-    mutating func fail(_ keyPath: String, _ message: String) {
-        self.errors.append(ConfigurationError(keyPath: keyPath, message: message))
-    }
-
-    mutating func run() -> [ConfigurationError] {
+extension ConfigurationValidator {
+    mutating func deployment() {
         self.edge()
         for (i, hook) in self.config.webhooks.enumerated() { self.webhook(hook, at: "webhooks[\(i)]") }
         if let warm = self.config.warm { self.warm(warm) }
-        return self.errors
     }
 
     private mutating func edge() {
