@@ -172,8 +172,9 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
                 status: notModified ? "304 Not Modified" : "200 OK", allocator: context.channel.allocator,
                 bodyCapacity: withBody ? manifest.bytes.count : 0)
             response.add("Content-Type", manifest.mediaType)
-            response.add("Docker-Content-Digest", manifest.digest.description)
-            response.addQuoted("ETag", manifest.digest.description)
+            let digestText = manifest.digest.description
+            response.add("Docker-Content-Digest", digestText)
+            response.addQuoted("ETag", digestText)
             response.add("Content-Length", Int64(manifest.bytes.count))
             if let namespace { response.add("OCI-Namespace", namespace) }
             response.finish(keepAlive: keepAlive)
