@@ -78,7 +78,7 @@ public final class RegistryServer: Service, Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
                         if let tls = config.tls { try sync.addHandler(NIOSSLServerHandler(context: tls.current)) }
-                        try sync.addHandler(IdleStateHandler(allTimeout: config.idleTimeout))
+                        try sync.addHandler(IdleConnectionCloser(timeout: config.idleTimeout))
                         let outlet = ResponseOutlet()
                         try sync.addHandler(outlet)
                         var limits = NIOHTTPDecoderLimitConfiguration()
@@ -90,7 +90,6 @@ public final class RegistryServer: Service, Sendable {
                             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
                         try sync.addHandler(ProtocolErrorResponder())
                         try sync.addHandler(FileRegionCloser())
-                        try sync.addHandler(IdleConnectionCloser())
                         if config.tls == nil, hitPath {
                             try sync.addHandler(HitPath(mirror: mirror, edge: edge, outlet: outlet, logger: logger, isShuttingDown: { connections.isShuttingDown }))
                         }

@@ -61,18 +61,19 @@ final class WharfInstance: Sendable {
 
     static func start(
         upstream: String, credentials: UpstreamCredentials? = nil, tagTTL: Duration = .seconds(300), dataDirectory: String? = nil,
-        maxSize: Int64? = nil, pins: [String] = []
+        maxSize: Int64? = nil, pins: [String] = [], idleTimeout: TimeAmount? = nil
     ) async throws -> WharfInstance {
         let config = try UpstreamConfiguration(name: "test-upstream", url: upstream, credentials: credentials, tagTTL: tagTTL)
         return try await self.start(
-            upstreams: [MirrorUpstream(configuration: config, pins: pins, isDefault: true)], dataDirectory: dataDirectory, maxSize: maxSize)
+            upstreams: [MirrorUpstream(configuration: config, pins: pins, isDefault: true)], dataDirectory: dataDirectory, maxSize: maxSize,
+            idleTimeout: idleTimeout)
     }
 
     /// Wharf with several upstreams, client authentication and/or a TLS listener.
     static func start(
         upstreams: [MirrorUpstream], dataDirectory: String? = nil, maxSize: Int64? = nil,
         auth: ((Logger) throws -> ClientAuthenticator)? = nil, tls: TLSCertificate? = nil, edge: EdgeSettings? = nil,
-        notifier: ((HTTPClient, Logger) -> Notifier)? = nil
+        notifier: ((HTTPClient, Logger) -> Notifier)? = nil, idleTimeout: TimeAmount? = nil
     ) async throws -> WharfInstance {
         let dir = try dataDirectory ?? TempDirectory.make("wharf")
         var logger = Logger(label: "wharf-test")
@@ -83,6 +84,7 @@ final class WharfInstance: Sendable {
             dataDirectory: dir, upstreams: upstreams, httpClient: http, logger: logger, limits: limits, notifier: notifier?(http, logger))
         var serverConfig = RegistryServer.Configuration(host: "127.0.0.1", port: 0, tls: tls)
         serverConfig.drainTimeout = .seconds(2)
+        if let idleTimeout { serverConfig.idleTimeout = idleTimeout }
         let server = RegistryServer(configuration: serverConfig, mirror: mirror, auth: try auth?(logger), edge: edge, logger: logger)
         let task = Task { try await server.run() }
         let port = try await server.boundPort()
