@@ -4,12 +4,20 @@ public struct RepositoryName: Sendable, Hashable, CustomStringConvertible {
     public var description: String { self.value }
 
     public init(parsing raw: some StringProtocol) throws(RegistryError) {
-        let s = String(raw)
+        var s = String(raw)
         guard !s.isEmpty, s.utf8.count <= 255 else { throw RegistryError(.nameInvalid, "repository name must be 1-255 characters") }
-        for component in s.split(separator: "/", omittingEmptySubsequences: false) {
-            guard Self.isValidComponent(component) else {
-                throw RegistryError(.nameInvalid, "invalid repository name component '\(component.prefix(64))'")
+        // One pass over the bytes (this runs for every request, hits included).
+        let bad = s.withUTF8 { bytes -> Range<Int>? in
+            var start = 0
+            for i in 0...bytes.count where i == bytes.count || bytes[i] == UInt8(ascii: "/") {
+                if !Self.isValidComponent(UnsafeBufferPointer(rebasing: bytes[start..<i])) { return start..<i }
+                start = i + 1
             }
+            return nil
+        }
+        if let bad {
+            let component = s.utf8.dropFirst(bad.lowerBound).prefix(min(bad.count, 64))
+            throw RegistryError(.nameInvalid, "invalid repository name component '\(String(decoding: component, as: UTF8.self))'")
         }
         self.value = s
     }
@@ -33,19 +41,17 @@ public struct RepositoryName: Sendable, Hashable, CustomStringConvertible {
     private init(trusted: String) { self.value = trusted }
 
     // [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*
-    private static func isValidComponent(_ c: Substring) -> Bool {
-        let bytes = Array(c.utf8)
+    private static func isValidComponent(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         guard let first = bytes.first, let last = bytes.last, isAlnum(first), isAlnum(last) else { return false }
         var i = 0
         while i < bytes.count {
-            let b = bytes[i]
-            if isAlnum(b) { i += 1; continue }
-            // separator run
+            if isAlnum(bytes[i]) { i += 1; continue }
+            // A separator run: `.`, `_`, `__`, or any number of `-`.
             var j = i
             while j < bytes.count, !isAlnum(bytes[j]) { j += 1 }
-            let sep = bytes[i..<j]
-            let ok = sep.elementsEqual([0x2E]) || sep.elementsEqual([0x5F]) || sep.elementsEqual([0x5F, 0x5F])
-                || sep.allSatisfy { $0 == 0x2D }
+            let first = bytes[i], length = j - i
+            let ok = (length == 1 && (first == 0x2E || first == 0x5F)) || (length == 2 && first == 0x5F && bytes[i + 1] == 0x5F)
+                || (i..<j).allSatisfy { bytes[$0] == 0x2D }
             guard ok else { return false }
             i = j
         }

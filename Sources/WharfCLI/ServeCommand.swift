@@ -99,6 +99,7 @@ struct ServeCommand: AsyncParsableCommand {
             return h
         }
         let logger = Logger(label: "wharf")
+        Self.raiseOpenFilesLimit()
         let http = UpstreamClient.makeHTTPClient()
         let assembly: ServeAssembly
         do {
@@ -123,6 +124,18 @@ struct ServeCommand: AsyncParsableCommand {
             throw error
         }
         try await http.shutdown()
+    }
+}
+
+extension ServeCommand {
+    /// Raises the soft open-files limit to the hard one, as nginx's `worker_rlimit_nofile` or Go's
+    /// runtime do: connections and the open-file cache of hits both need descriptors.
+    static func raiseOpenFilesLimit() {
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        var limit = rlimit()
+        guard getrlimit(resource, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(resource, &limit)
     }
 }
 

@@ -29,6 +29,8 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     private let isShuttingDown: @Sendable () -> Bool
     /// Where finished response bytes are written (below the HTTP encoder).
     private let outlet: ResponseOutlet
+    /// This event loop's open descriptors of small blob files.
+    private let openFiles: OpenBlobFiles
     /// Responses written since the last flush; flushed when the read batch is done.
     private var unflushed = false
     /// Requests handed to the async side whose response has not ended yet.
@@ -36,8 +38,12 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// Dropping the body parts of a request this handler answered.
     private var swallowing = false
 
-    init(mirror: Mirror, edge: EdgeSettings?, outlet: ResponseOutlet, logger: Logger, isShuttingDown: @escaping @Sendable () -> Bool) {
+    init(
+        mirror: Mirror, edge: EdgeSettings?, outlet: ResponseOutlet, openFiles: OpenBlobFiles, logger: Logger,
+        isShuttingDown: @escaping @Sendable () -> Bool
+    ) {
         self.outlet = outlet
+        self.openFiles = openFiles
         self.mirror = mirror
         self.edge = edge
         self.logger = logger
@@ -101,14 +107,20 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
                   let found = try? self.mirror.index.blob(digest, linkedTo: routed.client.configuration.name, repository: routed.repository),
                   let record = found.record, found.linked
             else { return false }
-            var file: (fd: Int32, size: Int64) = (-1, record.size)
+            // Small blobs are read through the loop's open-file cache; big ones get their own descriptor for sendfile.
+            var file: (fd: Int32, owned: Bool) = (-1, false)
             if !isHead {
-                guard let opened = self.mirror.store.open(digest) else { return false }
-                guard opened.size == record.size else {
-                    Glibc.close(opened.fd)
-                    return false
+                if record.size <= Self.inlineBodyLimit {
+                    guard let fd = self.openFiles.descriptor(digest, record: record) else { return false }
+                    file = (fd, false)
+                } else {
+                    guard let opened = self.mirror.store.open(digest) else { return false }
+                    guard opened.size == record.size else {
+                        Glibc.close(opened.fd)
+                        return false
+                    }
+                    file = (opened.fd, true)
                 }
-                file = opened
             }
             // Counted before the write: a client that sees the connection close must see the stats too.
             self.mirror.stats.blobHits.add()
@@ -120,16 +132,14 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
                 return true
             }
             self.mirror.index.touch(digest)
-            self.mirror.stats.bytesFromDisk.add(Int(file.size))
-            self.mirror.stats.repository(routed.repository, bytes: Int(file.size))
-            if file.size <= Self.inlineBodyLimit {
-                // Small: head and body in one buffer, one write; the file is closed at once.
+            self.mirror.stats.bytesFromDisk.add(Int(record.size))
+            self.mirror.stats.repository(routed.repository, bytes: Int(record.size))
+            if !file.owned {
+                // Small: head and body in one buffer, one write.
                 var response = Self.blobHead(
-                    digest, length: record.size, namespace: namespace, allocator: context.channel.allocator, bodyCapacity: Int(file.size))
+                    digest, length: record.size, namespace: namespace, allocator: context.channel.allocator, bodyCapacity: Int(record.size))
                 response.finish(keepAlive: keepAlive)
-                let complete = response.appendFile(file.fd, count: Int(file.size))
-                Glibc.close(file.fd)
-                guard complete else {
+                guard response.appendFile(file.fd, count: Int(record.size)) else {
                     // The file shrank under us (it cannot: blobs are immutable); fail the connection rather than send less.
                     context.close(promise: nil)
                     return true
@@ -141,7 +151,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
                 response.finish(keepAlive: keepAlive)
                 let mark = self.mirror.serving.markServing(digest)
                 let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: file.fd)
-                let region = FileRegion(fileHandle: handle, readerIndex: 0, endIndex: Int(file.size))
+                let region = FileRegion(fileHandle: handle, readerIndex: 0, endIndex: Int(record.size))
                 outlet.write(NIOAny(IOData.byteBuffer(response.buffer)), promise: nil)
                 let done = context.eventLoop.makePromise(of: Void.self)
                 outlet.writeAndFlush(NIOAny(IOData.fileRegion(region)), promise: done)

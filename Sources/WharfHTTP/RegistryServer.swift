@@ -7,6 +7,10 @@ import ServiceLifecycle
 import Synchronization
 import WharfAuth
 import WharfMirror
+import WharfStorage
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The HTTP/1.1 front: accepts connections, parses requests, hands them to ``RegistryHandler``.
 ///
@@ -23,6 +27,9 @@ public final class RegistryServer: Service, Sendable {
         public var hitPath = true
         /// Serve HTTPS with this certificate (nil: plain HTTP, where blobs go out with sendfile).
         public var tls: TLSCertificate?
+        /// Small blob files kept open per event loop for hits (``OpenBlobFiles``): an eighth of the
+        /// open-files limit, at most 4096.
+        public var openFileCacheSize = OpenFilesPerLoop.defaultCapacity()
 
         public init(host: String, port: Int, tls: TLSCertificate? = nil) {
             self.host = host
@@ -35,12 +42,14 @@ public final class RegistryServer: Service, Sendable {
     private let handler: RegistryHandler
     private let logger: Logger
     private let connections = ConnectionRegistry()
+    private let openFiles: OpenFilesPerLoop
     private let bound = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, any Error>], serverChannel: (any Channel)?)>((nil, [], nil))
 
     public init(configuration: Configuration, mirror: Mirror, auth: ClientAuthenticator? = nil, edge: EdgeSettings? = nil, logger: Logger) {
         self.configuration = configuration
         self.handler = RegistryHandler(mirror: mirror, auth: auth ?? .open(logger: logger), edge: edge, logger: logger)
         self.logger = logger
+        self.openFiles = OpenFilesPerLoop(store: mirror.store, capacity: configuration.openFileCacheSize)
     }
 
     /// The port actually bound (useful with port 0); waits until the listener is up.
@@ -65,6 +74,7 @@ public final class RegistryServer: Service, Sendable {
     public func run() async throws {
         let config = self.configuration
         let mirror = self.handler.mirror, logger = self.logger, connections = self.connections, edge = self.handler.edge
+        let openFiles = self.openFiles
         // Synchronous hits need open access (authentication is async) and sendfile (plain HTTP).
         let hitPath = self.handler.auth.mode == .open && config.hitPath
         let serverChannel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
@@ -91,7 +101,9 @@ public final class RegistryServer: Service, Sendable {
                         try sync.addHandler(ProtocolErrorResponder())
                         try sync.addHandler(FileRegionCloser())
                         if config.tls == nil, hitPath {
-                            try sync.addHandler(HitPath(mirror: mirror, edge: edge, outlet: outlet, logger: logger, isShuttingDown: { connections.isShuttingDown }))
+                            try sync.addHandler(HitPath(
+                                mirror: mirror, edge: edge, outlet: outlet, openFiles: openFiles.forLoop(channel.eventLoop), logger: logger,
+                                isShuttingDown: { connections.isShuttingDown }))
                         }
                         return try NIOAsyncChannel(
                             wrappingChannelSynchronously: channel,
@@ -115,6 +127,20 @@ public final class RegistryServer: Service, Sendable {
         waiters.forEach { $0.resume(returning: port) }
         self.logger.info("listening", metadata: ["address": "\(config.host):\(port)", "tls": "\(config.tls != nil)"])
 
+        do {
+            try await self.serveConnections(serverChannel)
+        } catch {
+            await openFiles.closeAll()
+            throw error
+        }
+        await openFiles.closeAll()
+        self.logger.info("server stopped")
+    }
+
+    private func serveConnections(
+        _ serverChannel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
+    ) async throws {
+        let config = self.configuration
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 try await serverChannel.executeThenClose { inbound in
@@ -133,7 +159,6 @@ public final class RegistryServer: Service, Sendable {
         } onGracefulShutdown: {
             self.beginShutdown()
         }
-        self.logger.info("server stopped")
     }
 
     private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
@@ -172,6 +197,41 @@ public final class RegistryServer: Service, Sendable {
         } catch {
             self.logger.debug("connection ended", metadata: ["reason": "\(error)"])
         }
+    }
+}
+
+/// One ``OpenBlobFiles`` per event loop, made on first use on that loop.
+final class OpenFilesPerLoop: Sendable {
+    private let store: BlobStore
+    private let capacity: Int
+    private let caches = Mutex<[ObjectIdentifier: NIOLoopBound<OpenBlobFiles>]>([:])
+
+    init(store: BlobStore, capacity: Int) {
+        self.store = store
+        self.capacity = capacity
+    }
+
+    /// The cache of `loop`; call on `loop`.
+    func forLoop(_ loop: any EventLoop) -> OpenBlobFiles {
+        self.caches.withLock { caches in
+            if let bound = caches[ObjectIdentifier(loop)] { return bound.value }
+            let cache = OpenBlobFiles(store: self.store, capacity: self.capacity)
+            caches[ObjectIdentifier(loop)] = NIOLoopBound(cache, eventLoop: loop)
+            return cache
+        }
+    }
+
+    /// Closes every cached descriptor, each on its own loop.
+    func closeAll() async {
+        for bound in self.caches.withLock({ Array($0.values) }) {
+            try? await bound.eventLoop.submit { bound.value.closeAll() }.get()
+        }
+    }
+
+    static func defaultCapacity() -> Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        return Int(min(4096, limit.rlim_cur / 8))
     }
 }
 

@@ -8,6 +8,8 @@ public struct BlobStore: Sendable {
     public let layout: CacheLayout
     /// Asked before each publish whether the blob is kept; nil keeps everything.
     public let budget: CacheBudget?
+    /// Every unlink or replacement of a published file, for caches of open descriptors (``OpenBlobFiles``).
+    public let changes = BlobFileChanges()
 
     public init(layout: CacheLayout, budget: CacheBudget? = nil) {
         self.layout = layout
@@ -43,6 +45,7 @@ public struct BlobStore: Sendable {
         let final = self.layout.blobPath(digest)
         try FileSystemCalls.makeParents(of: final, below: self.layout.root)
         guard rename(tempPath, final) == 0 else { throw FileSystemCalls.Failure(call: "rename", path: final, errno: errno) }
+        self.changes.record(digest)
         FileSystemCalls.fsyncDirectory(String(final[..<final.lastIndex(of: "/")!]))
     }
 
@@ -55,8 +58,11 @@ public struct BlobStore: Sendable {
         return (fd, Int64(st.st_size))
     }
 
-    public func remove(_ digest: Digest) {
-        unlink(self.layout.blobPath(digest))
+    /// Unlinks a published blob file; true if there was one.
+    @discardableResult
+    public func remove(_ digest: Digest) -> Bool {
+        defer { self.changes.record(digest) }
+        return unlink(self.layout.blobPath(digest)) == 0
     }
 
     /// Startup reconcile, step one: anything in `tmp/` is an unfinished fill from a previous run.

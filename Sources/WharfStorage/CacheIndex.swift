@@ -194,20 +194,48 @@ public final class CacheIndex: Sendable {
 
     // MARK: Keys
 
-    static func key(_ d: Digest) -> [UInt8] { Array(d.description.utf8) }
+    static func key(_ d: Digest) -> [UInt8] {
+        var key: [UInt8] = []
+        key.reserveCapacity(d.hex.utf8.count + 7)
+        Self.append(d, to: &key)
+        return key
+    }
 
     // Names are validated (no NUL), so NUL separates components unambiguously. Long names are hashed
     // to stay under LMDB's 511-byte key limit.
     static func tagKey(_ upstream: String, _ repo: String, _ tag: String, _ accept: String) -> [UInt8] {
-        Self.bounded([upstream, repo, tag, accept])
+        var key: [UInt8] = []
+        key.reserveCapacity(upstream.utf8.count + repo.utf8.count + tag.utf8.count + accept.utf8.count + 3)
+        key.append(contentsOf: upstream.utf8)
+        key.append(0)
+        key.append(contentsOf: repo.utf8)
+        key.append(0)
+        key.append(contentsOf: tag.utf8)
+        key.append(0)
+        key.append(contentsOf: accept.utf8)
+        return Self.bounded(key)
     }
 
+    /// Built byte by byte: it is looked up on every blob hit.
     static func linkKey(_ upstream: String, _ repo: String, _ d: Digest) -> [UInt8] {
-        Self.bounded([upstream, repo, d.description])
+        var key: [UInt8] = []
+        key.reserveCapacity(upstream.utf8.count + repo.utf8.count + d.hex.utf8.count + 9)
+        key.append(contentsOf: upstream.utf8)
+        key.append(0)
+        key.append(contentsOf: repo.utf8)
+        key.append(0)
+        Self.append(d, to: &key)
+        return Self.bounded(key)
     }
 
-    private static func bounded(_ parts: [String]) -> [UInt8] {
-        let raw = Array(parts.joined(separator: "\u{0}").utf8)
+    /// `algorithm:hex`, the digest's text form.
+    private static func append(_ d: Digest, to key: inout [UInt8]) {
+        key.append(contentsOf: d.algorithm.rawValue.utf8)
+        key.append(UInt8(ascii: ":"))
+        key.append(contentsOf: d.hex.utf8)
+    }
+
+    private static func bounded(_ raw: [UInt8]) -> [UInt8] {
         guard raw.count > 500 else { return raw }
         return Array(("#" + Digest.sha256(of: raw).hex).utf8)
     }

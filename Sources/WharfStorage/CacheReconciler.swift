@@ -86,7 +86,7 @@ public struct CacheReconciler: Sendable {
                     guard let status = FileSystemCalls.fileStatus(path) else { continue }
                     if let cutoff = modifiedBefore, status.modifiedNanoseconds >= cutoff { continue }
                     if !dryRun {
-                        guard unlink(path) == 0 else { continue }
+                        guard self.store.remove(digest) else { continue }
                     }
                     report.orphansRemoved += 1
                     report.orphanBytes += status.size

@@ -6,7 +6,7 @@ public struct BlobRecord: Sendable, Hashable {
     public var createdAt: UInt64
     public var lastAccess: UInt64
 
-    init(size: Int64, createdAt: UInt64, lastAccess: UInt64) {
+    public init(size: Int64, createdAt: UInt64, lastAccess: UInt64) {
         self.size = size
         self.createdAt = createdAt
         self.lastAccess = lastAccess

@@ -1,0 +1,116 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import OCIDistribution
+import Synchronization
+
+/// Blob files removed or replaced, in order, so caches of open descriptors can drop theirs.
+///
+/// Every unlink or rename of a published blob file is recorded here (``BlobStore`` does it). A
+/// reader remembers the sequence number it has seen; the number alone is one atomic load, so the
+/// common case (nothing changed) costs nothing more.
+public final class BlobFileChanges: Sendable {
+    /// Changes kept for readers that fall behind; a reader further behind drops everything.
+    static let kept = 512
+    private let sequence = Atomic<UInt64>(0)
+    private let log = Mutex<[Digest]>([])
+
+    public init() {}
+
+    public var current: UInt64 { self.sequence.load(ordering: .acquiring) }
+
+    func record(_ digest: Digest) {
+        self.log.withLock { log in
+            if log.count == Self.kept { log.removeFirst(Self.kept / 2) }
+            log.append(digest)
+            self.sequence.add(1, ordering: .releasing)
+        }
+    }
+
+    /// The digests changed after `seen` and the new sequence number; nil digests: too far behind.
+    func changes(since seen: UInt64) -> (digests: [Digest]?, now: UInt64) {
+        self.log.withLock { log in
+            let now = self.sequence.load(ordering: .relaxed)
+            let missed = Int(now - seen)
+            return (missed <= log.count ? Array(log.suffix(missed)) : nil, now)
+        }
+    }
+}
+
+/// Descriptors of small blob files kept open for the hit path, like nginx's `open_file_cache`: a
+/// hit on a cached file skips `open`, `fstat` and `close` (and building its path).
+///
+/// Not thread-safe: one instance per event loop, used only on that loop. An entry is used only
+/// while the index record it was opened for is the current one (same size and creation time) and
+/// no ``BlobFileChanges`` entry names its digest since, so a scrubbed, evicted or refilled file's
+/// old descriptor is never read. Full: the oldest entry is closed (a clock over fixed slots).
+public final class OpenBlobFiles {
+    private struct Slot {
+        let digest: Digest
+        let fd: Int32
+        let size: Int64
+        let createdAt: UInt64
+    }
+
+    private let store: BlobStore
+    private var slots: [Slot?]
+    private var byDigest: [Digest: Int] = [:]
+    private var free: [Int]
+    private var hand = 0
+    private var seen: UInt64
+
+    public init(store: BlobStore, capacity: Int) {
+        self.store = store
+        self.slots = Array(repeating: nil, count: max(0, capacity))
+        self.free = Array((0..<max(0, capacity)).reversed())
+        self.seen = store.changes.current
+    }
+
+    public var count: Int { self.byDigest.count }
+
+    /// An open descriptor of `digest`'s file as indexed by `record`, owned by the cache: read it
+    /// with `pread` now, never close it or keep it. Nil if the file is missing or differs in size.
+    public func descriptor(_ digest: Digest, record: BlobRecord) -> Int32? {
+        if self.store.changes.current != self.seen { self.dropChanged() }
+        if let i = self.byDigest[digest], let slot = self.slots[i] {
+            if slot.size == record.size, slot.createdAt == record.createdAt { return slot.fd }
+            self.drop(at: i)
+        }
+        guard let opened = self.store.open(digest) else { return nil }
+        guard opened.size == record.size, !self.slots.isEmpty else {
+            Glibc.close(opened.fd)
+            return nil
+        }
+        let i = self.free.popLast() ?? self.evictOne()
+        self.slots[i] = Slot(digest: digest, fd: opened.fd, size: opened.size, createdAt: record.createdAt)
+        self.byDigest[digest] = i
+        return opened.fd
+    }
+
+    /// Closes every descriptor (at shutdown).
+    public func closeAll() {
+        for i in self.slots.indices where self.slots[i] != nil { self.drop(at: i) }
+    }
+
+    private func dropChanged() {
+        let (digests, now) = self.store.changes.changes(since: self.seen)
+        self.seen = now
+        guard let digests else { return self.closeAll() }
+        for d in digests { if let i = self.byDigest[d] { self.drop(at: i) } }
+    }
+
+    private func evictOne() -> Int {
+        let i = self.hand
+        self.hand = (self.hand + 1) % self.slots.count
+        self.drop(at: i)
+        return self.free.removeLast()
+    }
+
+    private func drop(at i: Int) {
+        guard let slot = self.slots[i] else { return }
+        Glibc.close(slot.fd)
+        self.slots[i] = nil
+        self.byDigest[slot.digest] = nil
+        self.free.append(i)
+    }
+}
