@@ -26,39 +26,41 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     private let mirror: Mirror
     private let edge: EdgeSettings?
     private let logger: Logger
+    private let logsRequests: Bool
     private let isShuttingDown: @Sendable () -> Bool
-    /// Where finished response bytes are written (below the HTTP encoder).
-    private let outlet: ResponseOutlet
+    /// Reads heads before the decoder, and where finished response bytes are written (below the HTTP encoder).
+    private let front: HitFront
     /// This event loop's open descriptors of small blob files.
     private let openFiles: OpenBlobFiles
-    /// Responses written since the last flush; flushed when the read batch is done.
-    private var unflushed = false
-    /// Requests handed to the async side whose response has not ended yet.
-    private var forwarded = 0
+    let connection = HitConnection()
     /// Dropping the body parts of a request this handler answered.
     private var swallowing = false
 
     init(
-        mirror: Mirror, edge: EdgeSettings?, outlet: ResponseOutlet, openFiles: OpenBlobFiles, logger: Logger,
+        mirror: Mirror, edge: EdgeSettings?, front: HitFront, openFiles: OpenBlobFiles, logger: Logger,
         isShuttingDown: @escaping @Sendable () -> Bool
     ) {
-        self.outlet = outlet
+        self.front = front
         self.openFiles = openFiles
         self.mirror = mirror
         self.edge = edge
         self.logger = logger
+        self.logsRequests = logger.logLevel <= .info
         self.isShuttingDown = isShuttingDown
+        front.hitPath = self
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch self.unwrapInboundIn(data) {
         case .head(let head):
-            if self.forwarded == 0, !self.isShuttingDown(), self.answer(head, context: context) {
+            if self.connection.triedHeads > 0 {
+                self.connection.triedHeads -= 1  // the front offered it already
+            } else if let request = HitRequest(head), self.tryAnswer(request) {
                 self.swallowing = true
                 return
             }
             self.swallowing = false
-            self.forwarded += 1
+            self.connection.forwarded += 1
             context.fireChannelRead(data)
         case .body:
             if !self.swallowing { context.fireChannelRead(data) }
@@ -67,38 +69,34 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
-        if self.unflushed {
-            self.unflushed = false
-            self.outlet.context?.flush()
-        }
-        context.fireChannelReadComplete()
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = self.unwrapOutboundIn(data), self.connection.forwarded > 0 { self.connection.forwarded -= 1 }
+        context.write(data, promise: promise)
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = self.unwrapOutboundIn(data), self.forwarded > 0 { self.forwarded -= 1 }
-        context.write(data, promise: promise)
+    /// Answers `request` if it is a cache hit and nothing is ahead of it on the connection.
+    func tryAnswer(_ request: HitRequest) -> Bool {
+        guard self.connection.forwarded == 0, !self.connection.closing, !self.isShuttingDown(), let outlet = self.front.context else { return false }
+        return self.answer(request, outlet: outlet)
     }
 
     // MARK: Answering
 
     /// Writes the whole response and returns true, or returns false to leave the request to the async side.
-    private func answer(_ head: HTTPRequestHead, context: ChannelHandlerContext) -> Bool {
-        guard head.method == .GET || head.method == .HEAD, !head.headers.contains(name: "range"),
-              !head.headers.contains(name: "authorization"), let outlet = self.outlet.context,
-              let target = try? RequestRouter.parse(uri: head.uri)
-        else { return false }
+    private func answer(_ request: HitRequest, outlet: ChannelHandlerContext) -> Bool {
+        guard !request.needsAsync, let target = try? RequestRouter.parse(uri: request.uri) else { return false }
+        let context = outlet
         let started = ContinuousClock.now
         let namespace = RequestRouter.namespace(of: target)
-        let keepAlive = head.isKeepAlive
-        let isHead = head.method == .HEAD
+        let keepAlive = request.keepAlive
+        let isHead = request.isHead
         switch target.route {
         case .blob(let rawName, let rawDigest):
             if let edge = self.edge {
                 // An edge redirects blob GETs; a cache serves only signed ones (a bad one gets its error from the async side).
                 if edge.redirectBlobsTo != nil, !isHead { return false }
                 if edge.requireSignedBlobs,
-                   EdgeRedirect.verdict(edge, method: head.method.rawValue, name: rawName, digest: rawDigest, target: target, namespace: namespace) != .valid {
+                   EdgeRedirect.verdict(edge, method: isHead ? "HEAD" : "GET", name: rawName, digest: rawDigest, target: target, namespace: namespace) != .valid {
                     return false
                 }
             }
@@ -124,7 +122,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
             }
             // Counted before the write: a client that sees the connection close must see the stats too.
             self.mirror.stats.blobHits.add()
-            self.finish(head, kind: .blob, status: 200, bytes: isHead ? 0 : record.size, started: started)
+            self.finish(request, kind: .blob, status: 200, bytes: isHead ? 0 : record.size, started: started)
             if isHead {
                 var response = Self.blobHead(digest, length: record.size, namespace: namespace, allocator: context.channel.allocator)
                 response.finish(keepAlive: keepAlive)
@@ -149,6 +147,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
                 // Big: the head, then the file with sendfile; the file stays marked as served until written.
                 var response = Self.blobHead(digest, length: record.size, namespace: namespace, allocator: context.channel.allocator)
                 response.finish(keepAlive: keepAlive)
+                if !keepAlive { self.connection.closing = true }
                 let mark = self.mirror.serving.markServing(digest)
                 let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: file.fd)
                 let region = FileRegion(fileHandle: handle, readerIndex: 0, endIndex: Int(record.size))
@@ -173,10 +172,10 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
             case .digest(let d): manifest = self.mirror.manifests.cachedLinked(d, upstream: routed.client, repository: routed.repository)
             case .tag(let t):
                 manifest = self.mirror.manifests.freshTag(
-                    upstream: routed.client, repository: routed.repository, tag: t.value, accept: AcceptSet(lines: head.headers["accept"]))
+                    upstream: routed.client, repository: routed.repository, tag: t.value, accept: AcceptSet(lines: request.accept))
             }
             guard let manifest, HitResponseHead.isSafeValue(manifest.mediaType) else { return false }
-            let notModified = ManifestEndpoint.matches(ifNoneMatch: head.headers["if-none-match"], manifest.digest)
+            let notModified = ManifestEndpoint.matches(ifNoneMatch: request.ifNoneMatch, manifest.digest)
             let withBody = !notModified && !isHead
             var response = HitResponseHead(
                 status: notModified ? "304 Not Modified" : "200 OK", allocator: context.channel.allocator,
@@ -191,7 +190,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
             if withBody { response.append(manifest.bytes) }
             let stats = self.mirror.stats
             stats.manifestHits.add()
-            self.finish(head, kind: .manifest, status: notModified ? 304 : 200, bytes: withBody ? Int64(manifest.bytes.count) : 0, started: started)
+            self.finish(request, kind: .manifest, status: notModified ? 304 : 200, bytes: withBody ? Int64(manifest.bytes.count) : 0, started: started)
             if withBody {
                 stats.repository(routed.repository, pull: true)
                 if case .tag(let t) = reference {
@@ -230,20 +229,32 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     private func send(_ outlet: ChannelHandlerContext, _ bytes: ByteBuffer, keepAlive: Bool) {
         if keepAlive {
             outlet.write(NIOAny(IOData.byteBuffer(bytes)), promise: nil)
-            self.unflushed = true
+            self.connection.unflushed = true
         } else {
+            self.connection.closing = true
             let channel = outlet.channel
             outlet.writeAndFlush(NIOAny(IOData.byteBuffer(bytes))).whenComplete { _ in channel.close(promise: nil) }
         }
     }
 
-    private func finish(_ head: HTTPRequestHead, kind: MirrorStats.RequestKind, status: Int, bytes: Int64, started: ContinuousClock.Instant) {
+    private func finish(_ request: HitRequest, kind: MirrorStats.RequestKind, status: Int, bytes: Int64, started: ContinuousClock.Instant) {
         let elapsed = ContinuousClock.now - started
         self.mirror.stats.request(kind, duration: elapsed)
-        guard self.logger.logLevel <= .info else { return }
+        guard self.logsRequests else { return }
         self.logger.info("request", metadata: [
-            "id": "\(RegistryHandler.nextRequestID())", "method": "\(head.method.rawValue)", "path": "\(head.uri.prefix(512))",
+            "id": "\(RegistryHandler.nextRequestID())", "method": "\(request.isHead ? "HEAD" : "GET")", "path": "\(request.uri.prefix(512))",
             "status": "\(status)", "bytes": "\(bytes)", "us": "\(Int(elapsed / .microseconds(1)))", "cache": "hit",
         ])
+    }
+}
+
+extension HitRequest {
+    /// The parts of a decoded head the hit path reads; nil for methods other than GET and HEAD.
+    init?(_ head: HTTPRequestHead) {
+        guard head.method == .GET || head.method == .HEAD else { return nil }
+        self.init(
+            isHead: head.method == .HEAD, uri: head.uri, keepAlive: head.isKeepAlive,
+            needsAsync: head.headers.contains(name: "range") || head.headers.contains(name: "authorization"),
+            accept: head.headers["accept"], ifNoneMatch: head.headers["if-none-match"])
     }
 }

@@ -89,8 +89,8 @@ public final class RegistryServer: Service, Sendable {
                         let sync = channel.pipeline.syncOperations
                         if let tls = config.tls { try sync.addHandler(NIOSSLServerHandler(context: tls.current)) }
                         try sync.addHandler(IdleConnectionCloser(timeout: config.idleTimeout))
-                        let outlet = ResponseOutlet()
-                        try sync.addHandler(outlet)
+                        let front = config.tls == nil && hitPath ? HitFront(maxHeadBytes: config.maxHeaderBytes) : nil
+                        if let front { try sync.addHandler(front) }
                         var limits = NIOHTTPDecoderLimitConfiguration()
                         limits.maxHeaderListSize = config.maxHeaderBytes
                         limits.maxHeaderFieldSize = config.maxHeaderBytes
@@ -100,9 +100,9 @@ public final class RegistryServer: Service, Sendable {
                             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
                         try sync.addHandler(ProtocolErrorResponder())
                         try sync.addHandler(FileRegionCloser())
-                        if config.tls == nil, hitPath {
+                        if let front {
                             try sync.addHandler(HitPath(
-                                mirror: mirror, edge: edge, outlet: outlet, openFiles: openFiles.forLoop(channel.eventLoop), logger: logger,
+                                mirror: mirror, edge: edge, front: front, openFiles: openFiles.forLoop(channel.eventLoop), logger: logger,
                                 isShuttingDown: { connections.isShuttingDown }))
                         }
                         return try NIOAsyncChannel(
