@@ -116,6 +116,7 @@ struct BlobEndpoint: Sendable {
     /// Over TLS it goes out in buffers (see ``ResponseWriter/writeFileBody(fd:from:to:)``).
     private func sendFile(_ file: (fd: Int32, size: Int64), digest: Digest, range: ByteRange?, writer: ResponseWriter) async throws {
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: file.fd)
+        writer.files.track(handle)
         let bounds: ClosedRange<Int64>?
         do {
             bounds = try range?.resolve(size: file.size)

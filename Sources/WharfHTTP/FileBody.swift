@@ -16,6 +16,7 @@ extension ResponseWriter {
     func writeFileBody(fd: Int32, from start: Int64, to end: Int64) async throws {
         guard self.isSecure else {
             let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
+            self.files.track(handle)
             let region = FileRegion(fileHandle: handle, readerIndex: Int(start), endIndex: Int(end))
             do {
                 try await self.writeBody(.fileRegion(region))

@@ -163,7 +163,11 @@ public final class RegistryServer: Service, Sendable {
 
     private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
         let id = self.connections.add(connection.channel)
-        defer { self.connections.remove(id) }
+        let files = QueuedFiles()
+        defer {
+            files.closeAll()
+            self.connections.remove(id)
+        }
         do {
             try await connection.executeThenClose { inbound, outbound in
                 var requests = inbound.makeAsyncIterator()
@@ -183,7 +187,7 @@ public final class RegistryServer: Service, Sendable {
                     let keepAlive = head.isKeepAlive && !self.connections.isShuttingDown
                     let writer = ResponseWriter(
                         outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: keepAlive,
-                        isSecure: self.configuration.tls != nil)
+                        isSecure: self.configuration.tls != nil, files: files)
                     try await self.handler.handle(head, writer)
                     guard self.connections.setBusy(id, false), keepAlive else {
                         // Closing now would drop response bytes still queued (a big FileRegion):

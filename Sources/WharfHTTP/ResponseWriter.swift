@@ -1,11 +1,34 @@
 import NIOCore
 import NIOHTTP1
 import OCIDistribution
+import Synchronization
 import WharfUpstream
 
 /// Thrown to end a response early by closing the connection, so the client never sees it as complete.
 struct AbortResponse: Error {
     let reason: String
+}
+
+/// Files a connection's responses queued as `FileRegion`s, closed when the connection ends.
+///
+/// A write to the async writer returns once queued; if the connection closes before the queue
+/// reaches the pipeline, the region is dropped without passing ``FileRegionCloser``. This closes
+/// what is left (closing a handle twice is harmless: `NIOFileHandle` tracks it).
+final class QueuedFiles: Sendable {
+    private let handles = Mutex<[NIOFileHandle]>([])
+
+    func track(_ handle: NIOFileHandle) {
+        self.handles.withLock { handles in
+            if handles.count >= 16 { handles.removeAll { !$0.isOpen } }
+            handles.append(handle)
+        }
+    }
+
+    func closeAll() {
+        for handle in self.handles.withLock({ h in defer { h = [] }; return h }) where handle.isOpen {
+            try? handle.close()
+        }
+    }
 }
 
 /// Writes one response to the connection and remembers its status and size for the access log.
@@ -23,11 +46,14 @@ final class ResponseWriter {
     var identity: UpstreamIdentity = .mirror
     /// The connection is TLS: files are read and written as buffers, since sendfile cannot encrypt.
     let isSecure: Bool
+    /// The connection's files handed to the writer as `FileRegion`s.
+    let files: QueuedFiles
 
     init(
         outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, allocator: ByteBufferAllocator, isHead: Bool, keepAlive: Bool,
-        isSecure: Bool = false
+        isSecure: Bool = false, files: QueuedFiles = QueuedFiles()
     ) {
+        self.files = files
         self.outbound = outbound
         self.allocator = allocator
         self.isHead = isHead
