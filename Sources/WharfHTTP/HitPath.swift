@@ -107,10 +107,12 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
             else { return false }
             // Small blobs are read through the loop's open-file cache; big ones get their own descriptor for sendfile.
             var file: (fd: Int32, owned: Bool) = (-1, false)
+            var touch = true
             if !isHead {
                 if record.size <= Self.inlineBodyLimit {
-                    guard let fd = self.openFiles.descriptor(digest, record: record) else { return false }
-                    file = (fd, false)
+                    guard let cached = self.openFiles.descriptor(digest, record: record, now: Clock.seconds()) else { return false }
+                    file = (cached.fd, false)
+                    touch = cached.touch
                 } else {
                     guard let opened = self.mirror.store.open(digest) else { return false }
                     guard opened.size == record.size else {
@@ -129,7 +131,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
                 self.send(outlet, response.buffer, keepAlive: keepAlive)
                 return true
             }
-            self.mirror.index.touch(digest)
+            if touch { self.mirror.index.touch(digest) }
             self.mirror.stats.bytesFromDisk.add(Int(record.size))
             self.mirror.stats.repository(routed.repository, bytes: Int(record.size))
             if !file.owned {

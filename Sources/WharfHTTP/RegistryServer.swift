@@ -250,7 +250,9 @@ final class ConnectionRegistry: Sendable {
     private let state = Mutex(State())
 
     var count: Int { self.state.withLock { $0.channels.count } }
-    var isShuttingDown: Bool { self.state.withLock { $0.shuttingDown } }
+    /// Read on every hit, so kept outside the lock too.
+    private let shuttingDownFlag = Atomic<Bool>(false)
+    var isShuttingDown: Bool { self.shuttingDownFlag.load(ordering: .relaxed) }
 
     func add(_ channel: any Channel) -> Int {
         let (id, close) = self.state.withLock { s in
@@ -275,6 +277,7 @@ final class ConnectionRegistry: Sendable {
     func shutdown() {
         let idle = self.state.withLock { s in
             s.shuttingDown = true
+            self.shuttingDownFlag.store(true, ordering: .relaxed)
             return s.channels.values.filter { !$0.busy }.map(\.channel)
         }
         idle.forEach { $0.close(promise: nil) }

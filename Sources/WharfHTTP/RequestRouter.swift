@@ -34,17 +34,23 @@ enum RequestRouter {
     /// Matches from the right, because names contain `/`: `…/manifests/<ref>`, `…/blobs/<digest>`, `…/tags/list`.
     static func parse(uri: String) throws(RegistryError) -> ParsedTarget {
         guard uri.utf8.count <= maxURILength else { throw RegistryError(.nameInvalid, "request URI too long", status: 414) }
-        let pathPart: Substring
+        // Works on the path's bytes: this runs for every request, hits included.
+        var raw = uri
+        let (path0, questionMark) = raw.withUTF8 { bytes -> ([UInt8], Int?) in
+            let q = bytes.firstIndex(of: UInt8(ascii: "?"))
+            return (Array(UnsafeBufferPointer(rebasing: bytes[..<(q ?? bytes.count)])), q)
+        }
+        var path = path0
         var query: [(String, String)] = []
-        if let q = uri.utf8.firstIndex(of: UInt8(ascii: "?")) {
+        let pathPart: Substring
+        if let questionMark {
+            let q = uri.utf8.index(uri.utf8.startIndex, offsetBy: questionMark)
             pathPart = uri[..<q]
             query = try Self.parseQuery(uri[uri.utf8.index(after: q)...])
         } else {
             pathPart = Substring(uri)
         }
-        guard pathPart.utf8.first == UInt8(ascii: "/") else { throw RegistryError(.nameInvalid, "request target must be an absolute path", status: 400) }
-        // Works on the path's bytes: this runs for every request, hits included.
-        var path = Array(pathPart.utf8)
+        guard path.first == UInt8(ascii: "/") else { throw RegistryError(.nameInvalid, "request target must be an absolute path", status: 400) }
         // A mirror path before `/v2/` (Docker ≥ 25 and containerd: `https://m/dockerhub` → `/dockerhub/v2/…`)
         // is the same as a prefix after it (podman: `/v2/dockerhub/…`).
         if !path.starts(with: Self.v2Prefix), let v2 = Self.innerV2(path) {

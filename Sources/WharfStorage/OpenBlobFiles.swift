@@ -50,6 +50,8 @@ public final class OpenBlobFiles {
         let fd: Int32
         let size: Int64
         let createdAt: UInt64
+        /// The second of the last access-time update through this cache.
+        var touchedAt: UInt64 = 0
     }
 
     private let store: BlobStore
@@ -70,10 +72,15 @@ public final class OpenBlobFiles {
 
     /// An open descriptor of `digest`'s file as indexed by `record`, owned by the cache: read it
     /// with `pread` now, never close it or keep it. Nil if the file is missing or differs in size.
-    public func descriptor(_ digest: Digest, record: BlobRecord) -> Int32? {
+    /// `touch` is true the first time in second `now` (access times have one-second resolution).
+    public func descriptor(_ digest: Digest, record: BlobRecord, now: UInt64) -> (fd: Int32, touch: Bool)? {
         if self.store.changes.current != self.seen { self.dropChanged() }
         if let i = self.byDigest[digest], let slot = self.slots[i] {
-            if slot.size == record.size, slot.createdAt == record.createdAt { return slot.fd }
+            if slot.size == record.size, slot.createdAt == record.createdAt {
+                guard slot.touchedAt != now else { return (slot.fd, false) }
+                self.slots[i]!.touchedAt = now
+                return (slot.fd, true)
+            }
             self.drop(at: i)
         }
         guard let opened = self.store.open(digest) else { return nil }
@@ -82,9 +89,9 @@ public final class OpenBlobFiles {
             return nil
         }
         let i = self.free.popLast() ?? self.evictOne()
-        self.slots[i] = Slot(digest: digest, fd: opened.fd, size: opened.size, createdAt: record.createdAt)
+        self.slots[i] = Slot(digest: digest, fd: opened.fd, size: opened.size, createdAt: record.createdAt, touchedAt: now)
         self.byDigest[digest] = i
-        return opened.fd
+        return (opened.fd, true)
     }
 
     /// Closes every descriptor (at shutdown).

@@ -52,27 +52,31 @@ struct OpenFileCacheTests {
         let d = Self.digest(1)
         let first = [UInt8](repeating: 0xAA, count: 5000), second = [UInt8](repeating: 0xBB, count: 5000)
         try f.publish(first, as: d)
-        let fd1 = try #require(cache.descriptor(d, record: f.record(5000)))
+        let fd1 = try #require(cache.descriptor(d, record: f.record(5000), now: 1)?.fd)
         #expect(Self.read(fd1, count: 5000) == first)
-        #expect(cache.descriptor(d, record: f.record(5000)) == fd1, "a second hit should reuse the descriptor")
+        #expect(cache.descriptor(d, record: f.record(5000), now: 1)?.fd == fd1, "a second hit should reuse the descriptor")
         #expect(cache.count == 1)
+        // The access time is due once per second per cached file.
+        #expect(cache.descriptor(d, record: f.record(5000), now: 1)?.touch == false)
+        #expect(cache.descriptor(d, record: f.record(5000), now: 2)?.touch == true)
+        #expect(cache.descriptor(d, record: f.record(5000), now: 2)?.touch == false)
 
         // Removed (scrubbed, evicted) and filled again within the same second: the record looks the same.
         #expect(f.store.remove(d))
         try f.publish(second, as: d)
-        let fd2 = try #require(cache.descriptor(d, record: f.record(5000)))
+        let fd2 = try #require(cache.descriptor(d, record: f.record(5000), now: 1)?.fd)
         #expect(Self.read(fd2, count: 5000) == second, "the old file's descriptor was used after its removal")
         #expect(cache.count == 1)
 
         // A newer index record (another fill) reopens; a size that disagrees with the file is refused.
-        let fd3 = try #require(cache.descriptor(d, record: f.record(5000, createdAt: 2)))
+        let fd3 = try #require(cache.descriptor(d, record: f.record(5000, createdAt: 2), now: 1)?.fd)
         #expect(Self.read(fd3, count: 5000) == second)
-        #expect(cache.descriptor(d, record: f.record(4999, createdAt: 3)) == nil)
+        #expect(cache.descriptor(d, record: f.record(4999, createdAt: 3), now: 1)?.fd == nil)
         #expect(cache.count == 0)
 
         // Removed and not published again: no descriptor.
         #expect(f.store.remove(d))
-        #expect(cache.descriptor(d, record: f.record(5000, createdAt: 3)) == nil)
+        #expect(cache.descriptor(d, record: f.record(5000, createdAt: 3), now: 1)?.fd == nil)
         cache.closeAll()
     }
 
@@ -85,7 +89,7 @@ struct OpenFileCacheTests {
         for (i, d) in digests.enumerated() { try f.publish([UInt8](repeating: UInt8(i), count: 100 + i), as: d) }
         let before = Self.openDescriptors(under: f.root)
         for (i, d) in digests.enumerated() {
-            let fd = try #require(cache.descriptor(d, record: f.record(100 + i)))
+            let fd = try #require(cache.descriptor(d, record: f.record(100 + i), now: 1)?.fd)
             #expect(Self.read(fd, count: 100 + i) == [UInt8](repeating: UInt8(i), count: 100 + i))
             #expect(cache.count == min(i + 1, 3))
         }
@@ -93,7 +97,7 @@ struct OpenFileCacheTests {
 
         // More removals than the log keeps: the cache cannot tell which, so it drops every entry.
         for n in 0..<600 { f.store.remove(Digest(sha256Hex: String(format: "%064x", 1000 + n))) }
-        let fd = try #require(cache.descriptor(digests[0], record: f.record(100)))
+        let fd = try #require(cache.descriptor(digests[0], record: f.record(100), now: 1)?.fd)
         #expect(Self.read(fd, count: 100) == [UInt8](repeating: 0, count: 100))
         #expect(cache.count == 1)
         #expect(Self.openDescriptors(under: f.root) - before == 1)
