@@ -162,8 +162,8 @@ public struct ManifestResolver: Sendable {
         var classes = [accept.classKey]
         if accept.classKey != AcceptSet.all.classKey { classes.append(AcceptSet.all.classKey) }
         for cls in classes {
-            guard let record = try? self.index.tag(upstream: upstream, repository: repository, tag: tag, acceptClass: cls),
-                  accept.accepts(record.mediaType), let manifest = self.cached(record.digest)
+            guard let (record, manifest) = (try? self.index.taggedManifest(upstream: upstream, repository: repository, tag: tag, acceptClass: cls)) ?? nil,
+                  accept.accepts(record.mediaType), let manifest
             else { continue }
             return (record, manifest)
         }

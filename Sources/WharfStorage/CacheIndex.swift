@@ -176,6 +176,17 @@ public final class CacheIndex: Sendable {
         }
     }
 
+    /// A tag's record and the manifest it points to, read in one transaction (a cached tag hit).
+    public func taggedManifest(upstream: String, repository: String, tag: String, acceptClass: String) throws -> (TagRecord, StoredManifest?)? {
+        try self.environment.read { txn in
+            guard let record = try txn.withValue(self.tags, Self.tagKey(upstream, repository, tag, acceptClass), { TagRecord(decoding: $0) }) ?? nil
+            else { return nil }
+            let digest = record.digest
+            let manifest = try txn.withValue(self.manifests, Self.key(digest)) { StoredManifest(digest: digest, decoding: $0) } ?? nil
+            return (record, manifest)
+        }
+    }
+
     /// Records that `digest` was seen in `repository` (e.g. as a layer of one of its manifests).
     public func link(_ digests: [Digest], upstream: String, repository: String) throws {
         guard !digests.isEmpty else { return }
