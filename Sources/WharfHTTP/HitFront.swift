@@ -16,8 +16,9 @@ final class HitFront: ChannelInboundHandler, RemovableChannelHandler {
     /// Set once ``HitPath`` is in the pipeline (the two refer to each other until the pipeline is torn down).
     var hitPath: HitPath?
     private let maxHeadBytes: Int
-    /// The start of a head that has not fully arrived.
+    /// The start of a head that has not fully arrived, and how much of it was searched for its end.
     private var pending: ByteBuffer?
+    private var pendingSearched = 0
     /// The decoder has the connection from here on.
     private var passthrough = false
 
@@ -32,15 +33,20 @@ final class HitFront: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !self.passthrough, let hitPath = self.hitPath else { return context.fireChannelRead(data) }
         var buffer = self.unwrapInboundIn(data)
+        var searched = 0
         if var pending = self.pending {
             pending.writeBuffer(&buffer)
             buffer = pending
+            searched = self.pendingSearched
             self.pending = nil
         }
         while buffer.readableBytes > 0, !hitPath.connection.closing {
-            switch buffer.withUnsafeReadableBytes({ HitRequestScanner.scan($0, maxHeadBytes: self.maxHeadBytes) }) {
+            let scan = buffer.withUnsafeReadableBytes { HitRequestScanner.scan($0, maxHeadBytes: self.maxHeadBytes, searchedTo: searched) }
+            searched = 0
+            switch scan {
             case .incomplete:
                 self.pending = buffer
+                self.pendingSearched = buffer.readableBytes
                 return
             case .other:
                 self.passthrough = true

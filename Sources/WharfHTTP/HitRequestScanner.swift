@@ -25,8 +25,10 @@ enum HitRequestScanner {
         case other
     }
 
-    static func scan(_ bytes: UnsafeRawBufferPointer, maxHeadBytes: Int) -> Scan {
-        guard let end = self.endOfHead(bytes, limit: maxHeadBytes) else {
+    /// `searchedTo`: how many bytes an earlier scan of the same, shorter head already searched for its
+    /// end (a head arriving in pieces is not searched from the start again).
+    static func scan(_ bytes: UnsafeRawBufferPointer, maxHeadBytes: Int, searchedTo: Int = 0) -> Scan {
+        guard let end = self.endOfHead(bytes, limit: maxHeadBytes, from: searchedTo) else {
             // Waiting is only for a GET or HEAD still arriving: anything else (a TLS hello sent to
             // the plain port, another method) goes to the decoder now, which answers at once.
             return bytes.count > maxHeadBytes || !(self.isPrefix(bytes, of: "GET ") || self.isPrefix(bytes, of: "HEAD ")) ? .other : .incomplete
@@ -84,9 +86,9 @@ enum HitRequestScanner {
     // MARK: Bytes
 
     /// The index of the CRLF that ends the empty line (the head is `[0, result + 2)`), or nil.
-    private static func endOfHead(_ bytes: UnsafeRawBufferPointer, limit: Int) -> Int? {
+    private static func endOfHead(_ bytes: UnsafeRawBufferPointer, limit: Int, from searched: Int) -> Int? {
         let count = min(bytes.count, limit + 4)
-        var i = 3
+        var i = max(3, searched)
         while i < count {
             if bytes[i] == 0x0A {
                 if bytes[i - 1] == 0x0D, bytes[i - 2] == 0x0A, bytes[i - 3] == 0x0D { return i - 1 }

@@ -47,6 +47,15 @@ struct HitFrontTests {
         #expect(try #require(Self.request("GET / HTTP/1.1\r\nRange: bytes=0-1\r\n\r\n")).0.needsAsync)
         #expect(try #require(Self.request("GET / HTTP/1.1\r\nauthorization: Basic eA==\r\n\r\n")).0.needsAsync)
         #expect(try #require(Self.request("GET / HTTP/1.1\r\n\r\n")).1 == 18)
+
+        // A head arriving in pieces: each piece is incomplete, and the search for the end resumes where it stopped.
+        let bytes = Array(head.utf8)
+        for k in 1..<bytes.count {
+            let partial = bytes[..<k].withUnsafeBytes { HitRequestScanner.scan($0, maxHeadBytes: 16 << 10) }
+            guard case .incomplete = partial else { Issue.record("prefix of \(k) bytes was not incomplete"); continue }
+            let whole = bytes.withUnsafeBytes { HitRequestScanner.scan($0, maxHeadBytes: 16 << 10, searchedTo: k) }
+            guard case .request(_, let n) = whole, n == bytes.count else { Issue.record("resumed at \(k): not the whole head"); continue }
+        }
     }
 
     @Test("partial heads wait; everything unusual goes to the decoder")
