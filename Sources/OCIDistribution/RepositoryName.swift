@@ -87,7 +87,8 @@ public enum Reference: Sendable, Hashable, CustomStringConvertible {
     case digest(Digest)
 
     public init(parsing raw: some StringProtocol) throws(RegistryError) {
-        if Self.hasColon(raw.utf8) {
+        let colon = raw.utf8.withContiguousStorageIfAvailable { Self.hasColon($0) } ?? Self.hasColon(raw.utf8)
+        if colon {
             self = .digest(try Digest(parsing: raw))
         } else {
             self = .tag(try Tag(parsing: raw))

@@ -1,4 +1,5 @@
 import NIOCore
+import OCIDistribution
 
 /// Sits just below the HTTP codec. Reads request heads straight from the bytes
 /// (``HitRequestScanner``) and lets ``HitPath`` answer cache hits before NIO's decoder sees them;
@@ -81,4 +82,13 @@ final class HitConnection {
     var triedHeads = 0
     /// A response without keep-alive was written: later requests are dropped.
     var closing = false
+    /// The last `Accept` lines and their parse: a client sends the same ones on every request.
+    private var lastAccept: (lines: [String], set: AcceptSet)?
+
+    func acceptSet(_ lines: [String]) -> AcceptSet {
+        if let last = self.lastAccept, last.lines == lines { return last.set }
+        let set = AcceptSet(lines: lines)
+        self.lastAccept = (lines, set)
+        return set
+    }
 }

@@ -185,7 +185,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         case .digest(let d): manifest = self.mirror.manifests.cachedLinked(d, upstream: routed.client, repository: routed.repository)
         case .tag(let t):
             manifest = self.mirror.manifests.freshTag(
-                upstream: routed.client, repository: routed.repository, tag: t.value, accept: AcceptSet(lines: request.accept))
+                upstream: routed.client, repository: routed.repository, tag: t.value, accept: self.connection.acceptSet(request.accept))
         }
         guard let manifest, HitResponseHead.isSafeValue(manifest.mediaType) else { return false }
         let notModified = ManifestEndpoint.matches(ifNoneMatch: request.ifNoneMatch, manifest.digest)
@@ -206,9 +206,9 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         self.finish(request, kind: .manifest, status: notModified ? 304 : 200, bytes: withBody ? Int64(manifest.bytes.count) : 0, started: started)
         if withBody {
             stats.repository(routed.repository, pull: true)
-            if case .tag(let t) = reference {
+            if case .tag(let t) = reference, self.mirror.notifier.isEnabled {
                 self.mirror.notifier.emit(.tagPulled(
-                    upstream: routed.client.configuration.name, repository: routed.repository, tag: t.value, digest: manifest.digest.description))
+                    upstream: routed.client.configuration.name, repository: routed.repository, tag: t.value, digest: digestText))
             }
         }
         self.send(outlet, response.buffer, keepAlive: keepAlive)

@@ -44,6 +44,7 @@ struct ManifestEndpoint: Sendable {
     }
 
     static func matches(ifNoneMatch values: [String], _ digest: Digest) -> Bool {
+        guard !values.isEmpty else { return false }
         let d = digest.description
         return values.flatMap { $0.split(separator: ",") }.contains { v in
             let t = v.trimmingCharacters(in: .whitespaces)
