@@ -206,7 +206,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         self.finish(request, kind: .manifest, status: notModified ? 304 : 200, bytes: withBody ? Int64(manifest.bytes.count) : 0, started: started)
         if withBody {
             stats.repository(routed.repository, pull: true)
-            if case .tag(let t) = reference, self.mirror.notifier.isEnabled {
+            if case .tag(let t) = reference {
                 self.mirror.notifier.emit(.tagPulled(
                     upstream: routed.client.configuration.name, repository: routed.repository, tag: t.value, digest: digestText))
             }

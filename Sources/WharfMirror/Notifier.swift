@@ -77,9 +77,10 @@ public final class Notifier: Sendable {
     public var isEnabled: Bool { !self.endpoints.isEmpty }
 
     /// Queues an event; never blocks.
-    public func emit(_ event: Event) {
+    /// Queues `event`; it is not even built when no receiver is configured (tag hits emit on every pull).
+    public func emit(_ event: @autoclosure () -> Event) {
         guard self.isEnabled else { return }
-        self.continuation.yield((event, Date()))
+        self.continuation.yield((event(), Date()))
     }
 
     /// Delivers queued events until cancelled.

@@ -112,6 +112,17 @@ final class WharfInstance: Sendable {
     }
 
     /// Files under blobs/ (relative), for asserting what was cached.
+    /// GETs `repository:v1` (which links its blobs) and then `layers` through this Wharf, and waits until
+    /// each layer is indexed: from then on they are hits.
+    func cache(_ layers: [GeneratedBlob], of repository: String) async throws {
+        _ = try await RawHTTP.request("GET /v2/\(repository)/manifests/v1 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: self.port)
+        for layer in layers {
+            _ = try await RawHTTP.request("GET /v2/\(repository)/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: self.port)
+        }
+        let indexed = { layers.allSatisfy { (try? self.mirror.index.blob(Digest(parsing: $0.digest))) != nil } }
+        for _ in 0..<300 where !indexed() { try await Task.sleep(for: .milliseconds(10)) }
+    }
+
     func cachedBlobHexes() -> Set<String> {
         let root = self.dataDirectory + "/blobs/sha256"
         var out = Set<String>()

@@ -100,9 +100,7 @@ struct HitFrontTests {
         let wharf = try await WharfInstance.start(upstream: upstream.registry.url)
         do {
             let small = image.layers[0], big = image.layers[1]
-            _ = try await RawHTTP.request("GET /v2/team/app/manifests/v1 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
-            _ = try await RawHTTP.request("GET /v2/team/app/blobs/\(small.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
-            for _ in 0..<300 where (try? wharf.mirror.index.blob(Digest(parsing: small.digest))) == nil { try await Task.sleep(for: .milliseconds(10)) }
+            try await wharf.cache([small], of: "team/app")
             let hitsBefore = wharf.mirror.stats.blobHits.value
             let pipelined = [
                 "GET /v2/team/app/blobs/\(small.digest) HTTP/1.1\r\nHost: w\r\n\r\n",  // hit, front
@@ -154,8 +152,7 @@ struct HitFrontTests {
         let wharf = try await WharfInstance.start(upstream: upstream.registry.url)
         do {
             let layer = image.layers[0]
-            _ = try await RawHTTP.request("GET /v2/team/app/manifests/v1 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
-            _ = try await RawHTTP.request("GET /v2/team/app/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            try await wharf.cache([layer], of: "team/app")
             // Async responses (ranges) the client never reads: the writer holds FileRegions it cannot hand on
             // to a full socket. Then the client resets the connection.
             let ranged = "GET /v2/team/app/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\nRange: bytes=0-\r\n\r\n"
@@ -179,63 +176,35 @@ struct HitFrontTests {
     /// Sends `text` with a small receive buffer, reads nothing, and resets the connection after `after`.
     static func requestThenReset(_ text: String, port: Int, after: Duration) async throws {
         let bytes = Array(text.utf8)
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-            Thread.detachNewThread {
-                c.resume(with: Result {
-                    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                    guard fd >= 0 else { throw POSIXError(.EIO) }
-                    var small: Int32 = 4096
-                    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
-                    var addr = sockaddr_in()
-                    addr.sin_family = sa_family_t(AF_INET)
-                    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-                    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-                    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-                    guard rc == 0 else { close(fd); throw POSIXError(.ECONNREFUSED) }
-                    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                    usleep(UInt32(after.components.seconds * 1_000_000 + after.components.attoseconds / 1_000_000_000_000))
-                    var reset = linger(l_onoff: 1, l_linger: 0)
-                    setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, socklen_t(MemoryLayout<linger>.size))
-                    close(fd)
-                })
-            }
+        try await RawHTTP.onOwnThread {
+            let fd = try RawHTTP.connect(port: port, receiveBuffer: 4096)
+            _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            usleep(UInt32(after.components.seconds * 1_000_000 + after.components.attoseconds / 1_000_000_000_000))
+            var reset = linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, socklen_t(MemoryLayout<linger>.size))
+            close(fd)
         }
     }
 
     /// Sends each byte in its own segment (TCP_NODELAY, a short pause between), then reads until close.
     static func sendByteByByte(_ text: String, port: Int) async throws -> [UInt8] {
         let bytes = Array(text.utf8)
-        return try await withCheckedThrowingContinuation { c in
-            Thread.detachNewThread {
-                c.resume(with: Result {
-                    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                    guard fd >= 0 else { throw POSIXError(.EIO) }
-                    defer { close(fd) }
-                    var one: Int32 = 1
-                    setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                    var tv = timeval(tv_sec: 20, tv_usec: 0)
-                    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                    var addr = sockaddr_in()
-                    addr.sin_family = sa_family_t(AF_INET)
-                    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-                    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-                    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-                    guard rc == 0 else { throw POSIXError(.ECONNREFUSED) }
-                    for (i, b) in bytes.enumerated() {
-                        var byte = b
-                        _ = send(fd, &byte, 1, Int32(MSG_NOSIGNAL))
-                        if i % 7 == 0 { usleep(200) }
-                    }
-                    var received: [UInt8] = []
-                    var chunk = [UInt8](repeating: 0, count: 65536)
-                    while true {
-                        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                        if n <= 0 { break }
-                        received.append(contentsOf: chunk[0..<n])
-                    }
-                    return received
-                })
+        return try await RawHTTP.onOwnThread {
+            let fd = try RawHTTP.connect(port: port, noDelay: true)
+            defer { close(fd) }
+            for (i, b) in bytes.enumerated() {
+                var byte = b
+                _ = send(fd, &byte, 1, Int32(MSG_NOSIGNAL))
+                if i % 7 == 0 { usleep(200) }
             }
+            var received: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+                received.append(contentsOf: chunk[0..<n])
+            }
+            return received
         }
     }
 }

@@ -17,16 +17,7 @@ struct IdleTimeoutTests {
 
     @Test("a slow reader gets a whole big blob that takes several idle periods, as a hit and as a range")
     func slowReaderIsNotIdle() async throws {
-        let upstream = try UpstreamEnvironment()
-        let image = try upstream.generator.image(layerSizes: [16 << 20], format: .oci)
-        try upstream.storage.add(image: image, repository: "team/big", tag: "v1")
-        try await upstream.start()
-        let wharf = try await WharfInstance.start(upstream: upstream.registry.url, idleTimeout: .seconds(Int64(Self.idle)))
-        do {
-            let layer = image.layers[0]
-            _ = try await RawHTTP.request("GET /v2/team/big/manifests/v1 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
-            _ = try await RawHTTP.request("GET /v2/team/big/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
-            for _ in 0..<300 where (try? wharf.mirror.index.blob(Digest(parsing: layer.digest))) == nil { try await Task.sleep(for: .milliseconds(10)) }
+        try await Self.withCachedBigLayer { wharf, layer in
             let hitsBefore = wharf.mirror.stats.blobHits.value
             for extra in ["", "Range: bytes=0-\r\n"] {
                 let request = "GET /v2/team/big/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\n\(extra)\r\n"
@@ -38,25 +29,12 @@ struct IdleTimeoutTests {
                 #expect(slow.seconds > 2 * Self.idle, "the transfer should outlast the idle period: \(slow.seconds) s")
             }
             #expect(wharf.mirror.stats.blobHits.value >= hitsBefore + 1)
-        } catch {
-            Issue.record(error)
         }
-        await wharf.stop()
-        await upstream.stop()
     }
 
     @Test("a reader that stops reading, and a connection that never sends a request, are closed after the idle period")
     func stalledAndSilentConnectionsClose() async throws {
-        let upstream = try UpstreamEnvironment()
-        let image = try upstream.generator.image(layerSizes: [16 << 20], format: .oci)
-        try upstream.storage.add(image: image, repository: "team/big", tag: "v1")
-        try await upstream.start()
-        let wharf = try await WharfInstance.start(upstream: upstream.registry.url, idleTimeout: .seconds(Int64(Self.idle)))
-        do {
-            let layer = image.layers[0]
-            _ = try await RawHTTP.request("GET /v2/team/big/manifests/v1 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
-            _ = try await RawHTTP.request("GET /v2/team/big/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
-            for _ in 0..<300 where (try? wharf.mirror.index.blob(Digest(parsing: layer.digest))) == nil { try await Task.sleep(for: .milliseconds(10)) }
+        try await Self.withCachedBigLayer { wharf, layer in
             let request = "GET /v2/team/big/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\n\r\n"
             let stalled = try await SlowReader.fetch(request, port: wharf.port, bytesPerTick: 1 << 20, tick: .milliseconds(1), stallFor: .seconds(4))
             #expect(stalled.closedByServer, "the server should have closed the stalled connection")
@@ -64,6 +42,19 @@ struct IdleTimeoutTests {
             let silent = try await SlowReader.fetch("", port: wharf.port, bytesPerTick: 1 << 16, tick: .milliseconds(1), stallFor: nil)
             #expect(silent.closedByServer && silent.bytes.isEmpty)
             #expect(silent.seconds >= 0.9 * Self.idle && silent.seconds < 3 * Self.idle, "closed after \(silent.seconds) s")
+        }
+    }
+
+    /// Runs `body` against a Wharf with a 1 s idle period that has the 16 MiB layer of `team/big:v1` cached.
+    static func withCachedBigLayer(_ body: (WharfInstance, GeneratedBlob) async throws -> Void) async throws {
+        let upstream = try UpstreamEnvironment()
+        let image = try upstream.generator.image(layerSizes: [16 << 20], format: .oci)
+        try upstream.storage.add(image: image, repository: "team/big", tag: "v1")
+        try await upstream.start()
+        let wharf = try await WharfInstance.start(upstream: upstream.registry.url, idleTimeout: .seconds(Int64(Self.idle)))
+        do {
+            try await wharf.cache(image.layers, of: "team/big")
+            try await body(wharf, image.layers[0])
         } catch {
             Issue.record(error)
         }
@@ -85,27 +76,12 @@ enum SlowReader {
     /// the response is complete or the connection ends.
     static func fetch(_ request: String, port: Int, bytesPerTick: Int, tick: Duration, stallFor: Duration?) async throws -> Result {
         let bytes = Array(request.utf8)
-        return try await withCheckedThrowingContinuation { c in
-            Thread.detachNewThread {
-                c.resume(with: Swift.Result { try Self.blockingFetch(bytes, port: port, bytesPerTick: bytesPerTick, tick: tick, stallFor: stallFor) })
-            }
-        }
+        return try await RawHTTP.onOwnThread { try Self.blockingFetch(bytes, port: port, bytesPerTick: bytesPerTick, tick: tick, stallFor: stallFor) }
     }
 
     private static func blockingFetch(_ request: [UInt8], port: Int, bytesPerTick: Int, tick: Duration, stallFor: Duration?) throws -> Result {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EIO) }
+        let fd = try RawHTTP.connect(port: port, receiveBuffer: 64 << 10)
         defer { close(fd) }
-        var small: Int32 = 64 << 10
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
-        var tv = timeval(tv_sec: 20, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard rc == 0 else { throw POSIXError(.ECONNREFUSED) }
         let started = Date()
         if !request.isEmpty {
             _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

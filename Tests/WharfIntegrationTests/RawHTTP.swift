@@ -29,23 +29,43 @@ enum RawHTTP {
     /// `untilClose`: keep reading past the first response (pipelined requests) until the server closes.
     static func request(_ request: String, port: Int, maxBytes: Int = 64 << 20, untilClose: Bool = false) async throws -> Response {
         let bytes = Array(request.utf8)
-        return try await withCheckedThrowingContinuation { c in
-            Thread.detachNewThread { c.resume(with: Result { try Self.blockingRequest(bytes, port: port, maxBytes: maxBytes, untilClose: untilClose) }) }
+        return try await Self.onOwnThread { try Self.blockingRequest(bytes, port: port, maxBytes: maxBytes, untilClose: untilClose) }
+    }
+
+    /// Runs blocking socket work on a thread of its own, never on the (2-thread) cooperative pool.
+    static func onOwnThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { c in
+            Thread.detachNewThread { c.resume(with: Result { try work() }) }
         }
     }
 
-    static func blockingRequest(_ bytes: [UInt8], port: Int, maxBytes: Int, untilClose: Bool = false) throws -> Response {
+    /// A blocking loopback TCP socket connected to `port`, with a 20 s receive timeout. Options that must
+    /// come before `connect` (a small receive buffer) are set first. The caller closes it.
+    static func connect(port: Int, receiveBuffer: Int32? = nil, noDelay: Bool = false) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
-        defer { close(fd) }
+        if var size = receiveBuffer { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
+        if noDelay {
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
         var tv = timeval(tv_sec: 20, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard rc == 0 else { throw POSIXError(.ECONNREFUSED) }
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0 else {
+            close(fd)
+            throw POSIXError(.ECONNREFUSED)
+        }
+        return fd
+    }
+
+    static func blockingRequest(_ bytes: [UInt8], port: Int, maxBytes: Int, untilClose: Bool = false) throws -> Response {
+        let fd = try Self.connect(port: port)
+        defer { close(fd) }
         var sent = 0
         while sent < bytes.count {
             let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
