@@ -1,9 +1,11 @@
 /// A validated content digest (`algorithm:encoded`).
 ///
-/// Only `sha256` and `sha512` are accepted, with exactly 64 or 128 lowercase hex characters, so a
-/// digest can safely become part of a file path.
+/// Only `sha256` is accepted, with exactly 64 lowercase hex characters, so a digest can safely
+/// become part of a file path. `sha512` (registered by the OCI image spec, used by no public
+/// registry) is refused up front with `DIGEST_INVALID`, everywhere a digest is parsed: a digest
+/// Wharf cannot verify must never be fetched, stored or served.
 public struct Digest: Sendable, Hashable, CustomStringConvertible {
-    public enum Algorithm: String, Sendable { case sha256, sha512 }
+    public enum Algorithm: String, Sendable { case sha256 }
 
     public let algorithm: Algorithm
     /// Lowercase hex, validated.
@@ -28,9 +30,9 @@ public struct Digest: Sendable, Hashable, CustomStringConvertible {
         let enc = text[text.index(after: colon)...]
         guard Self.isValidAlgorithmGrammar(algo) else { throw RegistryError(.digestInvalid, "invalid digest algorithm") }
         guard let algorithm = Algorithm(rawValue: String(algo)) else {
-            throw RegistryError(.digestInvalid, "unsupported digest algorithm '\(algo.prefix(32))'")
+            throw RegistryError(.digestInvalid, "unsupported digest algorithm '\(algo.prefix(32))': this mirror verifies sha256 only")
         }
-        let expected = algorithm == .sha256 ? 64 : 128
+        let expected = 64
         guard enc.utf8.count == expected, enc.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }) else {
             throw RegistryError(.digestInvalid, "\(algorithm.rawValue) digest needs exactly \(expected) lowercase hex characters")
         }

@@ -13,6 +13,38 @@ public enum MediaType {
     public static func isSchema1(_ type: String) -> Bool {
         type == dockerSchema1 || type == dockerSchema1Signed
     }
+
+    /// The longest media type accepted: RFC 6838 allows 127 characters each for type and subtype.
+    public static let maxLength = 255
+
+    /// Whether `type` is a bare media type by RFC 6838's grammar (`type "/" subtype`, each a
+    /// restricted-name of at most 127 characters: a letter or digit, then letters, digits and
+    /// `!#$&-^_.+`), without parameters. Everything Wharf sends as `Content-Type` (or stores to send
+    /// later) passes this first, so a media type from an upstream can never break a response head.
+    public static func isValid(_ type: String) -> Bool {
+        var type = type
+        return type.withUTF8 { bytes in
+            guard bytes.count <= Self.maxLength, let slash = bytes.firstIndex(of: UInt8(ascii: "/")) else { return false }
+            return Self.isRestrictedName(bytes[..<slash]) && Self.isRestrictedName(bytes[(slash + 1)...])
+        }
+    }
+
+    private static func isRestrictedName(_ name: Slice<UnsafeBufferPointer<UInt8>>) -> Bool {
+        guard let first = name.first, name.count <= 127, Self.isAlphanumeric(first) else { return false }
+        return name.dropFirst().allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "-"), UInt8(ascii: "^"),
+                UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "+"):
+                return true
+            default:
+                return Self.isAlphanumeric(byte)
+            }
+        }
+    }
+
+    private static func isAlphanumeric(_ b: UInt8) -> Bool {
+        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+    }
 }
 
 /// The set of manifest media types a client accepts, merged from every `Accept` line.

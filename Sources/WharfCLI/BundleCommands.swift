@@ -134,7 +134,9 @@ struct ImportCommand: ParsableCommand {
                 let bytesOfManifest = try read("blobs/sha256/\(digest.hex)")
                 guard Digest.sha256(of: bytesOfManifest) == digest else { throw BundleError("manifest \(d) does not match its digest") }
                 let shape = try ManifestShape.parse(bytesOfManifest)
-                let manifest = StoredManifest(digest: digest, mediaType: mediaType ?? shape.mediaType ?? MediaType.ociManifest, bytes: bytesOfManifest)
+                let type = mediaType ?? shape.mediaType ?? MediaType.ociManifest
+                guard MediaType.isValid(type) else { throw BundleError("manifest \(d) has an invalid media type") }
+                let manifest = StoredManifest(digest: digest, mediaType: type, bytes: bytesOfManifest)
                 try cache.putManifest(manifest, upstream: self.upstream, repository: repository, tag: tag.map { ($0, AcceptSet.all.classKey) })
                 manifestCount += 1
                 queue += shape.childDescriptors.map { ($0.digest, $0.mediaType, nil) }

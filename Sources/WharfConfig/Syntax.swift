@@ -110,7 +110,7 @@ enum Syntax {
         if let at = rest.firstIndex(of: "@") {
             let digest = rest[rest.index(after: at)...]
             let parts = digest.split(separator: ":", omittingEmptySubsequences: false)
-            let lengths = ["sha256": 64, "sha512": 128]
+            let lengths = ["sha256": 64]  // sha512 is refused everywhere (see Digest)
             guard parts.count == 2, let length = lengths[String(parts[0])], parts[1].count == length,
                   parts[1].allSatisfy({ $0.isHexDigit && !$0.isUppercase })
             else { return "the digest must be sha256: followed by 64 lowercase hex digits" }

@@ -9,9 +9,17 @@ import OCIDistribution
 ///
 /// A request the scanner does not take (a body, `HTTP/1.0`, odd headers, an oversize head) hands
 /// the rest of the connection to the decoder, which then parses (or rejects) everything.
-final class HitFront: ChannelInboundHandler, RemovableChannelHandler {
+///
+/// Backpressure: while the connection's outbound side is over its high-water mark (answers the
+/// client has not read), the front answers nothing more, keeps the bytes it has, and withholds
+/// `read()` so the socket stops being read, as NIO's `BackPressureHandler` does. A client that
+/// pipelines requests without reading answers therefore holds at most one read batch of requests,
+/// one high-water mark of answers and one or two open blob files, however much it sends.
+final class HitFront: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
+    typealias OutboundIn = NIOAny
+    typealias OutboundOut = NIOAny
 
     private(set) var context: ChannelHandlerContext?
     /// Set once ``HitPath`` is in the pipeline (the two refer to each other until the pipeline is torn down).
@@ -22,8 +30,19 @@ final class HitFront: ChannelInboundHandler, RemovableChannelHandler {
     private var pendingSearched = 0
     /// The decoder has the connection from here on.
     private var passthrough = false
+    /// Answering is paused until the outbound side drains; a `read()` asked for meanwhile is held.
+    private var paused = false
+    private var heldRead = false
+    /// Inside ``process(context:)``: a writability change seen there is acted on when it returns.
+    private var processing = false
 
-    init(maxHeadBytes: Int) { self.maxHeadBytes = maxHeadBytes }
+    /// The clock of the head being read (slow-loris): stopped for each head taken, and while paused.
+    private let deadline: RequestHeadDeadline?
+
+    init(maxHeadBytes: Int, deadline: RequestHeadDeadline? = nil) {
+        self.maxHeadBytes = maxHeadBytes
+        self.deadline = deadline
+    }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -32,16 +51,38 @@ final class HitFront: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !self.passthrough, let hitPath = self.hitPath else { return context.fireChannelRead(data) }
+        guard !self.passthrough, self.hitPath != nil else { return context.fireChannelRead(data) }
         var buffer = self.unwrapInboundIn(data)
-        var searched = 0
         if var pending = self.pending {
             pending.writeBuffer(&buffer)
-            buffer = pending
-            searched = self.pendingSearched
-            self.pending = nil
+            self.pending = pending
+        } else {
+            self.pending = buffer
         }
+        if self.paused {
+            self.deadline?.paused()
+        } else {
+            self.process(context: context)
+        }
+    }
+
+    /// Answers or forwards the whole heads in ``pending`` until it is used up, a head is incomplete,
+    /// or the outbound side is full (then pauses).
+    private func process(context: ChannelHandlerContext) {
+        guard let hitPath = self.hitPath, var buffer = self.pending else { return }
+        self.pending = nil
+        var searched = self.pendingSearched
+        self.pendingSearched = 0
+        self.processing = true
+        defer { self.processing = false }
         while buffer.readableBytes > 0, !hitPath.connection.closing {
+            guard context.channel.isWritable else {
+                self.paused = true
+                self.deadline?.paused()
+                self.pending = buffer
+                self.pendingSearched = searched
+                return
+            }
             let scan = buffer.withUnsafeReadableBytes { HitRequestScanner.scan($0, maxHeadBytes: self.maxHeadBytes, searchedTo: searched) }
             searched = 0
             switch scan {
@@ -53,6 +94,7 @@ final class HitFront: ChannelInboundHandler, RemovableChannelHandler {
                 self.passthrough = true
                 return context.fireChannelRead(self.wrapInboundOut(buffer))
             case .request(let request, let length):
+                self.deadline?.headCompleted()
                 if hitPath.tryAnswer(request) {
                     buffer.moveReaderIndex(forwardBy: length)
                 } else {
@@ -61,10 +103,40 @@ final class HitFront: ChannelInboundHandler, RemovableChannelHandler {
                 }
             }
         }
+        // The last answers filled the outbound side: read nothing more until it drains.
+        if !context.channel.isWritable, !hitPath.connection.closing {
+            self.paused = true
+            self.deadline?.paused()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        context.fireChannelWritabilityChanged()
+        guard self.paused, !self.processing, context.channel.isWritable else { return }
+        self.paused = false
+        self.process(context: context)
+        context.fireChannelReadComplete()  // heads handed to the decoder above go on to the async side
+        self.flushAnswers(context)
+        if !self.paused, self.heldRead {
+            self.heldRead = false
+            context.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.paused {
+            self.heldRead = true
+        } else {
+            context.read()
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         context.fireChannelReadComplete()
+        self.flushAnswers(context)
+    }
+
+    private func flushAnswers(_ context: ChannelHandlerContext) {
         if let connection = self.hitPath?.connection, connection.unflushed {
             connection.unflushed = false
             context.flush()

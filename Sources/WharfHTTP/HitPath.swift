@@ -96,7 +96,8 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func answerBlob(_ request: HitRequest, _ target: ParsedTarget, name rawName: String, digest rawDigest: String, outlet: ChannelHandlerContext) -> Bool {
-        let started = ContinuousClock.now, namespace = RequestRouter.namespace(of: target)
+        let started = ContinuousClock.now
+        guard let namespace = Self.namespace(of: target) else { return false }
         let keepAlive = request.keepAlive, isHead = request.isHead
         if let edge = self.edge {
             // An edge redirects blob GETs; a cache serves only signed ones (a bad one gets its error from the async side).
@@ -175,7 +176,8 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     private func answerManifest(
         _ request: HitRequest, _ target: ParsedTarget, name rawName: String, reference rawReference: String, outlet: ChannelHandlerContext
     ) -> Bool {
-        let started = ContinuousClock.now, namespace = RequestRouter.namespace(of: target)
+        let started = ContinuousClock.now
+        guard let namespace = Self.namespace(of: target) else { return false }
         let keepAlive = request.keepAlive, isHead = request.isHead
         guard let name = try? RepositoryName(parsing: rawName), let reference = try? Reference(parsing: rawReference),
               let routed = try? self.mirror.route(name, namespace: namespace)
@@ -187,7 +189,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
             manifest = self.mirror.manifests.freshTag(
                 upstream: routed.client, repository: routed.repository, tag: t.value, accept: self.connection.acceptSet(request.accept))
         }
-        guard let manifest, HitResponseHead.isSafeValue(manifest.mediaType) else { return false }
+        guard let manifest else { return false }  // its media type was validated when stored and when read
         let notModified = ManifestEndpoint.matches(ifNoneMatch: request.ifNoneMatch, manifest.digest)
         let withBody = !notModified && !isHead
         var response = HitResponseHead(
@@ -213,6 +215,11 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         }
         self.send(outlet, response.buffer, keepAlive: keepAlive)
         return true
+    }
+
+    /// The request's `ns` (`.some(nil)` when it has none); nil for a malformed one, which the async side refuses.
+    private static func namespace(of target: ParsedTarget) -> String?? {
+        do { return .some(try RequestRouter.namespace(of: target)) } catch { return nil }
     }
 
     /// Blobs up to this size go out read into the response buffer (head and body in one write):

@@ -28,7 +28,9 @@ enum HitRequestScanner {
     /// `searchedTo`: how many bytes an earlier scan of the same, shorter head already searched for its
     /// end (a head arriving in pieces is not searched from the start again).
     static func scan(_ bytes: UnsafeRawBufferPointer, maxHeadBytes: Int, searchedTo: Int = 0) -> Scan {
-        guard let end = self.endOfHead(bytes, limit: maxHeadBytes, from: searchedTo) else {
+        let found = self.endOfHead(bytes, limit: maxHeadBytes, from: searchedTo)
+        if found == -1 { return .other }
+        guard let end = found else {
             // Waiting is only for a GET or HEAD still arriving: anything else (a TLS hello sent to
             // the plain port, another method) goes to the decoder now, which answers at once.
             return bytes.count > maxHeadBytes || !(self.isPrefix(bytes, of: "GET ") || self.isPrefix(bytes, of: "HEAD ")) ? .other : .incomplete
@@ -86,16 +88,18 @@ enum HitRequestScanner {
     // MARK: Bytes
 
     /// The index of the CRLF that ends the empty line (the head is `[0, result + 2)`), or nil.
+    /// The index of the CRLF that ends the head, or nil while there is none. A bare LF (one without
+    /// its CR) anywhere gives -1: such a head goes to the decoder, which answers it, instead of
+    /// waiting for a CRLFCRLF that never comes.
     private static func endOfHead(_ bytes: UnsafeRawBufferPointer, limit: Int, from searched: Int) -> Int? {
         let count = min(bytes.count, limit + 4)
-        var i = max(3, searched)
+        var i = max(1, searched)
         while i < count {
             if bytes[i] == 0x0A {
-                if bytes[i - 1] == 0x0D, bytes[i - 2] == 0x0A, bytes[i - 3] == 0x0D { return i - 1 }
-                i += 2  // the next possible final LF is two bytes on
-            } else {
-                i += 1
+                guard bytes[i - 1] == 0x0D else { return -1 }
+                if i >= 3, bytes[i - 2] == 0x0A, bytes[i - 3] == 0x0D { return i - 1 }
             }
+            i += 1
         }
         return nil
     }

@@ -58,7 +58,7 @@ struct RegistryHandler: Sendable {
         let target = try RequestRouter.parse(uri: head.uri)
         let readOnly = head.method == .GET || head.method == .HEAD
         kind = Self.kind(of: target.route)
-        writer.namespace = RequestRouter.namespace(of: target)
+        writer.namespace = try RequestRouter.namespace(of: target)
         switch target.route {
         case .base, .manifest, .blob, .tags, .referrers:
             // Registry API: the client authenticates first (status pages stay open for probes and scrapers).

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import OCIDistribution
 import ServiceLifecycle
 import Synchronization
 import WharfAuth
@@ -30,6 +31,10 @@ public final class RegistryServer: Service, Sendable {
         /// Small blob files kept open per event loop for hits (``OpenBlobFiles``): an eighth of the
         /// open-files limit, at most 4096.
         public var openFileCacheSize = OpenFilesPerLoop.defaultCapacity()
+        /// A request head must arrive whole within this time of its first byte (slow-loris).
+        public var requestHeadTimeout: TimeAmount = .seconds(30)
+        /// Connections held at once, in total and per client address (``ConnectionLimits``).
+        public var connectionLimits = ConnectionLimits()
 
         public init(host: String, port: Int, tls: TLSCertificate? = nil) {
             self.host = host
@@ -43,6 +48,7 @@ public final class RegistryServer: Service, Sendable {
     private let logger: Logger
     private let connections = ConnectionRegistry()
     private let openFiles: OpenFilesPerLoop
+    private let admissions: ConnectionAdmissions
     private let bound = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, any Error>], serverChannel: (any Channel)?)>((nil, [], nil))
 
     public init(configuration: Configuration, mirror: Mirror, auth: ClientAuthenticator? = nil, edge: EdgeSettings? = nil, logger: Logger) {
@@ -50,6 +56,7 @@ public final class RegistryServer: Service, Sendable {
         self.handler = RegistryHandler(mirror: mirror, auth: auth ?? .open(logger: logger), edge: edge, logger: logger)
         self.logger = logger
         self.openFiles = OpenFilesPerLoop(store: mirror.store, capacity: configuration.openFileCacheSize)
+        self.admissions = ConnectionAdmissions(limits: configuration.connectionLimits)
     }
 
     /// The port actually bound (useful with port 0); waits until the listener is up.
@@ -74,7 +81,7 @@ public final class RegistryServer: Service, Sendable {
     public func run() async throws {
         let config = self.configuration
         let mirror = self.handler.mirror, logger = self.logger, connections = self.connections, edge = self.handler.edge
-        let openFiles = self.openFiles
+        let openFiles = self.openFiles, admissions = self.admissions
         // Synchronous hits need open access (authentication is async) and sendfile (plain HTTP).
         let hitPath = self.handler.auth.mode == .open && config.hitPath
         let serverChannel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
@@ -87,17 +94,23 @@ public final class RegistryServer: Service, Sendable {
                 .bind(host: config.host, port: config.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
+                        let admission = ConnectionAdmission(admissions, channel: channel)
+                        try sync.addHandler(admission)
+                        if admission.isRefused, config.tls != nil { channel.close(promise: nil) }
                         if let tls = config.tls { try sync.addHandler(NIOSSLServerHandler(context: tls.current)) }
                         try sync.addHandler(IdleConnectionCloser(timeout: config.idleTimeout))
-                        let front = config.tls == nil && hitPath ? HitFront(maxHeadBytes: config.maxHeaderBytes) : nil
+                        let deadline = RequestHeadDeadline(timeout: config.requestHeadTimeout)
+                        try sync.addHandler(deadline)
+                        let front = config.tls == nil && hitPath ? HitFront(maxHeadBytes: config.maxHeaderBytes, deadline: deadline) : nil
                         if let front { try sync.addHandler(front) }
                         var limits = NIOHTTPDecoderLimitConfiguration()
                         limits.maxHeaderListSize = config.maxHeaderBytes
                         limits.maxHeaderFieldSize = config.maxHeaderBytes
                         limits.maxHeaderFieldCount = 256
                         try sync.configureHTTPServerPipeline(
-                            withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
+                            withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: true,
                             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
+                        try sync.addHandler(HeadArrivalNotifier(deadline))
                         try sync.addHandler(ProtocolErrorResponder())
                         try sync.addHandler(FileRegionCloser())
                         if let front {
@@ -164,6 +177,9 @@ public final class RegistryServer: Service, Sendable {
     private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
         let id = self.connections.add(connection.channel)
         let files = QueuedFiles()
+        let limits = self.configuration.connectionLimits
+        let reserveOnly = self.admissions.total > limits.maxTotal - limits.reserve
+            ? await Self.admissionDecision(connection.channel) == .reserve : false
         defer {
             files.closeAll()
             self.connections.remove(id)
@@ -184,6 +200,15 @@ public final class RegistryServer: Service, Sendable {
                         }
                     }
                     guard self.connections.setBusy(id, true) else { return }
+                    if reserveOnly, !Self.isProbe(head.uri) {
+                        // Admitted into the reserve: probes (and, on the event loop, cache hits) only.
+                        let writer = ResponseWriter(
+                            outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: false,
+                            isSecure: self.configuration.tls != nil, files: files)
+                        try await writer.sendError(RegistryError(.unavailable, "the server is at its connection limit", headers: [("Retry-After", "1")]))
+                        outbound.finish()
+                        return
+                    }
                     let keepAlive = head.isKeepAlive && !self.connections.isShuttingDown
                     let writer = ResponseWriter(
                         outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: keepAlive,
@@ -201,6 +226,18 @@ public final class RegistryServer: Service, Sendable {
         } catch {
             self.logger.debug("connection ended", metadata: ["reason": "\(error)"])
         }
+    }
+}
+
+extension RegistryServer {
+    /// Health probes, answered even on a connection admitted into the reserve.
+    static func isProbe(_ uri: String) -> Bool {
+        let path = uri.split(separator: "?", maxSplits: 1).first ?? ""
+        return path == "/healthz" || path == "/readyz" || path == "/_ping"
+    }
+
+    static func admissionDecision(_ channel: any Channel) async -> ConnectionAdmissions.Decision? {
+        try? await channel.eventLoop.submit { try channel.pipeline.syncOperations.handler(type: ConnectionAdmission.self).decision }.get()
     }
 }
 

@@ -106,12 +106,25 @@ enum RequestRouter {
     }
     private static let v2Root = Array("/v2".utf8)
 
-    /// containerd's `ns` parameter, if it is a plausible registry host (printable ASCII, no comma, ≤ 255 bytes).
-    static func namespace(of target: ParsedTarget) -> String? {
-        guard let ns = target.queryValue("ns"), !ns.isEmpty, ns.utf8.count <= 255,
-              ns.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ",") })
-        else { return nil }
+    /// containerd's `ns` parameter (a registry host, `docker.io` or `registry.example:5000`), or nil
+    /// when there is none. A malformed one is refused, never routed to the default upstream.
+    static func namespace(of target: ParsedTarget) throws(RegistryError) -> String? {
+        guard let ns = target.queryValue("ns") else { return nil }
+        guard !ns.isEmpty, ns.utf8.count <= 255, ns.utf8.allSatisfy(Self.isHostByte) else {
+            throw RegistryError(.nameInvalid, "the ns parameter is not a registry host name")
+        }
         return ns
+    }
+
+    /// Letters, digits and `.-_:[]` (a host name, an IPv6 literal, a port).
+    private static func isHostByte(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "."), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: ":"), UInt8(ascii: "["), UInt8(ascii: "]"):
+            return true
+        default:
+            return false
+        }
     }
 
     static func parseQuery(_ raw: Substring) throws(RegistryError) -> [(String, String)] {

@@ -204,25 +204,39 @@ public struct ManifestResolver: Sendable {
             self.logger.warning("upstream manifest digest mismatch", metadata: ["repository": "\(repository)", "reference": "\(reference)"])
             throw RegistryError(.unknown, "upstream manifest does not match its digest", status: 502)
         }
-        return StoredManifest(digest: computed, mediaType: mediaType.isEmpty ? Self.sniffMediaType(bytes) : mediaType, bytes: bytes)
+        // From the header or, when it is absent, the manifest's own `mediaType`: either way an
+        // upstream's text, checked before it is stored or sent (a CR/LF in it would split the response).
+        let type = mediaType.isEmpty ? Self.sniffMediaType(bytes) : mediaType
+        guard MediaType.isValid(type) else {
+            self.logger.warning("upstream manifest has an invalid media type", metadata: ["repository": "\(repository)", "reference": "\(reference)"])
+            throw RegistryError(.manifestInvalid, "the upstream's manifest has an invalid media type", status: 502)
+        }
+        return StoredManifest(digest: computed, mediaType: type, bytes: bytes)
     }
 
     private func store(_ manifest: StoredManifest, upstream: UpstreamClient, repository: String, tag: (String, String)?) throws(RegistryError) {
         do {
             try self.index.putManifest(manifest, upstream: upstream.configuration.name, repository: repository, tag: tag)
-            try self.index.link(Self.referencedDigests(manifest.bytes), upstream: upstream.configuration.name, repository: repository)
+            try self.index.name(Self.referencedDigests(manifest.bytes), upstream: upstream.configuration.name, repository: repository)
         } catch {
             self.logger.error("index write failed", metadata: ["error": "\(error)"])
         }
     }
 
-    /// Digests a manifest refers to (config, layers, child manifests): they become visible in its repository.
+    /// Digests a manifest names (config, layers, child manifests): they are *named* in its repository,
+    /// which lets the link gate serve them offline but never vouches for them (see ``CacheIndex/name(_:upstream:repository:)``).
+    /// Foreign and non-distributable layers (`urls`, or a `nondistributable`/`foreign` media type) are
+    /// left out: the upstream never serves those through the repository.
     static func referencedDigests(_ bytes: [UInt8]) -> [Digest] {
-        struct Descriptor: Decodable { let digest: String? }
+        struct Descriptor: Decodable { let digest: String?; let mediaType: String?; let urls: [String]? }
         struct Shape: Decodable { let config: Descriptor?; let layers: [Descriptor]?; let manifests: [Descriptor]?; let blobs: [Descriptor]? }
         guard let shape = try? JSONDecoder().decode(Shape.self, from: Data(bytes)) else { return [] }
         let all = [shape.config].compactMap { $0 } + (shape.layers ?? []) + (shape.manifests ?? []) + (shape.blobs ?? [])
-        return all.compactMap { $0.digest.flatMap { try? Digest(parsing: $0) } }
+        return all.compactMap { d in
+            let type = d.mediaType ?? ""
+            guard d.urls == nil, !type.contains("nondistributable"), !type.contains(".foreign.") else { return nil }
+            return d.digest.flatMap { try? Digest(parsing: $0) }
+        }
     }
 
     /// A manifest without `Content-Type`: read its `mediaType` field.

@@ -5,10 +5,15 @@ import OCIDistribution
 import WharfStorage
 import WharfUpstream
 
-/// Cross-repository access: a digest is served through repository R only if it was seen in R's
-/// manifests (an index link) or the upstream confirms R has it (a `HEAD` as the requesting
-/// identity, after which the link is recorded). Knowing a digest is not enough to read a private
-/// layer through a public name. Fails closed when the upstream cannot be asked.
+/// Cross-repository access: a cached digest is served through repository R only if the upstream
+/// served it through R (a fill or a manifest fetched there) or confirms R has it (a `HEAD` as the
+/// requesting identity, after which the link is recorded). That one of R's manifests names the
+/// digest is not enough: a manifest can name anything (issue #12, bug 3). Knowing a digest is not
+/// enough to read a private layer through a public name.
+///
+/// When the upstream cannot be asked, a digest R's manifests name is still served to clients that
+/// use the mirror's own upstream identity (open and htpasswd modes, where every client can read all
+/// the mirror can: an offline site keeps pulling); pass-through clients fail closed.
 public struct RepositoryLinkGate: Sendable {
     public enum Kind: Sendable { case blob, manifest }
 
@@ -35,12 +40,22 @@ public struct RepositoryLinkGate: Sendable {
         let code: RegistryError.Code = kind == .blob ? .blobUnknown : .manifestUnknown
         let path = (kind == .blob ? "blobs/" : "manifests/") + digest.description
         self.stats.upstreamRequests.add()
-        let status: Int
+        var status: Int?
+        var failure = ""
         do {
             let response = try await upstream.send(.HEAD, repository: repository, path: path, timeout: .seconds(15), as: identity)
             status = response.status
         } catch {
-            self.logger.notice("cannot confirm a digest for a repository", metadata: ["repository": "\(repository)", "error": "\(error)"])
+            failure = "\(error)"
+        }
+        guard let status, status < 500, status != 429 else {
+            // The upstream cannot answer (unreachable, 5xx, rate-limited).
+            if case .mirror = identity, (try? self.index.isNamed(digest, upstream: upstream.configuration.name, repository: repository)) == true {
+                return  // named by this repository's manifests, and this client may read all the mirror can
+            }
+            self.logger.notice("cannot confirm a digest for a repository", metadata: [
+                "repository": "\(repository)", "error": "\(status.map { "HTTP \($0)" } ?? failure)",
+            ])
             throw RegistryError(code, "\(digest) is not known in \(repository) and the upstream cannot confirm it right now")
         }
         guard status == 200 else {

@@ -8,8 +8,9 @@ import Synchronization
 /// The LMDB index: the truth about what is complete in the cache.
 ///
 /// Databases: `blobs` (digest → ``BlobRecord``), `manifests` (digest → ``StoredManifest``),
-/// `tags` ((upstream, repo, tag, accept class) → ``TagRecord``), `links` ((upstream, repo, digest) → ∅,
-/// which digests were seen in which repository) and `meta` (the running total of blob bytes, updated
+/// `tags` ((upstream, repo, tag, accept class) → ``TagRecord``), `links` ((upstream, repo, digest) →
+/// confirmed or named: which digests the upstream served through which repository, and which its
+/// manifests merely name) and `meta` (the running total of blob bytes, updated
 /// in the same transaction as every blob write, so startup never has to add up a million records).
 /// Reads never take the writer lock; last-access updates from hits are kept in memory and flushed in
 /// one batched write (``flushAccessTimes()``).
@@ -57,12 +58,12 @@ public final class CacheIndex: Sendable {
         }
     }
 
-    /// The blob's record and whether it is linked to `repository`, in one read transaction (the hit path).
+    /// The blob's record and whether it is linked (confirmed) to `repository`, in one read transaction (the hit path).
     public func blob(_ digest: Digest, linkedTo upstream: String, repository: String) throws -> (record: BlobRecord?, linked: Bool) {
         let key = Self.key(digest), link = Self.linkKey(upstream, repository, digest)
         return try self.environment.read { txn in
             let record = try txn.withValue(self.blobs, key) { BlobRecord(decoding: $0) } ?? nil
-            return (record, try txn.get(self.links, link) != nil)
+            return (record, try txn.withValue(self.links, link) { Self.isConfirmed($0) } ?? false)
         }
     }
 
@@ -78,7 +79,7 @@ public final class CacheIndex: Sendable {
             let key = Self.key(digest)
             let old = try txn.withValue(self.blobs, key) { BlobRecord(decoding: $0) } ?? nil
             try txn.put(self.blobs, key, BlobRecord(size: size, createdAt: now, lastAccess: now).encoded)
-            if let link { try txn.put(self.links, Self.linkKey(link.upstream, link.repository, digest), []) }
+            if let link { try txn.put(self.links, Self.linkKey(link.upstream, link.repository, digest), Self.confirmedLink) }
             return try self.adjustTotal(txn, by: size - (old?.size ?? 0))
         }
         self.indexChanged(total: total, committed: digest)
@@ -162,7 +163,7 @@ public final class CacheIndex: Sendable {
         let now = Clock.seconds()
         try self.environment.write { txn in
             try txn.put(self.manifests, Self.key(manifest.digest), manifest.encoded(createdAt: now))
-            try txn.put(self.links, Self.linkKey(upstream, repository, manifest.digest), [])
+            try txn.put(self.links, Self.linkKey(upstream, repository, manifest.digest), Self.confirmedLink)
             if let tag {
                 let record = TagRecord(digest: manifest.digest, mediaType: manifest.mediaType, size: Int64(manifest.bytes.count), fetchedAt: now)
                 try txn.put(self.tags, Self.tagKey(upstream, repository, tag.name, tag.acceptClass), record.encoded)
@@ -187,17 +188,44 @@ public final class CacheIndex: Sendable {
         }
     }
 
-    /// Records that `digest` was seen in `repository` (e.g. as a layer of one of its manifests).
+    // Links say which digests a repository may serve. A *confirmed* link means the upstream served
+    // or confirmed the digest through that repository; only those let a cached digest be served
+    // without asking the upstream. A *named* link means only that one of the repository's manifests
+    // lists it: a manifest can name any digest (a foreign layer, or a registry that does not check
+    // what is pushed), so that alone never opens another repository's cached bytes (issue #12, bug 3).
+    // Links written before this distinction hold an empty value and count as named.
+
+    /// Records that the upstream served or confirmed each of `digests` through `repository`.
     public func link(_ digests: [Digest], upstream: String, repository: String) throws {
         guard !digests.isEmpty else { return }
         try self.environment.write { txn in
-            for d in digests { try txn.put(self.links, Self.linkKey(upstream, repository, d), []) }
+            for d in digests { try txn.put(self.links, Self.linkKey(upstream, repository, d), Self.confirmedLink) }
         }
     }
 
+    /// Records that a manifest of `repository` names each of `digests`; a confirmed link stays confirmed.
+    public func name(_ digests: [Digest], upstream: String, repository: String) throws {
+        guard !digests.isEmpty else { return }
+        try self.environment.write { txn in
+            for d in digests {
+                let key = Self.linkKey(upstream, repository, d)
+                if try txn.get(self.links, key) == nil { try txn.put(self.links, key, []) }
+            }
+        }
+    }
+
+    /// True when the upstream served or confirmed `digest` through `repository`.
     public func isLinked(_ digest: Digest, upstream: String, repository: String) throws -> Bool {
+        try self.environment.read { txn in try txn.withValue(self.links, Self.linkKey(upstream, repository, digest)) { Self.isConfirmed($0) } ?? false }
+    }
+
+    /// True when `digest` is linked to `repository` at all, confirmed or only named by a manifest.
+    public func isNamed(_ digest: Digest, upstream: String, repository: String) throws -> Bool {
         try self.environment.read { txn in try txn.get(self.links, Self.linkKey(upstream, repository, digest)) != nil }
     }
+
+    private static let confirmedLink: [UInt8] = [1]
+    private static func isConfirmed(_ value: UnsafeRawBufferPointer) -> Bool { value.first == 1 }
 
     public func counts() throws -> (blobs: Int, manifests: Int, tags: Int) {
         try self.environment.read { txn in (try txn.count(self.blobs), try txn.count(self.manifests), try txn.count(self.tags)) }

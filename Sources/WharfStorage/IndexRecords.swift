@@ -45,7 +45,8 @@ public struct StoredManifest: Sendable, Hashable {
 
     init?(digest: Digest, decoding raw: UnsafeRawBufferPointer) {
         var r = ByteReader(raw)
-        guard r.u64() != nil, let type = r.string() else { return nil }
+        // A record with a media type that could not be sent as a header is treated as absent.
+        guard r.u64() != nil, let type = r.string(), MediaType.isValid(type) else { return nil }
         self.init(digest: digest, mediaType: type, bytes: r.rest())
     }
 }
@@ -72,7 +73,9 @@ public struct TagRecord: Sendable, Hashable {
 
     init?(decoding raw: UnsafeRawBufferPointer) {
         var r = ByteReader(raw)
-        guard let f = r.u64(), let s = r.u64(), let d = r.string(), let digest = try? Digest(parsing: d), let t = r.string() else {
+        guard let f = r.u64(), let s = r.u64(), let d = r.string(), let digest = try? Digest(parsing: d), let t = r.string(),
+              MediaType.isValid(t)
+        else {
             return nil
         }
         self.init(digest: digest, mediaType: t, size: Int64(bitPattern: s), fetchedAt: f)

@@ -10,7 +10,17 @@ import Testing
         #expect(d.relativePath == "blobs/sha256/01/\(Self.hex)")
         #expect(try Digest(parsing: "sha256%3A\(Self.hex)") == d)
         #expect(try Digest(parsing: "sha256%3a\(Self.hex)") == d)
-        _ = try Digest(parsing: "sha512:" + String(repeating: "ab", count: 64))
+    }
+
+    /// Issue #12, bug 7: sha512 was accepted and could never verify (every request re-downloaded the
+    /// blob and answered 200 without its last byte). It is refused up front, with a reason.
+    @Test func refusesSHA512UpFront() {
+        #expect {
+            try Digest(parsing: "sha512:" + String(repeating: "ab", count: 64))
+        } throws: { error in
+            guard let e = error as? RegistryError else { return false }
+            return e.code == .digestInvalid && e.status == 400 && e.message.contains("sha256 only")
+        }
     }
 
     @Test(arguments: [
@@ -134,4 +144,20 @@ import Testing
         let e = RegistryError(.nameInvalid, "bad \"name\"\n", detail: ["k": "v"])
         #expect(e.jsonBody == #"{"errors":[{"code":"NAME_INVALID","message":"bad \"name\"\n","detail":{"k":"v"}}]}"# + "\n")
     }
+}
+
+/// RFC 6838 media types: what may be stored and sent as `Content-Type` (issue #12, bug 2).
+@Suite struct MediaTypeGrammarTests {
+    @Test(arguments: [
+        MediaType.ociManifest, MediaType.dockerManifestList, "application/vnd.oci.image.layer.v1.tar+gzip", "text/plain",
+        "application/vnd.cncf.helm.config.v1+json", "a/b", "application/x-" + String(repeating: "a", count: 125),
+    ])
+    func accepts(_ type: String) { #expect(MediaType.isValid(type)) }
+
+    @Test(arguments: [
+        "", "application", "/json", "application/", "application/json; charset=utf-8", "application/json\r\nSet-Cookie: x=1",
+        "application/json\n", "application /json", "application/js on", "application/\u{0}", "application/jsön", "-x/y", "x/.y",
+        "application/" + String(repeating: "x", count: 128), "a/b/c", "application/json,text/plain",
+    ])
+    func refuses(_ type: String) { #expect(!MediaType.isValid(type)) }
 }

@@ -217,6 +217,60 @@ struct ClientAuthTests {
         await f.upstream.stop()
     }
 
+    /// Issue #12, bug 3: a manifest in a public repository that names another repository's private
+    /// layer (as a foreign layer, or as a plain one: not every registry checks what is pushed) does
+    /// not open the cached layer through the public name: Distribution itself answers 404 there.
+    @Test("pass-through: a manifest naming another repository's cached private layer does not make it readable there")
+    func trojanManifestsDoNotLeak() async throws {
+        let f = try await Fixture.start()
+        let wharf = try await WharfInstance.start(upstreams: [try f.mirrorUpstream(credentials: nil)], auth: { logger in
+            ClientAuthenticator(mode: .passthrough, allowWithoutTLS: true, logger: logger)
+        })
+        do {
+            let layer = f.secret.layers[0]
+            let alice = Self.basic("alice", "alice-secret"), bob = Self.basic("bob", "bob-secret")
+            #expect(try await Self.get("/v2/private/secret/manifests/v1", wharf.port, auth: alice).status == 200)
+            #expect(try await Self.get("/v2/private/secret/blobs/\(layer.digest)", wharf.port, auth: alice).status == 200)
+            #expect(await Self.eventuallyCached(wharf, layer.digest))
+
+            for (repository, foreign) in [("team/trojan", true), ("team/plain-trojan", false)] {
+                try Self.pushTrojan(f, naming: layer, foreign: foreign, repository: repository)
+                #expect(try await Self.get("/v2/\(repository)/manifests/v1", wharf.port, auth: bob).status == 200)
+                for who in [nil, bob, alice] {
+                    let leak = try await Self.get("/v2/\(repository)/blobs/\(layer.digest)", wharf.port, auth: who)
+                    #expect(leak.status == 404 && leak.bodyText.contains("BLOB_UNKNOWN"), "\(repository): \(leak.status), \(leak.body.count) bytes")
+                    let head = try await Self.get("/v2/\(repository)/blobs/\(layer.digest)", wharf.port, auth: who, method: "HEAD")
+                    #expect(head.status == 404, "\(repository) HEAD: \(head.status)")
+                }
+            }
+            // The image's own layers still come through its own public repository.
+            #expect(try await Self.get("/v2/team/public/manifests/v1", wharf.port).status == 200)
+            let publicAgain = try await Self.get("/v2/team/public/blobs/\(f.open.layers[0].digest)", wharf.port)
+            #expect(publicAgain.status == 200 && Digest.sha256(of: publicAgain.body).description == f.open.layers[0].digest)
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await f.upstream.stop()
+    }
+
+    /// Writes to the upstream's storage a public `repository:v1` whose manifest names `layer` (its
+    /// bytes are not in that repository), as a foreign layer with `urls` or as a plain layer.
+    static func pushTrojan(_ f: Fixture, naming layer: GeneratedBlob, foreign: Bool, repository: String) throws {
+        let config = f.open.config
+        let layerType = foreign ? "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip" : "application/vnd.oci.image.layer.v1.tar+gzip"
+        let urls = foreign ? #","urls":["https://example.invalid/layer"]"# : ""
+        let json = #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"\#(config.mediaType)","digest":"\#(config.digest)","size":\#(config.size)},"layers":[{"mediaType":"\#(layerType)","digest":"\#(layer.digest)","size":\#(layer.size)\#(urls)}]}"#
+        let bytes = Data(json.utf8)
+        let path = f.upstream.directory + "/trojan-\(foreign)"
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let manifest = GeneratedBlob(
+            digest: Digest.sha256(of: Array(bytes)).description, size: bytes.count, path: path, mediaType: "application/vnd.oci.image.manifest.v1+json")
+        try f.upstream.storage.addBlob(config, repository: repository)
+        try f.upstream.storage.addManifest(manifest, repository: repository)
+        try f.upstream.storage.setTag("v1", repository: repository, manifestDigest: manifest.digest)
+    }
+
     @Test("pass-through decisions are cached briefly; once expired and the upstream is down, access fails closed")
     func passThroughFailsClosed() async throws {
         let f = try await Fixture.start()

@@ -1,0 +1,109 @@
+import Foundation
+import OCIDistribution
+import Testing
+import WharfTestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A client that pipelines requests without reading the answers holds a bounded amount of the
+/// server's memory and descriptors (issue #12, bug 1): the hit front stops answering and stops
+/// reading while the connection's outbound side is full, and resumes, in order, when it drains.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct BackpressureTests {
+    @Test("pipelined hits that are never read: RSS and open files stay bounded, other clients are served")
+    func floodIsBounded() async throws {
+        try await Self.withCachedLayers([50 << 10, 3 << 20]) { wharf, layers in
+            let small = layers[0], big = layers[1]
+            let rssBefore = Self.residentBytes(), filesBefore = Self.openDescriptors()
+            // 2 connections × 10,000 GETs of a 50 KB hit (~1 GB of answers), and 2,000 GETs of a 3 MB hit.
+            let floods = [(small, 10_000), (small, 10_000), (big, 2_000)]
+            var sockets: [Int32] = []
+            defer { sockets.forEach { close($0) } }
+            for (layer, count) in floods {
+                let request = "GET /v2/team/flood/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\n\r\n"
+                let fd = try RawHTTP.connect(port: wharf.port)
+                sockets.append(fd)
+                let sent = try await RawHTTP.onOwnThread { Self.sendWithoutReading(fd, Array(String(repeating: request, count: count).utf8)) }
+                #expect(sent > 0)
+            }
+            let rssGrowth = Self.residentBytes() - rssBefore, filesGrowth = Self.openDescriptors() - filesBefore
+            #expect(rssGrowth < 96 << 20, "RSS grew by \(rssGrowth >> 20) MiB")
+            #expect(filesGrowth < 32, "descriptors grew by \(filesGrowth)")
+            // The flood does not starve anyone else.
+            let other = try await RawHTTP.request("GET /v2/team/flood/blobs/\(big.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            #expect(other.status == 200 && other.body.count == big.size)
+            print("flood: RSS +\(rssGrowth >> 20) MiB, descriptors +\(filesGrowth)")
+        }
+    }
+
+    @Test("a pipeline far bigger than the outbound high-water mark is answered completely and in order")
+    func pausedPipelineResumes() async throws {
+        try await Self.withCachedLayers([50 << 10, 3 << 20]) { wharf, layers in
+            var requests = ""
+            var expected: [(Int, String)] = []
+            for i in 0..<300 {
+                let layer = layers[i % 50 == 0 ? 1 : 0]
+                let ref = i % 11 == 0 ? "manifests/v1" : "blobs/\(layer.digest)"
+                requests += "\(i % 5 == 0 ? "HEAD" : "GET") /v2/team/flood/\(ref) HTTP/1.1\r\nHost: w\r\n\r\n"
+                expected.append((i % 5 == 0 || ref.hasPrefix("manifests") ? -1 : layer.size, i % 5 == 0 ? "HEAD" : "GET"))
+            }
+            requests += "GET /v2/ HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n"
+            let raw = try await RawHTTP.request(requests, port: wharf.port, maxBytes: 1 << 30, untilClose: true).raw
+            var rest = raw[...]
+            for (i, (size, method)) in expected.enumerated() {
+                guard let response = RawHTTP.parse(Array(rest.prefix(4096))), response.status == 200, let length = response.declaredLength else {
+                    Issue.record("response \(i) missing or not 200")
+                    return
+                }
+                let bodyLength = method == "HEAD" ? 0 : length
+                if size >= 0 { #expect(length == size, "response \(i)") }
+                let headLength = response.raw.count - response.body.count
+                rest = rest.dropFirst(headLength + bodyLength)
+            }
+            #expect(RawHTTP.parse(Array(rest))?.bodyText == "{}", "the last answer is the /v2/ ping")
+        }
+    }
+
+    /// Writes `bytes` on a non-blocking socket until all are sent or the peer has accepted nothing for 1 s.
+    static func sendWithoutReading(_ fd: Int32, _ bytes: [UInt8]) -> Int {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n > 0 {
+                sent += n
+                continue
+            }
+            guard n < 0, errno == EAGAIN || errno == EWOULDBLOCK else { break }
+            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            if poll(&p, 1, 1000) <= 0 { break }
+        }
+        return sent
+    }
+
+    static func residentBytes() -> Int {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+    }
+
+    static func openDescriptors() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0 }
+
+    /// Runs `body` against a Wharf whose `team/flood:v1` layers of `sizes` are cached.
+    static func withCachedLayers(_ sizes: [Int], _ body: (WharfInstance, [GeneratedBlob]) async throws -> Void) async throws {
+        let upstream = try UpstreamEnvironment()
+        let image = try upstream.generator.image(layerSizes: sizes, format: .oci)
+        try upstream.storage.add(image: image, repository: "team/flood", tag: "v1")
+        try await upstream.start()
+        let wharf = try await WharfInstance.start(upstream: upstream.registry.url)
+        do {
+            try await wharf.cache(image.layers, of: "team/flood")
+            try await body(wharf, image.layers)
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await upstream.stop()
+    }
+}
