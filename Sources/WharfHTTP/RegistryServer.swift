@@ -91,16 +91,19 @@ public final class RegistryServer: Service, Sendable {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
+                // A client that sends its request and then shuts down its side still gets the answer.
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .bind(host: config.host, port: config.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
                         let admission = ConnectionAdmission(admissions, channel: channel)
                         try sync.addHandler(admission)
                         if admission.isRefused, config.tls != nil { channel.close(promise: nil) }
-                        if let tls = config.tls { try sync.addHandler(NIOSSLServerHandler(context: tls.current)) }
-                        try sync.addHandler(IdleConnectionCloser(timeout: config.idleTimeout))
+                        // Below TLS: a handshake trickled byte by byte is on the same clock as a head.
                         let deadline = RequestHeadDeadline(timeout: config.requestHeadTimeout)
                         try sync.addHandler(deadline)
+                        if let tls = config.tls { try sync.addHandler(NIOSSLServerHandler(context: tls.current)) }
+                        try sync.addHandler(IdleConnectionCloser(timeout: config.idleTimeout))
                         let front = config.tls == nil && hitPath ? HitFront(maxHeadBytes: config.maxHeaderBytes, deadline: deadline) : nil
                         if let front { try sync.addHandler(front) }
                         var limits = NIOHTTPDecoderLimitConfiguration()
@@ -222,6 +225,8 @@ public final class RegistryServer: Service, Sendable {
                         return
                     }
                 }
+                // The client closed its side: send what is queued, then close.
+                await Self.flushQueued(connection.channel)
             }
         } catch {
             self.logger.debug("connection ended", metadata: ["reason": "\(error)"])
@@ -234,6 +239,20 @@ extension RegistryServer {
     static func isProbe(_ uri: String) -> Bool {
         let path = uri.split(separator: "?", maxSplits: 1).first ?? ""
         return path == "/healthz" || path == "/readyz" || path == "/_ping"
+    }
+
+    /// Returns once every response byte queued on `channel` so far has been written (or failed).
+    /// (Closing drops what is queued, and half-closing the output of a connection whose input is
+    /// closed closes it whole.) An empty write next to the socket completes after all before it.
+    static func flushQueued(_ channel: any Channel) async {
+        try? await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+            guard let context = try? channel.pipeline.syncOperations.context(handlerType: IdleConnectionCloser.self) else {
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
+            let written = channel.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(NIOAny(IOData.byteBuffer(ByteBuffer())), promise: written)
+            return written.futureResult
+        }.get()
     }
 
     static func admissionDecision(_ channel: any Channel) async -> ConnectionAdmissions.Decision? {

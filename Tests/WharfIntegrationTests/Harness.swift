@@ -73,7 +73,8 @@ final class WharfInstance: Sendable {
     static func start(
         upstreams: [MirrorUpstream], dataDirectory: String? = nil, maxSize: Int64? = nil,
         auth: ((Logger) throws -> ClientAuthenticator)? = nil, tls: TLSCertificate? = nil, edge: EdgeSettings? = nil,
-        notifier: ((HTTPClient, Logger) -> Notifier)? = nil, idleTimeout: TimeAmount? = nil
+        notifier: ((HTTPClient, Logger) -> Notifier)? = nil, idleTimeout: TimeAmount? = nil,
+        configure: (inout RegistryServer.Configuration) -> Void = { _ in }
     ) async throws -> WharfInstance {
         let dir = try dataDirectory ?? TempDirectory.make("wharf")
         var logger = Logger(label: "wharf-test")
@@ -85,6 +86,7 @@ final class WharfInstance: Sendable {
         var serverConfig = RegistryServer.Configuration(host: "127.0.0.1", port: 0, tls: tls)
         serverConfig.drainTimeout = .seconds(2)
         if let idleTimeout { serverConfig.idleTimeout = idleTimeout }
+        configure(&serverConfig)
         let server = RegistryServer(configuration: serverConfig, mirror: mirror, auth: try auth?(logger), edge: edge, logger: logger)
         let task = Task { try await server.run() }
         let port = try await server.boundPort()

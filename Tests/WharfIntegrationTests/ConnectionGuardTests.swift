@@ -1,0 +1,178 @@
+import Foundation
+import NIOCore
+import OCIDistribution
+import Testing
+import WharfHTTP
+import WharfMirror
+import WharfTestSupport
+import WharfUpstream
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Slow-loris, connection floods and half-closed clients (issue #12, concerns): a request head has a
+/// deadline however slowly it trickles, connections are capped in total and per client address with
+/// a reserve for probes and cache hits, and every request is answered or its connection closed.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct ConnectionGuardTests {
+    @Test("a head trickled one byte at a time is cut off at the head deadline; a slow but whole head is answered")
+    func slowLoris() async throws {
+        try await Self.withWharf(configure: { $0.requestHeadTimeout = .seconds(1) }) { wharf, _ in
+            let trickled = try await RawHTTP.onOwnThread { try Self.trickle(port: wharf.port, "GET /v2/ HTTP/1.1\r\nHost: w\r\nX-Slow: ", every: 0.1, for: 4) }
+            #expect(trickled.closed, "the connection stayed open while the head trickled")
+            #expect(trickled.seconds >= 0.9 && trickled.seconds < 2.5, "closed after \(trickled.seconds) s")
+            let whole = try await RawHTTP.onOwnThread {
+                try Self.trickle(port: wharf.port, "GET /v2/ HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", every: 0.01, for: 4)
+            }
+            #expect(String(decoding: whole.received, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+        }
+    }
+
+    @Test("past the per-client limit a connection gets 429 at once; a closed one frees its place")
+    func perClientLimit() async throws {
+        try await Self.withWharf(configure: { $0.connectionLimits = ConnectionLimits(maxTotal: 100, maxPerClient: 4) }) { wharf, _ in
+            var open: [Int32] = []
+            defer { open.forEach { close($0) } }
+            for _ in 0..<4 { open.append(try RawHTTP.connect(port: wharf.port)) }
+            let refused = try await RawHTTP.request("GET /v2/ HTTP/1.1\r\nHost: w\r\n\r\n", port: wharf.port)
+            #expect(refused.status == 429 && refused.bodyText.contains("TOOMANYREQUESTS") && refused.header("retry-after") == "1")
+            close(open.removeLast())
+            let admitted = try await Self.eventually { try await RawHTTP.request("GET /v2/ HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port).status == 200 }
+            #expect(admitted)
+        }
+    }
+
+    @Test("at the total limit the reserve still answers probes and cache hits, refuses misses, and then everyone is refused")
+    func reserve() async throws {
+        let limits = ConnectionLimits(maxTotal: 6, maxPerClient: 100, reserve: 2)
+        try await Self.withWharf(configure: { $0.connectionLimits = limits }) { wharf, image in
+            try await wharf.cache(image.layers, of: "team/guard")
+            var open: [Int32] = []
+            defer { open.forEach { close($0) } }
+            for _ in 0..<4 { open.append(try RawHTTP.connect(port: wharf.port)) }
+            // Connections 5 and 6 are the reserve.
+            let hit = "GET /v2/team/guard/blobs/\(image.layers[0].digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n"
+            let served = try await RawHTTP.request(hit, port: wharf.port)
+            #expect(served.status == 200 && served.body.count == image.layers[0].size)
+            #expect(try await RawHTTP.request("GET /healthz HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port).status == 200)
+            let miss = try await RawHTTP.request("GET /v2/team/guard/manifests/other HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            #expect(miss.status == 503 && miss.bodyText.contains("connection limit"), "\(miss.status) \(miss.bodyText)")
+            for _ in 0..<2 { open.append(try RawHTTP.connect(port: wharf.port)) }
+            let full = try await RawHTTP.request("GET /healthz HTTP/1.1\r\nHost: w\r\n\r\n", port: wharf.port)
+            #expect(full.status == 503 && full.bodyText.contains("UNAVAILABLE"))
+        }
+    }
+
+    @Test("a client that half-closes after its request still gets the whole answer, hit or miss; a bare-LF head is answered")
+    func halfClosedClients() async throws {
+        try await Self.withWharf { wharf, image in
+            let layer = image.layers[0]
+            for (label, request) in [
+                ("ping", "GET /v2/ HTTP/1.1\r\nHost: w\r\n\r\n"),
+                ("manifest from upstream", "GET /v2/team/guard/manifests/v1 HTTP/1.1\r\nHost: w\r\n\r\n"),
+                ("blob miss", "GET /v2/team/guard/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\n\r\n"),
+                ("blob hit", "GET /v2/team/guard/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\n\r\n"),
+                ("range", "GET /v2/team/guard/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\nRange: bytes=10-19\r\n\r\n"),
+            ] {
+                let answer = try await RawHTTP.onOwnThread { try Self.sendThenHalfClose(port: wharf.port, request) }
+                let response = RawHTTP.parse(answer.received)
+                #expect(answer.closed, "\(label): the server neither answered nor closed")
+                #expect(response?.status == 200 || response?.status == 206, "\(label): \(response?.status ?? 0)")
+                if label.hasPrefix("blob") { #expect(response?.body.count == layer.size, "\(label): \(response?.body.count ?? 0) bytes") }
+                if label == "blob miss" { try await wharf.cache(image.layers, of: "team/guard") }
+            }
+            let bareLF = try await RawHTTP.onOwnThread { try Self.trickle(port: wharf.port, "GET /v2/ HTTP/1.1\nHost: w\n\n", every: 0, for: 5) }
+            #expect(bareLF.closed && RawHTTP.parse(bareLF.received) != nil, "a bare-LF head got no answer in \(bareLF.seconds) s")
+        }
+    }
+
+    struct Exchange {
+        var received: [UInt8] = []
+        /// The server closed (EOF or reset) before the client gave up.
+        var closed = false
+        var seconds = 0.0
+    }
+
+    /// Sends `text` one byte every `every` seconds, then reads until the server closes or `for` seconds pass.
+    static func trickle(port: Int, _ text: String, every: Double, for limit: Double) throws -> Exchange {
+        let fd = try RawHTTP.connect(port: port)
+        defer { close(fd) }
+        let started = Date()
+        var exchange = Exchange()
+        var tv = timeval(tv_sec: 0, tv_usec: 5_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var pending = Array(text.utf8)[...]
+        var nextSend = Date()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while Date().timeIntervalSince(started) < limit {
+            if let byte = pending.first, Date() >= nextSend {
+                guard [byte].withUnsafeBytes({ send(fd, $0.baseAddress, 1, Int32(MSG_NOSIGNAL)) }) == 1 else {
+                    exchange.closed = true
+                    break
+                }
+                pending = pending.dropFirst()
+                nextSend = Date().addingTimeInterval(every)
+                if every > 0 { continue }
+            }
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 { exchange.received += buffer[0..<n] }
+            if n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                exchange.closed = true
+                break
+            }
+        }
+        exchange.seconds = Date().timeIntervalSince(started)
+        return exchange
+    }
+
+    /// Sends `request`, shuts down the sending side, and reads until the server closes (10 s at most).
+    static func sendThenHalfClose(port: Int, _ request: String) throws -> Exchange {
+        let fd = try RawHTTP.connect(port: port)
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let bytes = Array(request.utf8)
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        shutdown(fd, Int32(SHUT_WR))
+        var exchange = Exchange()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 {
+                exchange.received += buffer[0..<n]
+                continue
+            }
+            exchange.closed = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)
+            return exchange
+        }
+    }
+
+    /// Retries `check` for up to 5 s: the server sees a client's close a moment after the client made it.
+    static func eventually(_ check: () async throws -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            if try await check() { return true }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
+    /// Runs `body` against a Wharf over a Distribution upstream holding `team/guard:v1` (one 200 KB layer).
+    static func withWharf(
+        configure: @escaping (inout RegistryServer.Configuration) -> Void = { _ in }, _ body: (WharfInstance, GeneratedImage) async throws -> Void
+    ) async throws {
+        let upstream = try UpstreamEnvironment()
+        let image = try upstream.generator.image(layerSizes: [200_000], format: .oci)
+        try upstream.storage.add(image: image, repository: "team/guard", tag: "v1")
+        try await upstream.start()
+        let config = try UpstreamConfiguration(name: "test-upstream", url: upstream.registry.url)
+        let wharf = try await WharfInstance.start(upstreams: [MirrorUpstream(configuration: config, isDefault: true)], configure: configure)
+        do {
+            try await body(wharf, image)
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await upstream.stop()
+    }
+}
