@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import Logging
+import NIOCore
 import WharfAuth
 import WharfConfig
 import WharfHTTP
@@ -46,9 +47,11 @@ struct ServeAssembly: Sendable {
                 }
                 certificates.append(tls!)
             }
-            servers.append(RegistryServer(
-                configuration: .init(host: listener.host, port: listener.port, tls: tls), mirror: self.mirror, auth: authenticator, edge: edge,
-                logger: logger))
+            var server = RegistryServer.Configuration(host: listener.host, port: listener.port, tls: tls)
+            server.connectionLimits = ConnectionLimits(maxTotal: config.limits.connections, maxPerClient: config.limits.connectionsPerClient)
+            server.requestHeadTimeout = .seconds(Int64(config.limits.requestHeadTimeoutSeconds))
+            server.idleTimeout = .seconds(Int64(config.limits.idleTimeoutSeconds))
+            servers.append(RegistryServer(configuration: server, mirror: self.mirror, auth: authenticator, edge: edge, logger: logger))
         }
         self.certificates = certificates
         self.servers = servers

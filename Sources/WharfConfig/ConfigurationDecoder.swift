@@ -5,7 +5,7 @@ import Yams
 struct ConfigurationDecoder {
     var reader = NodeReader()
 
-    static let topKeys = ["listen", "data", "client-auth", "log-level", "upstreams", "edge", "webhooks", "warm"]
+    static let topKeys = ["listen", "data", "client-auth", "limits", "log-level", "upstreams", "edge", "webhooks", "warm"]
     static let listenerKeys = ["address", "tls"]
     static let tlsKeys = ["certificate", "key"]
     static let dataKeys = ["directory", "max-size", "high-watermark", "low-watermark"]
@@ -15,7 +15,7 @@ struct ConfigurationDecoder {
     static let misplaced: [String: String] = {
         var result: [String: String] = [:]
         let sections = [("data", dataKeys), ("client-auth", clientAuthKeys), ("an entry of 'upstreams'", UpstreamDecoder.keys),
-                        ("an entry of 'listen'", listenerKeys), ("edge", DeploymentDecoder.edgeKeys), ("warm", DeploymentDecoder.warmKeys),
+                        ("an entry of 'listen'", listenerKeys), ("limits", limitsKeys), ("edge", DeploymentDecoder.edgeKeys), ("warm", DeploymentDecoder.warmKeys),
                         ("an entry of 'webhooks'", DeploymentDecoder.webhookKeys)]
         for (section, keys) in sections {
             for key in keys where result[key] == nil { result[key] = "'\(key)' is not a top-level key; it belongs in \(section)" }
@@ -35,6 +35,9 @@ struct ConfigurationDecoder {
         }
         if let node = top.values["client-auth"], let f = self.reader.fields(node, at: "client-auth", keys: Self.clientAuthKeys) {
             self.clientAuth(f, into: &config.clientAuth)
+        }
+        if let node = top.values["limits"], let f = self.reader.fields(node, at: "limits", keys: Self.limitsKeys) {
+            self.limits(f, into: &config.limits)
         }
         if let level = self.reader.parsed(top, "log-level", expected: "a log level (\(WharfConfiguration.logLevels.joined(separator: ", ")))", {
             WharfConfiguration.logLevels.contains($0.lowercased()) ? $0.lowercased() : nil

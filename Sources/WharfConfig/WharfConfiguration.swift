@@ -9,6 +9,8 @@ public struct WharfConfiguration: Sendable, Equatable {
     public var data: DataConfiguration
     /// How clients of the mirror authenticate (`client-auth`).
     public var clientAuth: ClientAuthConfiguration
+    /// Connections, per-client connections and request timing (`limits`).
+    public var limits: LimitsConfiguration
     /// swift-log level name (`log-level`).
     public var logLevel: String
     /// Registries the mirror pulls from (`upstreams`).
@@ -28,6 +30,7 @@ public struct WharfConfiguration: Sendable, Equatable {
         self.listeners = [ListenerConfiguration(host: "0.0.0.0", port: 5000, tls: nil)]
         self.data = DataConfiguration()
         self.clientAuth = ClientAuthConfiguration()
+        self.limits = LimitsConfiguration()
         self.logLevel = "info"
         self.upstreams = [.dockerHub]
         self.edge = EdgeConfiguration()

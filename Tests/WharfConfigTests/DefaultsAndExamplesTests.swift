@@ -28,6 +28,12 @@ import WharfConfig
         #expect(config == WharfConfiguration())
     }
 
+    @Test func limitsAreRead() throws {
+        let config = try ConfigurationLoader.parse(yaml: "limits:\n  connections: 900\n  connections-per-client: 7\n  request-head-timeout: 2m\n  idle-timeout: 45\n")
+        #expect(config.limits == LimitsConfiguration(connections: 900, connectionsPerClient: 7, requestHeadTimeoutSeconds: 120, idleTimeoutSeconds: 45))
+        #expect(try ConfigurationLoader.parse(yaml: "").limits == LimitsConfiguration())
+    }
+
     @Test func singleUpstreamIsTheDefault() throws {
         let config = try ConfigurationLoader.parse(yaml: "upstreams:\n  - name: ghcr\n    url: https://ghcr.io\n")
         #expect(config.upstreams.map(\.isDefault) == [true])
