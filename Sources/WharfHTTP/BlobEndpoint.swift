@@ -66,7 +66,13 @@ struct BlobEndpoint: Sendable {
     /// that came through another repository are served only once this repository is confirmed.
     private func serveMiss(_ digest: Digest, _ routed: RoutedRequest, linked: Bool, range: ByteRange?, writer: ResponseWriter) async throws {
         let upstream = routed.client, repository = routed.repository
-        let source = try self.mirror.fills.source(for: digest, upstream: upstream, repository: repository, identity: writer.identity)
+        let source: BlobFills.Source
+        do {
+            source = try self.mirror.fills.source(for: digest, upstream: upstream, repository: repository, identity: writer.identity)
+        } catch {
+            guard BlobFills.isCannotKeep(error) else { throw error }
+            return try await self.relay(digest, routed, range: range, writer: writer)
+        }
         switch source {
         case .cached:
             if !linked {
@@ -84,8 +90,32 @@ struct BlobEndpoint: Sendable {
                 self.mirror.stats.bytesFromFills.add(Int(writer.bytes))
                 self.mirror.stats.repository(repository, bytes: Int(writer.bytes))
             }
-            try await self.follow(fill, digest: digest, range: range, writer: writer)
+            do {
+                try await self.follow(fill, digest: digest, range: range, writer: writer)
+            } catch {
+                guard let e = error as? RegistryError, BlobFills.isCannotKeep(e), writer.status == 0 else { throw error }
+                try await self.relay(digest, routed, range: range, writer: writer)
+            }
         }
+    }
+
+    /// The cache cannot keep this blob (disk full): stream it from the upstream uncached, verified
+    /// (``BlobRelay``), or answer 503 before any head when even that is impossible.
+    private func relay(_ digest: Digest, _ routed: RoutedRequest, range: ByteRange?, writer: ResponseWriter) async throws {
+        guard range == nil else { throw RegistryError(.unavailable, "the cache cannot store this blob right now; retry without Range") }
+        let relay = try await BlobRelay.open(
+            digest, upstream: routed.client, repository: routed.repository, identity: writer.identity, stats: self.mirror.stats)
+        writer.outcome = "relay"
+        var h = self.headers(writer, digest, length: relay.size)
+        if relay.size == nil { h.add(name: "Transfer-Encoding", value: "chunked") }
+        try await writer.sendHead(status: .ok, headers: h)
+        do {
+            try await relay.stream { chunk in try await writer.writeBody(.byteBuffer(chunk)) }
+        } catch {
+            throw AbortResponse(reason: "uncached relay failed: \(error)")
+        }
+        try await writer.end()
+        self.mirror.stats.repository(routed.repository, bytes: Int(writer.bytes))
     }
 
     private func sendHit(_ file: (fd: Int32, size: Int64), digest: Digest, repository: String, range: ByteRange?, writer: ResponseWriter) async throws {

@@ -53,7 +53,7 @@ public final class BlobFills: Sendable {
             let temp: (fd: Int32, path: String)
             do { temp = try self.store.createTempFile(for: digest) } catch {
                 self.logger.error("cannot create temp file", metadata: ["error": "\(error)"])
-                return .failure(RegistryError(.blobUnknown, "cache cannot store blobs right now"))
+                return .failure(Self.cannotKeep("\(error)"))
             }
             let fill = BlobFill(digest: digest, origin: (upstream.configuration.name, repository), fd: temp.fd, tempPath: temp.path)
             fills[digest] = fill
@@ -79,6 +79,12 @@ public final class BlobFills: Sendable {
                 throw UpstreamErrors.fromStatus(response.status, headers: response.headers, kind: .blob)
             }
             let expected = response.contentLength
+            if let expected {
+                do { try self.store.reserve(fill.fd, size: expected, path: fill.tempPath) } catch {
+                    self.logger.warning("no room to cache a blob", metadata: ["digest": "\(digest)", "bytes": "\(expected)", "error": "\(error)"])
+                    throw Self.cannotKeep("\(error)")  // before any client got a head: they relay instead
+                }
+            }
             fill.started(size: expected)
             // Small blobs are hashed inline; big ones beside the download (see FillHasher).
             let background = (expected ?? Int64.max) > Self.inlineHashLimit ? FillHasher() : nil
@@ -126,6 +132,18 @@ public final class BlobFills: Sendable {
             if fills[digest] === fill { fills[digest] = nil }
         }
     }
+
+    /// The error a fill fails with, before any follower sent a head, when the cache cannot keep the
+    /// blob (no temp file, no room for it on disk): followers stream it from the upstream uncached
+    /// (``BlobRelay``) instead.
+    static func cannotKeep(_ cause: String) -> RegistryError {
+        RegistryError(.unavailable, "the cache cannot store this blob right now", detail: ["reason": Self.cannotKeepReason])
+    }
+
+    private static let cannotKeepReason = "cache-cannot-keep"
+
+    /// True for the failure of a fill whose blob the cache cannot keep (see ``cannotKeep(_:)``).
+    public static func isCannotKeep(_ error: RegistryError) -> Bool { error.detail["reason"] == Self.cannotKeepReason }
 
     /// Blobs up to this size are hashed on the fill's own task.
     static let inlineHashLimit: Int64 = 1 << 20

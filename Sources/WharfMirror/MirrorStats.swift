@@ -53,6 +53,8 @@ public final class MirrorStats: Sendable {
     public let fillsStarted: StatCounter
     public let fillsCompleted: StatCounter
     public let fillsFailed: StatCounter
+    /// Blobs streamed from the upstream to a client uncached, because the cache could not keep them (disk full).
+    public let relays: StatCounter
     public let digestMismatches: StatCounter
     public let followersJoined: StatCounter
     public let upstreamRequests: StatCounter
@@ -108,6 +110,7 @@ public final class MirrorStats: Sendable {
         self.fillsStarted = StatCounter(r, "wharf_fills_started_total", help: "Blob downloads started")
         self.fillsCompleted = StatCounter(r, "wharf_fills_completed_total", help: "Blob downloads verified and cached")
         self.fillsFailed = StatCounter(r, "wharf_fills_failed_total", help: "Blob downloads that failed or did not verify")
+        self.relays = StatCounter(r, "wharf_uncached_relays_total", help: "Blobs streamed to a client uncached because the cache could not keep them")
         self.digestMismatches = StatCounter(r, "wharf_digest_mismatches_total", help: "Upstream bodies whose digest did not match")
         self.followersJoined = StatCounter(r, "wharf_fill_followers_total", help: "Requests that joined a download in progress")
         self.upstreamRequests = StatCounter(r, "wharf_upstream_requests_total", help: "Manifest and blob requests sent upstream")

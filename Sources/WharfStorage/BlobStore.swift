@@ -27,6 +27,15 @@ public struct BlobStore: Sendable {
         throw FileSystemCalls.Failure(call: "open", path: self.layout.tempDirectory, errno: EEXIST)
     }
 
+    /// Allocates `size` bytes for a temp file before its first byte is written, so a full disk is
+    /// found before a client is sent a response head, not in the middle of the body. Throws on
+    /// `ENOSPC`/`EDQUOT`; a file system without `fallocate` is not an error (the write may still fail).
+    public func reserve(_ fd: Int32, size: Int64, path: String) throws {
+        guard size > 0 else { return }
+        let rc = posix_fallocate(fd, 0, off_t(size))
+        if rc == ENOSPC || rc == EDQUOT || rc == EFBIG { throw FileSystemCalls.Failure(call: "fallocate", path: path, errno: rc) }
+    }
+
     /// fsync the data, rename the temp file to its final place, fsync the folder.
     ///
     /// If the ``budget`` declines the blob (too large to ever stay cached), the temp file is unlinked
