@@ -26,6 +26,10 @@ struct BlobEndpoint: Sendable {
         // Known in this repository (its manifests named it, or the upstream confirmed it): no more checks.
         let found = try? self.mirror.index.blob(digest, linkedTo: upstream.configuration.name, repository: repository)
         let linked = found?.linked ?? false
+        if found?.record == nil || !linked {
+            // The answer needs the upstream (a fill, a HEAD, a confirmation): counted per client.
+            try self.mirror.lookups.charge(writer.clientAddress)
+        }
         if let edge = self.edge, let cache = edge.redirectBlobsTo, !writer.isHead {
             // Edge: the pull is authorized here; the bytes come from the cache the signed URL names.
             if !linked {

@@ -17,6 +17,9 @@ struct ManifestEndpoint: Sendable {
         let accept = AcceptSet(lines: request.headers["accept"])
         let routed = try await self.access.route(name, writer)
         let repository = routed.repository
+        if !self.mirror.manifests.isCachedAnswer(upstream: routed.client, repository: repository, reference: reference, accept: accept) {
+            try self.mirror.lookups.charge(writer.clientAddress)
+        }
         let answer = try await self.mirror.manifests.resolve(
             upstream: routed.client, repository: repository, reference: reference, accept: accept, identity: writer.identity)
         let manifest = answer.manifest

@@ -180,6 +180,7 @@ public final class RegistryServer: Service, Sendable {
     private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
         let id = self.connections.add(connection.channel)
         let files = QueuedFiles()
+        let client = ConnectionAdmissions.clientKey(connection.channel)
         let limits = self.configuration.connectionLimits
         let reserveOnly = self.admissions.total > limits.maxTotal - limits.reserve
             ? await Self.admissionDecision(connection.channel) == .reserve : false
@@ -216,6 +217,7 @@ public final class RegistryServer: Service, Sendable {
                     let writer = ResponseWriter(
                         outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: keepAlive,
                         isSecure: self.configuration.tls != nil, files: files)
+                    writer.clientAddress = client
                     try await self.handler.handle(head, writer)
                     guard self.connections.setBusy(id, false), keepAlive else {
                         // Closing now would drop response bytes still queued (a big FileRegion):

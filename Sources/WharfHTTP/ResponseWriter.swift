@@ -44,6 +44,8 @@ final class ResponseWriter {
     var namespace: String?
     /// Whose credentials this request's upstream requests carry (set by client authentication).
     var identity: UpstreamIdentity = .mirror
+    /// The client's address (no port): what per-client limits count under.
+    var clientAddress = "unknown"
     /// The connection is TLS: files are read and written as buffers, since sendfile cannot encrypt.
     let isSecure: Bool
     /// The connection's files handed to the writer as `FileRegion`s.

@@ -86,6 +86,15 @@ public struct ManifestResolver: Sendable {
         return manifest
     }
 
+    /// True when ``resolve(upstream:repository:reference:accept:identity:)`` can answer without the
+    /// upstream (a linked manifest by digest, a tag within its TTL).
+    public func isCachedAnswer(upstream: UpstreamClient, repository: String, reference: Reference, accept: AcceptSet) -> Bool {
+        switch reference {
+        case .digest(let d): return self.cachedLinked(d, upstream: upstream, repository: repository) != nil
+        case .tag(let t): return self.freshTag(upstream: upstream, repository: repository, tag: t.value, accept: accept) != nil
+        }
+    }
+
     /// A cached manifest by digest, if it is linked to `repository` (the synchronous hit path).
     public func cachedLinked(_ digest: Digest, upstream: UpstreamClient, repository: String) -> StoredManifest? {
         guard self.gate.isLinked(digest, upstream: upstream, repository: repository) else { return nil }

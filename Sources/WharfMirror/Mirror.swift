@@ -20,6 +20,8 @@ public final class Mirror: Sendable {
     /// Cross-repository access check for digests (links, else an upstream HEAD).
     public let linkGate: RepositoryLinkGate
     public let stats = MirrorStats()
+    /// Upstream look-ups per client address (uncached requests).
+    public let lookups = UpstreamLookupLimiter()
     /// The size bound, the running total of cached bytes, and which fills are kept.
     public let budget: CacheBudget
     /// Digests being sent to clients (the blob endpoint marks them; the evictor spares them).
