@@ -21,7 +21,8 @@ struct ServeAssembly: Sendable {
         let upstreams = try config.upstreams.map { entry in
             MirrorUpstream(
                 configuration: try UpstreamConfiguration(
-                    name: entry.name, url: entry.url, credentials: try Self.credentials(entry), tagTTL: .seconds(entry.tagTTLSeconds)),
+                    name: entry.name, url: entry.url, credentials: try Self.credentials(entry), tagTTL: .seconds(entry.tagTTLSeconds),
+                    tokenRealms: entry.tokenRealms, allowPrivateRedirects: entry.allowPrivateRedirects),
                 namespaces: entry.namespaces, pathPrefix: entry.pathPrefix,
                 policy: RepositoryPolicy(allow: entry.allow, deny: entry.deny), pins: entry.pins, isDefault: entry.isDefault)
         }
