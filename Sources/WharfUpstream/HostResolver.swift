@@ -12,13 +12,20 @@ public protocol HostResolver: Sendable {
     func addresses(of host: String) async throws -> [IPAddress]
 }
 
-/// The system resolver (`getaddrinfo`), called on NIO's thread pool so no cooperative thread blocks.
+/// The system resolver (`getaddrinfo`), called on two threads of its own: no cooperative thread
+/// blocks, and a slow DNS server does not hold up the file reads on NIO's shared thread pool.
 public struct SystemHostResolver: HostResolver {
     public init() {}
 
+    private static let threads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        return pool
+    }()
+
     public func addresses(of host: String) async throws -> [IPAddress] {
         if let literal = IPAddress(host) { return [literal] }
-        return try await NIOThreadPool.singleton.runIfActive { try Self.resolve(host) }
+        return try await Self.threads.runIfActive { try Self.resolve(host) }
     }
 
     /// A name that does not resolve.
