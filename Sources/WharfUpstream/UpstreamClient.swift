@@ -16,9 +16,9 @@ public final class UpstreamClient: Sendable {
     let logger: Logger
     let tokens = TokenCache()
     let challenge = Mutex<AuthChallenge?>(nil)
-    /// One `/v2/` probe in flight to learn the challenge before the first content request.
-    private let probe = Mutex<Task<Void, Never>?>(nil)
-    private let probed = Atomic<Bool>(false)
+    /// One `/v2/` ping in flight to learn the challenge before the first content request.
+    private let challengePing = Mutex<Task<Void, Never>?>(nil)
+    private let pinged = Atomic<Bool>(false)
     let machine: Mutex<UpstreamHealthMachine>
     let redirects: RedirectPolicy
     let realms: TokenRealmPolicy
@@ -74,7 +74,7 @@ public final class UpstreamClient: Sendable {
             .GET, url: self.configuration.url + "/v2/", headers: [:], authorization: nil, timeout: .seconds(30), exchange: exchange, foreign: false)
         if response.status == .unauthorized { self.learnChallenge(response.headers) }
         _ = try? await UpstreamResponse.collect(response.body, upTo: 64 * 1024, deadline: .now + self.configuration.bodyTimeout)
-        self.probed.store(true, ordering: .relaxed)
+        self.pinged.store(true, ordering: .relaxed)
         return Int(response.status.code)
     }
 
@@ -141,16 +141,16 @@ public final class UpstreamClient: Sendable {
 
     /// Pings `/v2/` once so that even the first content request carries credentials (one GET per blob upstream).
     private func learnChallengeOnce() async {
-        guard !self.probed.load(ordering: .relaxed) else { return }
-        let task = self.probe.withLock { p -> Task<Void, Never> in
+        guard !self.pinged.load(ordering: .relaxed) else { return }
+        let task = self.challengePing.withLock { p -> Task<Void, Never> in
             if let running = p { return running }
             let t = Task { _ = try? await self.ping() }
             p = t
             return t
         }
         await task.value
-        // A failed probe (upstream down) may be retried by a later request.
-        if !self.probed.load(ordering: .relaxed) { self.probe.withLock { $0 = nil } }
+        // A failed ping (upstream down) may be retried by a later request.
+        if !self.pinged.load(ordering: .relaxed) { self.challengePing.withLock { $0 = nil } }
     }
 
     @discardableResult

@@ -10,8 +10,11 @@ import NIOHTTP1
 /// manifest or token request wait for a connection. Create one set per process and ``shutdown()`` it
 /// after the servers stopped.
 public struct UpstreamHTTPClients: Sendable {
+    /// For blob `GET`s (bodies that may stream for hours).
     public let blobs: HTTPClient
+    /// For manifests, tokens, `HEAD`s, `/v2/` and everything else.
     public let metadata: HTTPClient
+    /// Resolves redirect targets for ``RedirectPolicy``'s address checks.
     public let resolver: any HostResolver
 
     public init(blobs: HTTPClient, metadata: HTTPClient, resolver: any HostResolver = SystemHostResolver()) {
@@ -22,7 +25,7 @@ public struct UpstreamHTTPClients: Sendable {
 
     /// Two clients set up by ``UpstreamClient/makeHTTPClient(connectionsPerHost:connectTimeout:)``.
     public static func make(
-        blobConnectionsPerHost: Int = 64, metadataConnectionsPerHost: Int = 16, connectTimeout: TimeAmount = .seconds(5),
+        blobConnectionsPerHost: Int = 64, metadataConnectionsPerHost: Int = 32, connectTimeout: TimeAmount = .seconds(5),
         resolver: any HostResolver = SystemHostResolver()
     ) -> UpstreamHTTPClients {
         UpstreamHTTPClients(
