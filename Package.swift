@@ -50,11 +50,12 @@ let package = Package(
             "LMDB", "OCIDistribution",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
-        /// Upstream registry client: token auth, redirects.
+        /// Upstream registry client: token auth, redirects, the upstream's health (breakers, 429 holds).
         .target(name: "WharfUpstream", dependencies: [
             "OCIDistribution",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
@@ -143,6 +144,7 @@ let package = Package(
             "WharfConfig",
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: swiftSettings),
+        .testTarget(name: "WharfUpstreamTests", dependencies: ["WharfUpstream"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfTestSupportTests", dependencies: ["WharfTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfIntegrationTests", dependencies: [
             "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport", "WharfConfig", "WharfAuth",

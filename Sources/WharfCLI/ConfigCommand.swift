@@ -73,6 +73,8 @@ struct ConfigCheckCommand: ParsableCommand {
                 details.append("\(upstream.allow.count) allow / \(upstream.deny.count) deny patterns")
             }
             if !upstream.pins.isEmpty { details.append("\(upstream.pins.count) pinned") }
+            if !upstream.tokenRealms.isEmpty { details.append("credentials also to " + upstream.tokenRealms.joined(separator: ", ")) }
+            if upstream.allowPrivateRedirects { details.append("redirects to private addresses allowed") }
             let routing = routes.isEmpty ? "ns of its URL host only" : routes.joined(separator: "; ")
             lines.append("  \(upstream.name): \(upstream.url) [\(routing)] \(details.joined(separator: ", "))")
         }

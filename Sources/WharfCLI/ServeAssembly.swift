@@ -18,11 +18,12 @@ struct ServeAssembly: Sendable {
     let certificates: [TLSCertificate]
     let htpasswd: HtpasswdFile?
 
-    init(_ config: WharfConfiguration, edge: EdgeSettings? = nil, notifier: Notifier? = nil, httpClient: HTTPClient, logger: Logger) throws {
+    init(_ config: WharfConfiguration, edge: EdgeSettings? = nil, notifier: Notifier? = nil, httpClients: UpstreamHTTPClients, logger: Logger) throws {
         let upstreams = try config.upstreams.map { entry in
             MirrorUpstream(
                 configuration: try UpstreamConfiguration(
-                    name: entry.name, url: entry.url, credentials: try Self.credentials(entry), tagTTL: .seconds(entry.tagTTLSeconds)),
+                    name: entry.name, url: entry.url, credentials: try Self.credentials(entry), tagTTL: .seconds(entry.tagTTLSeconds),
+                    tokenRealms: entry.tokenRealms, allowPrivateRedirects: entry.allowPrivateRedirects),
                 namespaces: entry.namespaces, pathPrefix: entry.pathPrefix,
                 policy: RepositoryPolicy(allow: entry.allow, deny: entry.deny), pins: entry.pins, isDefault: entry.isDefault)
         }
@@ -30,7 +31,7 @@ struct ServeAssembly: Sendable {
             try CacheLimits(maxBytes: $0, highWatermarkPercent: config.data.highWatermark, lowWatermarkPercent: config.data.lowWatermark)
         }
         self.mirror = try Mirror(
-            dataDirectory: config.data.directory, upstreams: upstreams, httpClient: httpClient, logger: logger, limits: limits, notifier: notifier)
+            dataDirectory: config.data.directory, upstreams: upstreams, httpClients: httpClients, logger: logger, limits: limits, notifier: notifier)
 
         let auth = config.clientAuth
         self.htpasswd = try auth.htpasswdFile.map { try HtpasswdFile(path: $0, logger: logger) }

@@ -100,12 +100,12 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "wharf")
         Self.raiseOpenFilesLimit()
-        let http = UpstreamClient.makeHTTPClient()
+        let http = UpstreamHTTPClients.make()
         let assembly: ServeAssembly
         do {
-            let notifier = try ServeDeployment.notifier(settings.webhooks, httpClient: http, logger: logger)
+            let notifier = try ServeDeployment.notifier(settings.webhooks, httpClient: http.metadata, logger: logger)
             let edge = try ServeDeployment.edgeSettings(settings.edge)
-            assembly = try ServeAssembly(settings, edge: edge, notifier: notifier, httpClient: http, logger: logger)
+            assembly = try ServeAssembly(settings, edge: edge, notifier: notifier, httpClients: http, logger: logger)
         } catch {
             try? await http.shutdown()
             throw error

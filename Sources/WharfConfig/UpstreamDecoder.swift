@@ -4,7 +4,10 @@ import Yams
 struct UpstreamDecoder {
     var reader: NodeReader
 
-    static let keys = ["name", "url", "default", "namespaces", "path-prefix", "credentials", "tag-ttl", "allow", "deny", "pin"]
+    static let keys = [
+        "name", "url", "default", "namespaces", "path-prefix", "credentials", "tag-ttl", "allow", "deny", "pin", "token-realms",
+        "allow-private-redirects",
+    ]
     static let credentialKeys = ["file", "username-env", "password-env"]
     static let inlineSecret = """
         inline credentials are not allowed (the file would hold a secret); put 'user:password' in a file \
@@ -42,6 +45,8 @@ struct UpstreamDecoder {
         entry.allow = self.reader.strings(f, "allow") ?? []
         entry.deny = self.reader.strings(f, "deny") ?? []
         entry.pins = self.reader.strings(f, "pin") ?? []
+        entry.tokenRealms = self.reader.strings(f, "token-realms") ?? []
+        entry.allowPrivateRedirects = self.reader.bool(f, "allow-private-redirects") ?? false
         return entry
     }
 

@@ -20,11 +20,16 @@ public struct UpstreamEntry: Sendable, Equatable {
     public var deny: [String]
     /// `REPO[:TAG]` or `REPO@sha256:HEX` images whose cached blobs are never evicted.
     public var pins: [String]
+    /// Token realm origins (`http(s)://host[:port]`) that may receive credentials besides the upstream's
+    /// own scheme, host and port.
+    public var tokenRealms: [String]
+    /// Follow redirects to loopback, private and link-local addresses even from a public upstream.
+    public var allowPrivateRedirects: Bool
 
     public init(
         name: String, url: String, isDefault: Bool = false, namespaces: [String] = [], pathPrefix: String? = nil,
         credentials: CredentialSource? = nil, tagTTLSeconds: Int = 300, allow: [String] = [], deny: [String] = [],
-        pins: [String] = []
+        pins: [String] = [], tokenRealms: [String] = [], allowPrivateRedirects: Bool = false
     ) {
         self.name = name
         self.url = url
@@ -36,6 +41,8 @@ public struct UpstreamEntry: Sendable, Equatable {
         self.allow = allow
         self.deny = deny
         self.pins = pins
+        self.tokenRealms = tokenRealms
+        self.allowPrivateRedirects = allowPrivateRedirects
     }
 
     /// The built-in upstream: `dockerhub`, `https://registry-1.docker.io`, default.

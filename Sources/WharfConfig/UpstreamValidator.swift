@@ -52,6 +52,9 @@ struct UpstreamValidator {
                     self.fail("\(path).\(key)[\(j)]", "a pattern must be non-empty and without spaces, e.g. library/* or **/internal-*")
                 }
             }
+            for (j, realm) in upstream.tokenRealms.enumerated() where Self.realmProblem(realm) != nil {
+                self.fail("\(path).token-realms[\(j)]", Self.realmProblem(realm)!)
+            }
             for (j, pin) in upstream.pins.enumerated() {
                 if let problem = Syntax.pinProblem(pin) { self.fail("\(path).pin[\(j)]", "'\(pin)' is not a valid pin: \(problem)") }
             }
@@ -123,6 +126,15 @@ struct UpstreamValidator {
             return "'\(url)' has no valid host; \(example)"
         }
         return nil
+    }
+
+    /// Why `realm` is not an `http(s)://host[:port]` origin (a path is allowed and ignored), or nil.
+    static func realmProblem(_ realm: String) -> String? {
+        guard let schemeEnd = realm.firstRange(of: "://") else {
+            return "'\(realm)' is not a URL; expected the token realm's http(s)://HOST[:PORT], e.g. https://auth.docker.io"
+        }
+        let origin = realm[..<(realm[schemeEnd.upperBound...].firstIndex(of: "/") ?? realm.endIndex)]
+        return self.urlProblem(String(origin)).map { "token realm: \($0)" }
     }
 
     /// Namespaces an upstream answers without listing them: its URL's host[:port] (and Docker Hub's aliases).

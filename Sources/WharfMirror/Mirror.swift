@@ -35,7 +35,7 @@ public final class Mirror: Sendable {
     /// Opens (or creates) the cache under `dataDirectory` and removes leftovers of unfinished fills.
     /// `limits` bounds the cache (nil: unbounded). The index ↔ disk check runs later, in ``runMaintenance()``.
     public init(
-        dataDirectory: String, upstreams: [MirrorUpstream], httpClient: HTTPClient, logger: Logger, limits: CacheLimits? = nil,
+        dataDirectory: String, upstreams: [MirrorUpstream], httpClients: UpstreamHTTPClients, logger: Logger, limits: CacheLimits? = nil,
         notifier: Notifier? = nil
     ) throws {
         precondition(!upstreams.isEmpty, "a mirror needs at least one upstream")
@@ -54,7 +54,7 @@ public final class Mirror: Sendable {
         var routes: [UpstreamRoute] = []
         var pins: [(upstream: String, images: PinnedImages)] = []
         for u in upstreams {
-            let client = UpstreamClient(configuration: u.configuration, httpClient: httpClient, logger: logger)
+            let client = UpstreamClient(configuration: u.configuration, httpClients: httpClients, logger: logger)
             let name = u.configuration.name
             client.observeReachability { up, reason in
                 notifier.emit(up ? .upstreamUp(upstream: name) : .upstreamDown(upstream: name, reason: reason ?? "unreachable"))
@@ -74,12 +74,12 @@ public final class Mirror: Sendable {
 
     /// A mirror of one upstream, which serves every request.
     public convenience init(
-        dataDirectory: String, upstream: UpstreamConfiguration, httpClient: HTTPClient, logger: Logger, limits: CacheLimits? = nil,
+        dataDirectory: String, upstream: UpstreamConfiguration, httpClients: UpstreamHTTPClients, logger: Logger, limits: CacheLimits? = nil,
         pins: [String] = []
     ) throws {
         try self.init(
             dataDirectory: dataDirectory, upstreams: [MirrorUpstream(configuration: upstream, pins: pins, isDefault: true)],
-            httpClient: httpClient, logger: logger, limits: limits)
+            httpClients: httpClients, logger: logger, limits: limits)
     }
 
     /// The upstream for a request and the repository name to use there: by containerd's `ns`, a path

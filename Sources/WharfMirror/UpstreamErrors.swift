@@ -29,6 +29,9 @@ enum UpstreamErrors {
         if error is UpstreamCircuitOpen {
             return unavailable(kind, "upstream unavailable (circuit open after repeated failures)")
         }
+        if let refused = error as? UpstreamRedirectRefused {
+            return unavailable(kind, refused.description)
+        }
         return unavailable(kind, "upstream unreachable")
     }
 

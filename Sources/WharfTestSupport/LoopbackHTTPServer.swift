@@ -128,16 +128,26 @@ public final class LoopbackHTTPServer: Sendable {
 
     /// Binds `127.0.0.1:0` and starts accepting connections.
     public func start() async throws {
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        try await self.start(unixSocketPath: nil)
+    }
+
+    /// Listens on a Unix domain socket at `path` (replacing a stale socket file) instead of TCP;
+    /// ``port`` stays 0. Async-http-client reaches it as `http+unix://<percent-encoded path>/…`.
+    public func start(unixSocketPath path: String?) async throws {
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .bind(host: "127.0.0.1", port: 0) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(
-                        wrappingChannelSynchronously: channel)
-                }
+        let initializer: @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>> = { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
             }
-        let port = server.channel.localAddress?.port ?? 0
+        }
+        let server = if let path {
+            try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true, childChannelInitializer: initializer)
+        } else {
+            try await bootstrap.bind(host: "127.0.0.1", port: 0, childChannelInitializer: initializer)
+        }
+        let port = path == nil ? server.channel.localAddress?.port ?? 0 : 0
         let task = Task { await self.acceptLoop(server) }
         let alreadyStopped = state.withLock { state -> Bool in
             state.port = port

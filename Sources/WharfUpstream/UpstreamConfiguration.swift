@@ -49,15 +49,31 @@ public struct UpstreamConfiguration: Sendable {
     public var credentials: UpstreamCredentials?
     /// How long a tag → digest answer is served without asking the upstream again.
     public var tagTTL: Duration
+    /// Token realms (`scheme://host[:port]`, a path is ignored) that may receive credentials besides
+    /// the upstream's own origin; see ``TokenRealmPolicy``. Docker Hub's `https://auth.docker.io` is
+    /// trusted for Docker Hub upstreams without being listed.
+    public var tokenRealms: [String]
+    /// Follow redirects to loopback, private and link-local addresses even when the upstream's own
+    /// host is not on such a network (see ``RedirectPolicy``). Off by default.
+    public var allowPrivateRedirects: Bool
+    /// The longest a manifest, token or other non-blob answer may take, head and body together, so a
+    /// body dribbling a byte at a time cannot hold a connection for minutes. Blob bodies are not bound.
+    public var bodyTimeout: Duration
 
     public static let dockerHubURL = "https://registry-1.docker.io"
 
-    public init(name: String? = nil, url: String, credentials: UpstreamCredentials? = nil, tagTTL: Duration = .seconds(300)) throws {
+    public init(
+        name: String? = nil, url: String, credentials: UpstreamCredentials? = nil, tagTTL: Duration = .seconds(300),
+        tokenRealms: [String] = [], allowPrivateRedirects: Bool = false, bodyTimeout: Duration = .seconds(30)
+    ) throws {
         var u = url
         while u.hasSuffix("/") { u.removeLast() }
         guard let parsed = URLComponents(string: u), let scheme = parsed.scheme, ["http", "https"].contains(scheme),
               let host = parsed.host, !host.isEmpty, parsed.query == nil, parsed.user == nil
         else { throw ConfigurationError("upstream URL '\(url)' must look like https://host[:port]") }
+        for realm in tokenRealms where TokenRealmPolicy.Origin(realm) == nil {
+            throw ConfigurationError("token realm '\(realm)' must look like https://host[:port]")
+        }
         self.url = u
         self.host = host
         self.hostAndPort = host + (parsed.port.map { ":\($0)" } ?? "")
@@ -65,6 +81,9 @@ public struct UpstreamConfiguration: Sendable {
         self.name = name ?? (Self.isDockerHubHost(host) ? "docker.io" : host + (parsed.port.map { ":\($0)" } ?? ""))
         self.credentials = credentials
         self.tagTTL = tagTTL
+        self.tokenRealms = tokenRealms
+        self.allowPrivateRedirects = allowPrivateRedirects
+        self.bodyTimeout = bodyTimeout
     }
 
     public let host: String

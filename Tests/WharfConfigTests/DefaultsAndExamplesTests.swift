@@ -34,6 +34,20 @@ import WharfConfig
         #expect(try ConfigurationLoader.parse(yaml: "").limits == LimitsConfiguration())
     }
 
+    @Test func tokenRealmsAndPrivateRedirects() throws {
+        let config = try ConfigurationLoader.parse(yaml: """
+            upstreams:
+              - name: lan
+                url: http://registry.lan:5000
+                token-realms: ["https://auth.lan", "http://registry.lan:5001/token"]
+                allow-private-redirects: true
+            """)
+        #expect(config.upstreams[0].tokenRealms == ["https://auth.lan", "http://registry.lan:5001/token"])
+        #expect(config.upstreams[0].allowPrivateRedirects)
+        let plain = try ConfigurationLoader.parse(yaml: "upstreams:\n  - name: ghcr\n    url: https://ghcr.io\n")
+        #expect(plain.upstreams[0].tokenRealms.isEmpty && !plain.upstreams[0].allowPrivateRedirects)
+    }
+
     @Test func singleUpstreamIsTheDefault() throws {
         let config = try ConfigurationLoader.parse(yaml: "upstreams:\n  - name: ghcr\n    url: https://ghcr.io\n")
         #expect(config.upstreams.map(\.isDefault) == [true])

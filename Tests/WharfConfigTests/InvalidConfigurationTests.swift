@@ -51,6 +51,12 @@ struct BadConfig: Sendable, CustomTestStringConvertible {
         BadConfig(name: "missing url", yaml: "upstreams:\n  - name: a\n", line: 2, phrase: "missing required key 'url'"),
         BadConfig(name: "bad name", yaml: "upstreams:\n  - name: Docker Hub\n    url: https://a.example\n", line: 2, phrase: "is not a valid name"),
         BadConfig(name: "bad URL scheme", yaml: "upstreams:\n  - name: a\n    url: ftp://a.example\n", line: 3, phrase: "scheme 'ftp' is not supported"),
+        BadConfig(
+            name: "bad token realm", yaml: "upstreams:\n  - name: a\n    url: https://a.example\n    token-realms:\n      - unix:///run/auth.sock\n", line: 5,
+            phrase: "upstreams[0].token-realms[0]: token realm: scheme 'unix' is not supported"),
+        BadConfig(
+            name: "private redirects not a boolean", yaml: "upstreams:\n  - name: a\n    url: https://a.example\n    allow-private-redirects: sometimes\n",
+            line: 4, phrase: "expected true or false"),
         BadConfig(name: "URL with userinfo", yaml: "upstreams:\n  - name: a\n    url: https://me@a.example\n", line: 3, phrase: "must not contain credentials"),
         BadConfig(name: "URL with query", yaml: "upstreams:\n  - name: a\n    url: https://a.example/?x=1\n", line: 3, phrase: "query or fragment"),
         BadConfig(name: "URL with path", yaml: "upstreams:\n  - name: a\n    url: https://a.example/v2\n", line: 3, phrase: "must not have a path"),

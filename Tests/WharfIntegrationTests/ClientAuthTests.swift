@@ -31,7 +31,8 @@ struct ClientAuthTests {
 
         func mirrorUpstream(credentials: UpstreamCredentials?) throws -> MirrorUpstream {
             MirrorUpstream(
-                configuration: try UpstreamConfiguration(name: "test-upstream", url: self.upstream.registry.url, credentials: credentials),
+                configuration: try UpstreamConfiguration(
+                    name: "test-upstream", url: self.upstream.registry.url, credentials: credentials, tokenRealms: [self.upstream.tokens.realm]),
                 isDefault: true)
         }
     }

@@ -51,7 +51,7 @@ final class WharfInstance: Sendable {
     let dataDirectory: String
     let mirror: Mirror
     let server: RegistryServer
-    let http: HTTPClient
+    let http: UpstreamHTTPClients
     let port: Int
     private let serverTask: Task<Void, any Error>
     private let maintenanceTask: Task<Void, Never>
@@ -60,10 +60,10 @@ final class WharfInstance: Sendable {
     var host: String { "127.0.0.1:\(self.port)" }
 
     static func start(
-        upstream: String, credentials: UpstreamCredentials? = nil, tagTTL: Duration = .seconds(300), dataDirectory: String? = nil,
-        maxSize: Int64? = nil, pins: [String] = [], idleTimeout: TimeAmount? = nil
+        upstream: String, credentials: UpstreamCredentials? = nil, tokenRealms: [String] = [], tagTTL: Duration = .seconds(300),
+        dataDirectory: String? = nil, maxSize: Int64? = nil, pins: [String] = [], idleTimeout: TimeAmount? = nil
     ) async throws -> WharfInstance {
-        let config = try UpstreamConfiguration(name: "test-upstream", url: upstream, credentials: credentials, tagTTL: tagTTL)
+        let config = try UpstreamConfiguration(name: "test-upstream", url: upstream, credentials: credentials, tagTTL: tagTTL, tokenRealms: tokenRealms)
         return try await self.start(
             upstreams: [MirrorUpstream(configuration: config, pins: pins, isDefault: true)], dataDirectory: dataDirectory, maxSize: maxSize,
             idleTimeout: idleTimeout)
@@ -73,16 +73,16 @@ final class WharfInstance: Sendable {
     static func start(
         upstreams: [MirrorUpstream], dataDirectory: String? = nil, maxSize: Int64? = nil,
         auth: ((Logger) throws -> ClientAuthenticator)? = nil, tls: TLSCertificate? = nil, edge: EdgeSettings? = nil,
-        notifier: ((HTTPClient, Logger) -> Notifier)? = nil, idleTimeout: TimeAmount? = nil,
+        notifier: ((HTTPClient, Logger) -> Notifier)? = nil, idleTimeout: TimeAmount? = nil, httpClients: UpstreamHTTPClients? = nil,
         configure: (inout RegistryServer.Configuration) -> Void = { _ in }
     ) async throws -> WharfInstance {
         let dir = try dataDirectory ?? TempDirectory.make("wharf")
         var logger = Logger(label: "wharf-test")
         logger.logLevel = ProcessInfo.processInfo.environment["WHARF_TEST_LOG"] == nil ? .error : .debug
-        let http = UpstreamClient.makeHTTPClient()
+        let http = httpClients ?? UpstreamHTTPClients.make()
         let limits = try maxSize.map { try CacheLimits(maxBytes: $0) }
         let mirror = try Mirror(
-            dataDirectory: dir, upstreams: upstreams, httpClient: http, logger: logger, limits: limits, notifier: notifier?(http, logger))
+            dataDirectory: dir, upstreams: upstreams, httpClients: http, logger: logger, limits: limits, notifier: notifier?(http.metadata, logger))
         var serverConfig = RegistryServer.Configuration(host: "127.0.0.1", port: 0, tls: tls)
         serverConfig.drainTimeout = .seconds(2)
         if let idleTimeout { serverConfig.idleTimeout = idleTimeout }
@@ -94,7 +94,7 @@ final class WharfInstance: Sendable {
         return WharfInstance(dir: dir, mirror: mirror, server: server, http: http, port: port, task: task, maintenance: maintenance)
     }
 
-    private init(dir: String, mirror: Mirror, server: RegistryServer, http: HTTPClient, port: Int, task: Task<Void, any Error>, maintenance: Task<Void, Never>) {
+    private init(dir: String, mirror: Mirror, server: RegistryServer, http: UpstreamHTTPClients, port: Int, task: Task<Void, any Error>, maintenance: Task<Void, Never>) {
         self.dataDirectory = dir
         self.mirror = mirror
         self.server = server

@@ -176,7 +176,8 @@ struct PullThroughTests {
         try await upstream.start()
         let anonymous = try await WharfInstance.start(upstream: upstream.registry.url)
         let withCredentials = try await WharfInstance.start(
-            upstream: upstream.registry.url, credentials: UpstreamCredentials(username: "alice", password: "alice-secret"))
+            upstream: upstream.registry.url, credentials: UpstreamCredentials(username: "alice", password: "alice-secret"),
+            tokenRealms: [upstream.tokens.realm])
         do {
             let out = try TempDirectory.make("skopeo-private")
             defer { try? FileManager.default.removeItem(atPath: out) }

@@ -7,14 +7,14 @@ import WharfUpstream
 
 /// Routing by `ns`, by path prefix and to the default upstream, and repository policy.
 @Suite struct RoutingTests {
-    static func route(_ url: String, name: String, namespaces: [String] = [], prefix: String? = nil, policy: RepositoryPolicy = .init(), http: HTTPClient) throws -> UpstreamRoute {
+    static func route(_ url: String, name: String, namespaces: [String] = [], prefix: String? = nil, policy: RepositoryPolicy = .init(), http: UpstreamHTTPClients) throws -> UpstreamRoute {
         let client = UpstreamClient(
-            configuration: try UpstreamConfiguration(name: name, url: url), httpClient: http, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
+            configuration: try UpstreamConfiguration(name: name, url: url), httpClients: http, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
         return UpstreamRoute(client: client, namespaces: namespaces, pathPrefix: prefix, policy: policy)
     }
 
     @Test func routesByNamespacePrefixAndDefault() async throws {
-        let http = UpstreamClient.makeHTTPClient()
+        let http = UpstreamHTTPClients.make()
         do {
             let hub = try Self.route("https://registry-1.docker.io", name: "hub", prefix: "dockerhub", policy: .init(deny: ["library/forbidden*"]), http: http)
             let ghcr = try Self.route("https://ghcr.io", name: "ghcr", prefix: "ghcr", policy: .init(allow: ["org/**"]), http: http)

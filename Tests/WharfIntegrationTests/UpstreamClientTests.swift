@@ -54,10 +54,10 @@ struct UpstreamClientTests {
         try await cdn.start()
         let registry = Self.fakeRegistry(recorder: registryLog, cdnPort: { cdn.port })
         try await registry.start()
-        let http = UpstreamClient.makeHTTPClient()
+        let http = UpstreamHTTPClients.make()
         do {
             let client = UpstreamClient(
-                configuration: try UpstreamConfiguration(url: "http://127.0.0.1:\(registry.port)"), httpClient: http, logger: Self.logger)
+                configuration: try UpstreamConfiguration(url: "http://127.0.0.1:\(registry.port)"), httpClients: http, logger: Self.logger)
             let digest = "sha256:" + String(repeating: "a", count: 64)
             let bodies = try await withThrowingTaskGroup(of: String.self) { group in
                 for _ in 0..<20 {
@@ -86,10 +86,10 @@ struct UpstreamClientTests {
         let log = Recorder()
         let registry = Self.fakeRegistry(recorder: log, cdnPort: { 1 }, scheme: "Basic")
         try await registry.start()
-        let http = UpstreamClient.makeHTTPClient()
+        let http = UpstreamHTTPClients.make()
         do {
             let config = try UpstreamConfiguration(url: "http://127.0.0.1:\(registry.port)", credentials: .init(username: "u", password: "p"))
-            let client = UpstreamClient(configuration: config, httpClient: http, logger: Self.logger)
+            let client = UpstreamClient(configuration: config, httpClients: http, logger: Self.logger)
             let r = try await client.send(.GET, repository: "r", path: "manifests/latest")
             #expect(r.status == 200)
         } catch {
@@ -97,14 +97,6 @@ struct UpstreamClientTests {
         }
         try? await http.shutdown()
         await registry.stop()
-    }
-
-    @Test("credentials go only to realms in the upstream's trust domain")
-    func trustDomain() {
-        #expect(UpstreamClient.sharesTrustDomain(realm: "https://auth.docker.io/token", upstream: "https://registry-1.docker.io"))
-        #expect(UpstreamClient.sharesTrustDomain(realm: "http://127.0.0.1:9/token", upstream: "http://127.0.0.1:5000"))
-        #expect(!UpstreamClient.sharesTrustDomain(realm: "https://evil.example/token", upstream: "https://registry-1.docker.io"))
-        #expect(!UpstreamClient.sharesTrustDomain(realm: "http://10.0.0.1/token", upstream: "http://127.0.0.1:5000"))
     }
 
     @Test("credentials files and environment")
@@ -119,33 +111,5 @@ struct UpstreamClientTests {
         #expect(UpstreamCredentials.fromEnvironment([:]) == nil)
         #expect(try UpstreamConfiguration(url: "https://registry-1.docker.io/").isDockerHub)
         #expect(throws: ConfigurationError.self) { try UpstreamConfiguration(url: "ftp://x") }
-    }
-
-    @Test("circuit breaker: opens after repeated failures, half-opens after the cooldown, closes on success")
-    func circuitBreaker() {
-        var b = CircuitBreaker(threshold: 3, cooldown: .seconds(10))
-        let t0 = ContinuousClock.now
-        let allowed1 = b.allowRequest(now: t0)
-        #expect(allowed1)
-        b.recordFailure(now: t0)
-        b.recordFailure(now: t0)
-        #expect(b.state == .closed)
-        b.recordFailure(now: t0)
-        #expect(b.state == .open)
-        let allowed2 = b.allowRequest(now: t0 + .seconds(5))
-        #expect(!allowed2)
-        let allowed3 = b.allowRequest(now: t0 + .seconds(11))
-        #expect(allowed3)  // the one trial
-        #expect(b.state == .halfOpen)
-        let allowed4 = b.allowRequest(now: t0 + .seconds(11))
-        #expect(!allowed4)  // only one trial at a time
-        b.recordFailure(now: t0 + .seconds(12))
-        #expect(b.state == .open)
-        let allowed5 = b.allowRequest(now: t0 + .seconds(23))
-        #expect(allowed5)
-        b.recordSuccess()
-        #expect(b.state == .closed)
-        let allowed6 = b.allowRequest(now: t0 + .seconds(23))
-        #expect(allowed6)
     }
 }

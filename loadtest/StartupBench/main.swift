@@ -57,7 +57,7 @@ func run() async throws {
     defer { try? FileManager.default.removeItem(atPath: base) }
     var logger = Logger(label: "bench")
     logger.logLevel = .error
-    let http = UpstreamClient.makeHTTPClient()
+    let http = UpstreamHTTPClients.make()
     let upstream = try UpstreamConfiguration(url: "http://127.0.0.1:9")
     let limits = try CacheLimits(maxBytes: 1 << 50)
 
@@ -68,7 +68,7 @@ func run() async throws {
     // The startup path: open the index (stored byte total, no scan), empty tmp/, wire the mirror.
     var opens: [Duration] = []
     for _ in 0..<5 {
-        let (mirror, took) = try time { try Mirror(dataDirectory: big, upstream: upstream, httpClient: http, logger: logger, limits: limits) }
+        let (mirror, took) = try time { try Mirror(dataDirectory: big, upstream: upstream, httpClients: http, logger: logger, limits: limits) }
         let count = try mirror.index.counts().blobs
         precondition(count == entries && mirror.budget.indexedBytes > 0)
         opens.append(took)

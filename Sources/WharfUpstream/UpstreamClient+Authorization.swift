@@ -1,0 +1,79 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import OCIDistribution
+import Synchronization
+
+/// Token authentication: the `Authorization` value for a scope, and token fetches at the realm.
+extension UpstreamClient {
+    func authorization(scope: String, refresh: Bool, identity: UpstreamIdentity) async throws -> String? {
+        guard let challenge = self.challenge.withLock({ $0 }) else { return nil }
+        let credentials: UpstreamCredentials?
+        switch identity {
+        case .mirror: credentials = self.configuration.credentials
+        case .client(let c): credentials = c
+        }
+        if challenge.scheme == "basic" { return credentials?.basicAuthorization }
+        guard let realm = challenge.realm else { return nil }
+        let service = challenge.service ?? ""
+        let sendCredentials = credentials != nil && self.realms.mayReceiveCredentials(realm)
+        if credentials != nil, !sendCredentials {
+            self.logger.notice("token realm not trusted with credentials; asking anonymously", metadata: ["realm": "\(Self.origin(of: realm))"])
+        }
+        // Keyed by identity (a hash for clients), so a token fetched for one client never serves another.
+        let key = TokenCache.Key(realm: realm, service: service, scope: scope, identity: sendCredentials ? identity.cacheKey : "")
+        let token = try await self.tokens.token(for: key, invalidate: refresh) { [self] in
+            try await self.fetchToken(realm: realm, service: service, scope: scope, credentials: sendCredentials ? credentials : nil)
+        }
+        return "Bearer " + token
+    }
+
+    private func fetchToken(realm: String, service: String, scope: String, credentials: UpstreamCredentials?) async throws -> TokenCache.Entry {
+        guard var components = URLComponents(string: realm), components.scheme == "https" || components.scheme == "http" else {
+            throw UpstreamUnreachable(description: "upstream token realm is not an http(s) URL")
+        }
+        var items = components.queryItems ?? []
+        if !service.isEmpty { items.append(URLQueryItem(name: "service", value: service)) }
+        items.append(URLQueryItem(name: "scope", value: scope))
+        if let credentials { items.append(URLQueryItem(name: "account", value: credentials.username)) }
+        components.queryItems = items
+        guard let url = components.string else { throw UpstreamUnreachable(description: "bad token realm") }
+        let key = UpstreamRequestKey(kind: .token, repository: Self.repository(ofScope: scope), reference: scope)
+        let trial = try self.admit(key)
+        defer { self.machine.withLock { $0.finished(.token, trial: trial) } }
+        var headers = HTTPHeaders()
+        if let credentials { headers.add(name: "Authorization", value: credentials.basicAuthorization) }
+        let started = ContinuousClock.now
+        let deadline = started + self.configuration.bodyTimeout
+        let response = try await self.execute(
+            .GET, url: url, headers: headers, authorization: nil, timeout: Self.timeAmount(self.configuration.bodyTimeout),
+            exchange: Exchange(key: key, trial: trial), foreign: false)
+        let body = try await UpstreamResponse.collect(response.body, upTo: 1 << 20, deadline: deadline)
+        guard response.status == .ok else {
+            if credentials != nil, response.status == .unauthorized || response.status == .forbidden { throw UpstreamCredentialsRejected() }
+            throw UpstreamUnreachable(description: "token endpoint answered \(response.status.code)")
+        }
+        let parsed = try JSONDecoder().decode(TokenResponse.self, from: Data(body.readableBytesView))
+        guard let token = parsed.access_token ?? parsed.token, !token.isEmpty else {
+            throw UpstreamUnreachable(description: "token endpoint returned no token")
+        }
+        let lifetime = max(1, parsed.expires_in ?? 60)
+        let margin = min(30.0, Double(lifetime) / 2)
+        return TokenCache.Entry(token: token, refreshAt: started + .milliseconds(Int64((Double(lifetime) - margin) * 1000)))
+    }
+
+    private struct TokenResponse: Decodable {
+        let token: String?
+        let access_token: String?
+        let expires_in: Int?
+    }
+
+    /// `team/app` of `repository:team/app:pull`.
+    static func repository(ofScope scope: String) -> String? {
+        guard scope.hasPrefix("repository:"), let last = scope.lastIndex(of: ":") else { return nil }
+        let start = scope.index(scope.startIndex, offsetBy: "repository:".count)
+        return start < last ? String(scope[start..<last]) : nil
+    }
+}

@@ -1,0 +1,133 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import OCIDistribution
+import Synchronization
+
+/// One request on the wire: which request it belongs to (for the health machine) and its trial number.
+struct Exchange: Sendable {
+    let key: UpstreamRequestKey
+    let trial: UInt64?
+}
+
+/// Sending requests: redirects, recording every outcome in the health machine, probes.
+extension UpstreamClient {
+    static let probeTimeout: TimeAmount = .seconds(5)
+
+    func executeFollowingRedirects(
+        _ method: HTTPMethod, url: String, headers: HTTPHeaders, authorization: String?, timeout: TimeAmount, exchange: Exchange
+    ) async throws -> HTTPClientResponse {
+        var current = url
+        let origin = Self.origin(of: url)
+        var hop = 0
+        while true {
+            let sameOrigin = Self.origin(of: current) == origin
+            let response = try await self.execute(
+                method, url: current, headers: headers, authorization: sameOrigin ? authorization : nil, timeout: timeout, exchange: exchange,
+                foreign: !sameOrigin)
+            guard [301, 302, 303, 307, 308].contains(Int(response.status.code)), let location = response.headers.first(name: "location") else {
+                return response
+            }
+            _ = try? await UpstreamResponse.collect(response.body, upTo: 64 * 1024, deadline: .now + .seconds(5))
+            do {
+                current = try await self.redirects.next(location: location, from: current, hop: hop)
+            } catch {
+                self.logger.warning("upstream redirect refused", metadata: ["upstream": "\(self.configuration.name)", "reason": "\(error)"])
+                throw error
+            }
+            self.logger.debug("following upstream redirect", metadata: ["to-host": "\(URLComponents(string: current)?.host ?? "?")"])
+            hop += 1
+        }
+    }
+
+    /// Sends one request and records its outcome. `foreign`: the URL is a redirect target on another
+    /// origin than the upstream's.
+    func execute(
+        _ method: HTTPMethod, url: String, headers: HTTPHeaders, authorization: String?, timeout: TimeAmount, exchange: Exchange, foreign: Bool
+    ) async throws -> HTTPClientResponse {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        request.headers = headers
+        request.headers.replaceOrAdd(name: "User-Agent", value: "wharf/0.1")
+        if let authorization { request.headers.replaceOrAdd(name: "Authorization", value: authorization) }
+        self.sent.add(1, ordering: .relaxed)
+        let client = self.clients.client(for: exchange.key.kind, method: method)
+        do {
+            let response = try await client.execute(request, timeout: timeout)
+            let status = Int(response.status.code)
+            if status >= 500 { self.failed.add(1, ordering: .relaxed) }
+            let outcome = UpstreamOutcome.of(
+                status: status, retryAfter: Self.retryAfter(response.headers), quotaExhausted: Self.quotaExhausted(response.headers))
+            let limit = response.headers.first(name: "ratelimit-limit"), remaining = response.headers.first(name: "ratelimit-remaining")
+            let decision = self.machine.withLock { m in
+                m.noteRateLimit(limit: limit, remaining: remaining)
+                return m.record(outcome, for: exchange.key, trial: exchange.trial, now: .now, wallClock: Self.now())
+            }
+            await self.carryOut(decision)
+            return response
+        } catch {
+            let outcome = UpstreamOutcome.classify(error, foreign: foreign)
+            if outcome != .notSent { self.failed.add(1, ordering: .relaxed) }
+            let decision = self.machine.withLock { $0.record(outcome, for: exchange.key, trial: exchange.trial, now: .now, wallClock: Self.now()) }
+            await self.carryOut(decision)
+            let prefix = outcome == .notSent ? "no free upstream connection: " : ""
+            throw UpstreamUnreachable(description: "\(prefix)\(method) \(Self.origin(of: url)): \(error)")
+        }
+    }
+
+    /// Checks whether the upstream works for everyone — `GET /v2/`, or for tokens an anonymous token
+    /// request without scope — and reports the verdict to the health machine.
+    func runProbe(_ kind: UpstreamRequestKind) async {
+        var url = self.configuration.url + "/v2/"
+        if kind == .token {
+            let challenge = self.challenge.withLock { $0 }
+            guard let realm = challenge?.realm, var components = URLComponents(string: realm),
+                  components.scheme == "http" || components.scheme == "https"
+            else { return await self.finishProbe(kind, .inconclusive, reason: nil) }
+            if let service = challenge?.service, !service.isEmpty {
+                components.queryItems = (components.queryItems ?? []) + [URLQueryItem(name: "service", value: service)]
+            }
+            url = components.string ?? realm
+        }
+        var request = HTTPClientRequest(url: url)
+        request.headers.replaceOrAdd(name: "User-Agent", value: "wharf/0.1")
+        self.sent.add(1, ordering: .relaxed)
+        do {
+            let response = try await self.clients.metadata.execute(request, timeout: Self.probeTimeout)
+            _ = try? await UpstreamResponse.collect(response.body, upTo: 64 * 1024, deadline: .now + .seconds(5))
+            let code = Int(response.status.code)
+            self.logger.info("upstream probe", metadata: ["upstream": "\(self.configuration.name)", "kind": "\(kind.rawValue)", "status": "\(code)"])
+            await self.finishProbe(kind, code < 500 ? .healthy : .unhealthy, reason: "probe answered \(code)")
+        } catch {
+            let outcome = UpstreamOutcome.classify(error, foreign: false)
+            if outcome != .notSent { self.failed.add(1, ordering: .relaxed) }
+            await self.finishProbe(kind, outcome == .notSent ? .inconclusive : .unhealthy, reason: "probe failed: \(error)")
+        }
+    }
+
+    private func finishProbe(_ kind: UpstreamRequestKind, _ verdict: CircuitBreaker.ProbeVerdict, reason: String?) async {
+        let decision = self.machine.withLock { $0.probeFinished(kind, verdict: verdict, reason: reason, now: .now, wallClock: Self.now()) }
+        await self.carryOut(decision)
+    }
+
+    /// `Retry-After` in seconds (the HTTP-date form counts as 60 s); default 10 s. Holds cap it
+    /// (``RateLimitHolds``).
+    static func retryAfter(_ headers: HTTPHeaders) -> Duration {
+        guard let raw = headers.first(name: "retry-after") else { return .seconds(10) }
+        guard let seconds = Int(raw.trimmingCharacters(in: .whitespaces)) else { return .seconds(60) }
+        return .seconds(max(seconds, 1))
+    }
+
+    /// Docker Hub's `RateLimit-Remaining: 0;w=21600`: the whole client's quota is spent.
+    static func quotaExhausted(_ headers: HTTPHeaders) -> Bool {
+        guard let raw = headers.first(name: "ratelimit-remaining") else { return false }
+        return raw.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) == "0" } ?? false
+    }
+
+    static func origin(of url: String) -> String {
+        guard let c = URLComponents(string: url) else { return url }
+        return "\(c.scheme ?? "")://\(c.host ?? "")\(c.port.map { ":\($0)" } ?? "")"
+    }
+}
