@@ -145,6 +145,7 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfUpstreamTests", dependencies: ["WharfUpstream"], swiftSettings: swiftSettings),
+        .testTarget(name: "WharfMirrorTests", dependencies: ["WharfMirror"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfTestSupportTests", dependencies: ["WharfTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfIntegrationTests", dependencies: [
             "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport", "WharfConfig", "WharfAuth",

@@ -39,6 +39,7 @@ struct ServeAssembly: Sendable {
             mode: ClientAuthenticator.Mode(rawValue: auth.mode.rawValue) ?? .open, htpasswd: self.htpasswd, realm: auth.realm,
             allowWithoutTLS: auth.allowWithoutTLS, logger: logger)
         var certificates: [TLSCertificate] = []
+        self.mirror.lookups.configure(perSecond: Double(config.limits.upstreamLookupsPerSecond), burst: Double(config.limits.upstreamLookupBurst))
         var servers: [RegistryServer] = []
         for listener in config.listeners {
             var tls: TLSCertificate?

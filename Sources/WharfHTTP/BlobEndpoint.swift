@@ -27,6 +27,10 @@ struct BlobEndpoint: Sendable {
         let found = try? self.mirror.index.blob(digest, linkedTo: upstream.configuration.name, repository: repository)
         let linked = found?.linked ?? false
         if found?.record == nil || !linked {
+            if writer.isHead, found?.record == nil, self.mirror.blobHeadMisses.contains(Self.headMissKey(upstream, repository, digest)) {
+                self.mirror.stats.negativeHits.add()
+                throw RegistryError(.blobUnknown, "blob unknown upstream (cached answer)")
+            }
             // The answer needs the upstream (a fill, a HEAD, a confirmation): counted per client.
             try self.mirror.lookups.charge(writer.clientAddress)
         }
@@ -257,6 +261,10 @@ struct BlobEndpoint: Sendable {
         try await writer.end()
     }
 
+    private static func headMissKey(_ upstream: UpstreamClient, _ repository: String, _ digest: Digest) -> String {
+        "\(upstream.configuration.name)\u{0}\(repository)\u{0}\(digest.hex)"
+    }
+
     private func headMiss(upstream: UpstreamClient, repository: String, digest: Digest, writer: ResponseWriter) async throws {
         let response: UpstreamResponse
         self.mirror.stats.upstreamRequests.add()
@@ -266,6 +274,7 @@ struct BlobEndpoint: Sendable {
             throw RegistryError(.blobUnknown, "upstream unreachable")
         }
         guard response.status == 200 else {
+            if response.status == 404 { self.mirror.blobHeadMisses.insert(Self.headMissKey(upstream, repository, digest)) }
             throw RegistryError(.blobUnknown, "blob unknown upstream (status \(response.status))")
         }
         writer.outcome = "miss"

@@ -22,6 +22,8 @@ public final class Mirror: Sendable {
     public let stats = MirrorStats()
     /// Upstream look-ups per client address (uncached requests).
     public let lookups = UpstreamLookupLimiter()
+    /// Blob `HEAD`s the upstream answered 404, per (upstream, repository, digest), for a short time.
+    public let blobHeadMisses = NegativeCache(ttl: .seconds(10))
     /// The size bound, the running total of cached bytes, and which fills are kept.
     public let budget: CacheBudget
     /// Digests being sent to clients (the blob endpoint marks them; the evictor spares them).

@@ -86,6 +86,34 @@ struct ConnectionGuardTests {
         }
     }
 
+    @Test("HEADs of random digests: one client gets its look-up budget and then 429, its hits still answer; a repeated miss is remembered")
+    func upstreamLookupsPerClient() async throws {
+        try await Self.withWharf { wharf, image in
+            try await wharf.cache(image.layers, of: "team/guard")
+            wharf.mirror.lookups.configure(perSecond: 5, burst: 20)
+            let before = wharf.mirror.stats.upstreamRequests.value
+            let started = ContinuousClock.now
+            var statuses: [Int: Int] = [:]
+            for _ in 0..<200 {
+                let hex = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+                let r = try await RawHTTP.request("HEAD /v2/team/guard/blobs/sha256:\(hex) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+                statuses[r.status, default: 0] += 1
+            }
+            let seconds = Double((ContinuousClock.now - started).components.seconds) + 1
+            let sent = wharf.mirror.stats.upstreamRequests.value - before
+            #expect(Double(sent) <= 20 + 5 * seconds, "\(sent) upstream requests for 200 random HEADs in \(seconds) s")
+            #expect(statuses[429, default: 0] >= 150, "\(statuses)")
+            let hit = try await RawHTTP.request("GET /v2/team/guard/blobs/\(image.layers[0].digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            #expect(hit.status == 200, "cache hits do not spend the budget")
+
+            wharf.mirror.lookups.configure(perSecond: 1000, burst: 1000)
+            let missing = "HEAD /v2/team/guard/blobs/sha256:\(String(repeating: "0", count: 64)) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n"
+            let first = wharf.mirror.stats.upstreamRequests.value
+            for _ in 0..<20 { #expect(try await RawHTTP.request(missing, port: wharf.port).status == 404) }
+            #expect(wharf.mirror.stats.upstreamRequests.value - first == 1, "a blob HEAD miss is remembered for its repository")
+        }
+    }
+
     struct Exchange {
         var received: [UInt8] = []
         /// The server closed (EOF or reset) before the client gave up.
