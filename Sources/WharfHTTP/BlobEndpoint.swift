@@ -194,6 +194,9 @@ struct BlobEndpoint: Sendable {
     /// Streams from a fill in progress. The last byte is held back until the fill is verified, so a
     /// corrupt or truncated upstream body never reaches a client as a complete response.
     private func follow(_ fill: BlobFill, digest: Digest, range: ByteRange?, writer: ResponseWriter) async throws {
+        let following = fill.attach()
+        writer.connectionClosed?.whenComplete { _ in following.release() }
+        defer { following.release() }
         let first = await fill.wait(for: .head)
         let total: Int64?
         switch first.phase {

@@ -218,6 +218,7 @@ public final class RegistryServer: Service, Sendable {
                         outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: keepAlive,
                         isSecure: self.configuration.tls != nil, files: files)
                     writer.clientAddress = client
+                    writer.connectionClosed = connection.channel.closeFuture
                     try await self.handler.handle(head, writer)
                     guard self.connections.setBusy(id, false), keepAlive else {
                         // Closing now would drop response bytes still queued (a big FileRegion):

@@ -46,6 +46,8 @@ final class ResponseWriter {
     var identity: UpstreamIdentity = .mirror
     /// The client's address (no port): what per-client limits count under.
     var clientAddress = "unknown"
+    /// Completes when the connection closes (a client may go away while its response waits).
+    var connectionClosed: EventLoopFuture<Void>?
     /// The connection is TLS: files are read and written as buffers, since sendfile cannot encrypt.
     let isSecure: Bool
     /// The connection's files handed to the writer as `FileRegion`s.

@@ -39,7 +39,23 @@ public final class BlobFill: Sendable {
         var phase: Phase = .connecting
         var written: Int64 = 0
         var waiters: [Waiter] = []
+        /// Clients following the fill now, and since when (and from which byte) it has had none.
         var followers = 0
+        var orphanedSince: ContinuousClock.Instant? = .now
+        var writtenWhenOrphaned: Int64 = 0
+    }
+
+    /// When a fill that no client follows any more is stopped: after `grace` without a follower, if
+    /// it brought in less than `floorBytesPerSecond` over that time. A fill nobody waits for is only
+    /// worth its upstream connection if it will soon finish; a slow one would hold a pool slot for hours.
+    public struct OrphanPolicy: Sendable {
+        public var grace: Duration
+        public var floorBytesPerSecond: Int64
+
+        public init(grace: Duration = .seconds(30), floorBytesPerSecond: Int64 = 1 << 20) {
+            self.grace = grace
+            self.floorBytesPerSecond = floorBytesPerSecond
+        }
     }
 
     public let digest: Digest
@@ -80,6 +96,48 @@ public final class BlobFill: Sendable {
     }
 
     public var snapshot: Snapshot { self.state.withLock { Snapshot(phase: $0.phase, written: $0.written) } }
+
+    /// One client following the fill, until ``release()`` (called when it has sent all, and when its
+    /// connection closes, whichever comes first: a client that went away may be waiting for bytes).
+    public final class Following: Sendable {
+        private let fill: BlobFill
+        private let released = Atomic<Bool>(false)
+
+        fileprivate init(_ fill: BlobFill) { self.fill = fill }
+
+        public func release() {
+            guard !self.released.exchange(true, ordering: .relaxed) else { return }
+            self.fill.detach()
+        }
+    }
+
+    /// A client starts following the fill.
+    public func attach() -> Following {
+        self.state.withLock { s in
+            s.followers += 1
+            s.orphanedSince = nil
+        }
+        return Following(self)
+    }
+
+    private func detach() {
+        self.state.withLock { s in
+            s.followers -= 1
+            if s.followers == 0 {
+                s.orphanedSince = .now
+                s.writtenWhenOrphaned = s.written
+            }
+        }
+    }
+
+    /// True when nobody has followed the fill for the policy's grace and it is slower than its floor.
+    func isAbandoned(_ policy: OrphanPolicy, now: ContinuousClock.Instant = .now) -> Bool {
+        self.state.withLock { s in
+            guard s.followers == 0, let since = s.orphanedSince, now - since >= policy.grace else { return false }
+            let seconds = max(Double((now - since).components.seconds), 1)
+            return Double(s.written - s.writtenWhenOrphaned) / seconds < Double(policy.floorBytesPerSecond)
+        }
+    }
 
     // MARK: Producer side
 

@@ -28,6 +28,10 @@ public final class BlobFills: Sendable {
     private let stats: MirrorStats
 
     private let notifier: Notifier?
+    private let orphans = Mutex(BlobFill.OrphanPolicy())
+
+    /// Replaces when fills nobody follows are stopped (tests shorten it).
+    public func setOrphanPolicy(_ policy: BlobFill.OrphanPolicy) { self.orphans.withLock { $0 = policy } }
 
     public init(store: BlobStore, index: CacheIndex, stats: MirrorStats, notifier: Notifier? = nil, logger: Logger) {
         self.notifier = notifier
@@ -98,6 +102,10 @@ public final class BlobFills: Sendable {
                 written += Int64(chunk.readableBytes)
                 if let expected, written > expected { throw RegistryError(.blobUnknown, "upstream sent more bytes than announced") }
                 fill.progressed(to: written)  // followers send these bytes now; the last one waits for the digest
+                if fill.isAbandoned(self.orphans.withLock { $0 }) {
+                    self.stats.fillsAbandoned.add()
+                    throw RegistryError(.blobUnknown, "no client follows this fill and it is below the throughput floor")
+                }
                 await background?.submit(chunk)
             }
             if let expected, written != expected {

@@ -55,6 +55,8 @@ public final class MirrorStats: Sendable {
     public let fillsFailed: StatCounter
     /// Blobs streamed from the upstream to a client uncached, because the cache could not keep them (disk full).
     public let relays: StatCounter
+    /// Fills stopped because no client followed them and they were below the throughput floor.
+    public let fillsAbandoned: StatCounter
     public let digestMismatches: StatCounter
     public let followersJoined: StatCounter
     public let upstreamRequests: StatCounter
@@ -110,6 +112,7 @@ public final class MirrorStats: Sendable {
         self.fillsStarted = StatCounter(r, "wharf_fills_started_total", help: "Blob downloads started")
         self.fillsCompleted = StatCounter(r, "wharf_fills_completed_total", help: "Blob downloads verified and cached")
         self.fillsFailed = StatCounter(r, "wharf_fills_failed_total", help: "Blob downloads that failed or did not verify")
+        self.fillsAbandoned = StatCounter(r, "wharf_fills_abandoned_total", help: "Fills stopped with no client following them, below the throughput floor")
         self.relays = StatCounter(r, "wharf_uncached_relays_total", help: "Blobs streamed to a client uncached because the cache could not keep them")
         self.digestMismatches = StatCounter(r, "wharf_digest_mismatches_total", help: "Upstream bodies whose digest did not match")
         self.followersJoined = StatCounter(r, "wharf_fill_followers_total", help: "Requests that joined a download in progress")
