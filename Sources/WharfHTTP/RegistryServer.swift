@@ -59,6 +59,9 @@ public final class RegistryServer: Service, Sendable {
         self.admissions = ConnectionAdmissions(limits: configuration.connectionLimits)
     }
 
+    /// Connections this listener holds now (counted against ``Configuration/connectionLimits``).
+    public var openConnections: Int { self.admissions.total }
+
     /// The port actually bound (useful with port 0); waits until the listener is up.
     public func boundPort() async throws -> Int {
         try await withCheckedThrowingContinuation { c in

@@ -57,7 +57,10 @@ struct ConnectionGuardTests {
             #expect(try await RawHTTP.request("GET /healthz HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port).status == 200)
             let miss = try await RawHTTP.request("GET /v2/team/guard/manifests/other HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
             #expect(miss.status == 503 && miss.bodyText.contains("connection limit"), "\(miss.status) \(miss.bodyText)")
+            // Once the server has seen those three close, two more fill it.
+            #expect(try await Self.eventually { wharf.server.openConnections == 4 })
             for _ in 0..<2 { open.append(try RawHTTP.connect(port: wharf.port)) }
+            #expect(try await Self.eventually { wharf.server.openConnections == 6 })
             let full = try await RawHTTP.request("GET /healthz HTTP/1.1\r\nHost: w\r\n\r\n", port: wharf.port)
             #expect(full.status == 503 && full.bodyText.contains("UNAVAILABLE"))
         }
