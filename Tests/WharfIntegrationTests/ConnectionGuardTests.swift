@@ -28,6 +28,20 @@ struct ConnectionGuardTests {
         }
     }
 
+    @Test("on the TLS listener, a handshake trickled one byte at a time is cut off at the head deadline too")
+    func slowLorisTLS() async throws {
+        let work = try TempDirectory.make("tls-loris")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let certs = try await TestCertificates.make(in: work + "/certs")
+        let tls = try TLSCertificate(certificatePath: certs.serverCertificate, keyPath: certs.serverKey)
+        try await Self.withWharf(tls: tls, configure: { $0.requestHeadTimeout = .seconds(1) }) { wharf, _ in
+            // The first bytes of a TLS 1.2 ClientHello record, then nothing but one byte every 100 ms.
+            let hello = "\u{16}\u{03}\u{01}\u{02}\u{00}\u{01}\u{00}\u{01}\u{fc}\u{03}\u{03}" + String(repeating: "a", count: 60)
+            let trickled = try await RawHTTP.onOwnThread { try Self.trickle(port: wharf.port, hello, every: 0.1, for: 4) }
+            #expect(trickled.closed && trickled.seconds < 2.5, "closed: \(trickled.closed) after \(trickled.seconds) s")
+        }
+    }
+
     @Test("past the per-client limit a connection gets 429 at once; a closed one frees its place")
     func perClientLimit() async throws {
         try await Self.withWharf(configure: { $0.connectionLimits = ConnectionLimits(maxTotal: 100, maxPerClient: 4) }) { wharf, _ in
@@ -190,14 +204,15 @@ struct ConnectionGuardTests {
 
     /// Runs `body` against a Wharf over a Distribution upstream holding `team/guard:v1` (one 200 KB layer).
     static func withWharf(
-        configure: @escaping (inout RegistryServer.Configuration) -> Void = { _ in }, _ body: (WharfInstance, GeneratedImage) async throws -> Void
+        tls: TLSCertificate? = nil, configure: @escaping (inout RegistryServer.Configuration) -> Void = { _ in },
+        _ body: (WharfInstance, GeneratedImage) async throws -> Void
     ) async throws {
         let upstream = try UpstreamEnvironment()
         let image = try upstream.generator.image(layerSizes: [200_000], format: .oci)
         try upstream.storage.add(image: image, repository: "team/guard", tag: "v1")
         try await upstream.start()
         let config = try UpstreamConfiguration(name: "test-upstream", url: upstream.registry.url)
-        let wharf = try await WharfInstance.start(upstreams: [MirrorUpstream(configuration: config, isDefault: true)], configure: configure)
+        let wharf = try await WharfInstance.start(upstreams: [MirrorUpstream(configuration: config, isDefault: true)], tls: tls, configure: configure)
         do {
             try await body(wharf, image)
         } catch {
