@@ -74,6 +74,12 @@ struct HostileInputTests {
             Case(name: "unknown v2 endpoint", request: get("/v2/team/app/whatever/x"), status: 404, code: "NOT_FOUND"),
             Case(name: "unknown blob (valid digest)", request: get("/v2/team/app/blobs/sha256%3A\(h)"), status: 404, code: "BLOB_UNKNOWN"),
             Case(name: "unknown manifest", request: get("/v2/team/app/manifests/nope"), status: 404, code: "MANIFEST_UNKNOWN"),
+            Case(name: "ns with NUL", request: get("/v2/team/app/manifests/latest?ns=b.example%00"), status: 400, code: "NAME_INVALID"),
+            Case(name: "ns with leading space", request: get("/v2/team/app/blobs/\(layer)?ns=%20b.example"), status: 400, code: "NAME_INVALID"),
+            Case(name: "empty ns", request: get("/v2/team/app/manifests/latest?ns="), status: 400, code: "NAME_INVALID"),
+            Case(name: "ns with CRLF", request: get("/v2/team/app/manifests/latest?ns=a%0d%0aSet-Cookie:x"), status: 400, code: "NAME_INVALID"),
+            Case(name: "sha512 blob", request: get("/v2/team/app/blobs/sha512:\(String(repeating: "ab", count: 64))"), status: 400, code: "DIGEST_INVALID"),
+            Case(name: "sha512 manifest", request: get("/v2/team/app/manifests/sha512:\(String(repeating: "ab", count: 64))"), status: 400, code: "DIGEST_INVALID"),
         ]
     }
 
