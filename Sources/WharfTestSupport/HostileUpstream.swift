@@ -116,17 +116,8 @@ public final class HostileUpstream: Sendable {
 
     private func serve(_ connection: LoopbackConnection) async throws {
         var iterator = connection.inbound.makeAsyncIterator()
-        while let part = try await iterator.next() {
-            guard case .head(let head) = part else { continue }
-            var body = ByteBuffer()
-            reading: while let part = try await iterator.next() {
-                switch part {
-                case .body(var chunk): body.writeBuffer(&chunk)
-                case .end: break reading
-                case .head: throw FixtureError.invalid("request head inside a request body")
-                }
-            }
-            let request = LoopbackHTTPRequest(head: head, body: body)
+        while let request = try await LoopbackConnection.nextRequest(&iterator) {
+            let head = request.head
             self.state.withLock { $0.requests.append(request) }
             switch self.behaviour(for: request.path) {
             case .respond(let response):

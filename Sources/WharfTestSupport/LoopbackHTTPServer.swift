@@ -36,6 +36,25 @@ public struct LoopbackConnection {
         try await write(.end(nil))
     }
 
+    /// Reads the next whole request (head and body) from `iterator`; nil when the connection ends.
+    public static func nextRequest(
+        _ iterator: inout NIOAsyncChannelInboundStream<HTTPServerRequestPart>.AsyncIterator
+    ) async throws -> LoopbackHTTPRequest? {
+        while let part = try await iterator.next() {
+            guard case .head(let head) = part else { continue }
+            var body = ByteBuffer()
+            reading: while let part = try await iterator.next() {
+                switch part {
+                case .body(var chunk): body.writeBuffer(&chunk)
+                case .end: break reading
+                case .head: throw FixtureError.invalid("request head inside a request body")
+                }
+            }
+            return LoopbackHTTPRequest(head: head, body: body)
+        }
+        return nil
+    }
+
     /// Closes the connection with a TCP reset (SO_LINGER 0) instead of a FIN.
     public func reset() async {
         if let provider = channel as? any SocketOptionProvider {
@@ -204,17 +223,9 @@ public final class LoopbackHTTPServer: Sendable {
 
     private static func serveBuffered(_ connection: LoopbackConnection, _ handler: RequestHandler) async throws {
         var iterator = connection.inbound.makeAsyncIterator()
-        while let part = try await iterator.next() {
-            guard case .head(let head) = part else { continue }
-            var body = ByteBuffer()
-            reading: while let part = try await iterator.next() {
-                switch part {
-                case .body(var chunk): body.writeBuffer(&chunk)
-                case .end: break reading
-                case .head: throw FixtureError.invalid("request head inside a request body")
-                }
-            }
-            let response = await handler(LoopbackHTTPRequest(head: head, body: body))
+        while let request = try await LoopbackConnection.nextRequest(&iterator) {
+            let head = request.head
+            let response = await handler(request)
             try await connection.send(response, for: head)
             if !head.isKeepAlive { return }
         }

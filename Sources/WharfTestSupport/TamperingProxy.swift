@@ -119,16 +119,8 @@ public final class TamperingProxy: Sendable {
 
     private func serve(_ connection: LoopbackConnection) async throws {
         var iterator = connection.inbound.makeAsyncIterator()
-        while let part = try await iterator.next() {
-            guard case .head(let head) = part else { continue }
-            var body = ByteBuffer()
-            reading: while let part = try await iterator.next() {
-                switch part {
-                case .body(var chunk): body.writeBuffer(&chunk)
-                case .end: break reading
-                case .head: throw FixtureError.invalid("request head inside a request body")
-                }
-            }
+        while let request = try await LoopbackConnection.nextRequest(&iterator) {
+            let head = request.head, body = request.body
             let mode = state.withLock { state -> TamperMode in
                 state.records.append(ProxyRequestRecord(method: head.method.rawValue, uri: head.uri))
                 return state.mode
