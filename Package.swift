@@ -144,6 +144,10 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfTestSupportTests", dependencies: ["WharfTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "WharfAuthTests", dependencies: [
+            "WharfAuth",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfIntegrationTests", dependencies: [
             "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport", "WharfConfig", "WharfAuth",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
