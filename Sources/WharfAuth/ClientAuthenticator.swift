@@ -45,8 +45,11 @@ public final class ClientAuthenticator: Sendable {
     }
 
     /// Checks the request's `Authorization` header and returns the identity its upstream requests use.
+    /// `client` is the connection's IP address (failed logins are limited per address).
     /// `requireCredentials` is set for `/v2/`, where pass-through asks clients to identify themselves.
-    public func authenticate(authorization: String?, isSecure: Bool, requireCredentials: Bool = false) async throws(RegistryError) -> UpstreamIdentity {
+    public func authenticate(
+        authorization: String?, isSecure: Bool, client: String, requireCredentials: Bool = false
+    ) async throws(RegistryError) -> UpstreamIdentity {
         if self.mode == .open { return .mirror }
         guard isSecure || self.allowWithoutTLS else {
             throw RegistryError(.denied, "this mirror accepts credentials only over HTTPS; use its TLS listener")
@@ -57,15 +60,35 @@ public final class ClientAuthenticator: Sendable {
             return .mirror
         case .htpasswd:
             guard let credentials else { throw self.challenge("authentication required") }
-            guard await self.htpasswd!.verify(user: credentials.username, password: credentials.password) else {
-                self.logger.notice("client authentication failed", metadata: ["user": "\(credentials.username.prefix(64))"])
-                throw self.challenge("invalid username or password")
-            }
+            try await self.verify(credentials, htpasswd: self.htpasswd!, client: client)
             return .mirror
         case .passthrough:
             if credentials == nil, requireCredentials { throw self.challenge("send your upstream registry credentials (or none, for public images)") }
             return .client(credentials)
         }
+    }
+
+    /// Throws the answer for credentials the htpasswd file does not accept right now.
+    private func verify(_ credentials: UpstreamCredentials, htpasswd: HtpasswdFile, client: String) async throws(RegistryError) {
+        switch await htpasswd.verify(user: credentials.username, password: credentials.password, client: client) {
+        case .valid:
+            return
+        case .invalid:
+            self.logger.notice("client authentication failed", metadata: ["user": "\(credentials.username.prefix(64))", "client": "\(client)"])
+            throw self.challenge("invalid username or password")
+        case .refused(let wait):
+            throw RegistryError(
+                .tooManyRequests, "too many failed logins from this address or for this user; try again later",
+                headers: [("Retry-After", Self.seconds(wait))])
+        case .busy:
+            throw RegistryError(.unavailable, "too many logins are being checked; try again shortly", headers: [("Retry-After", "1")])
+        }
+    }
+
+    /// Whole seconds, rounded up, at least 1 (for `Retry-After`).
+    static func seconds(_ duration: Duration) -> String {
+        let (whole, fraction) = duration.components
+        return String(max(1, whole + (fraction > 0 ? 1 : 0)))
     }
 
     /// Pass-through: the upstream must grant `identity` pull on `repository` (cached briefly). No-op otherwise.

@@ -64,7 +64,8 @@ struct RegistryHandler: Sendable {
             // Registry API: the client authenticates first (status pages stay open for probes and scrapers).
             do {
                 writer.identity = try await self.auth.authenticate(
-                    authorization: head.headers.first(name: "authorization"), isSecure: writer.isSecure, requireCredentials: target.route == .base)
+                    authorization: head.headers.first(name: "authorization"), isSecure: writer.isSecure, client: writer.client,
+                    requireCredentials: target.route == .base)
             } catch {
                 self.mirror.stats.authRefusals.add()
                 throw error

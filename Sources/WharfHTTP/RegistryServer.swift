@@ -177,6 +177,7 @@ public final class RegistryServer: Service, Sendable {
     private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
         let id = self.connections.add(connection.channel)
         let files = QueuedFiles()
+        let client = ConnectionAdmissions.clientKey(connection.channel)
         let limits = self.configuration.connectionLimits
         let reserveOnly = self.admissions.total > limits.maxTotal - limits.reserve
             ? await Self.admissionDecision(connection.channel) == .reserve : false
@@ -212,7 +213,7 @@ public final class RegistryServer: Service, Sendable {
                     let keepAlive = head.isKeepAlive && !self.connections.isShuttingDown
                     let writer = ResponseWriter(
                         outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: keepAlive,
-                        isSecure: self.configuration.tls != nil, files: files)
+                        isSecure: self.configuration.tls != nil, files: files, client: client)
                     try await self.handler.handle(head, writer)
                     guard self.connections.setBusy(id, false), keepAlive else {
                         // Closing now would drop response bytes still queued (a big FileRegion):

@@ -48,12 +48,15 @@ final class ResponseWriter {
     let isSecure: Bool
     /// The connection's files handed to the writer as `FileRegion`s.
     let files: QueuedFiles
+    /// The client's IP address (failed logins are limited per address).
+    let client: String
 
     init(
         outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, allocator: ByteBufferAllocator, isHead: Bool, keepAlive: Bool,
-        isSecure: Bool = false, files: QueuedFiles = QueuedFiles()
+        isSecure: Bool = false, files: QueuedFiles = QueuedFiles(), client: String = "unknown"
     ) {
         self.files = files
+        self.client = client
         self.outbound = outbound
         self.allocator = allocator
         self.isHead = isHead
