@@ -22,11 +22,13 @@ public final class ClientAuthenticator: Sendable {
     public let allowWithoutTLS: Bool
     public let htpasswd: HtpasswdFile?
     public let decisions: AccessDecisions
+    /// htpasswd users who see repository names on `/stats` and `/` (htpasswd and pass-through modes).
+    public let admins: Set<String>
     private let logger: Logger
 
     public init(
         mode: Mode, htpasswd: HtpasswdFile? = nil, realm: String = "wharf", allowWithoutTLS: Bool = false,
-        decisions: AccessDecisions = AccessDecisions(), logger: Logger
+        decisions: AccessDecisions = AccessDecisions(), admins: Set<String> = [], logger: Logger
     ) {
         precondition(mode != .htpasswd || htpasswd != nil, "htpasswd mode needs an htpasswd file")
         self.mode = mode
@@ -34,6 +36,7 @@ public final class ClientAuthenticator: Sendable {
         self.realm = realm
         self.allowWithoutTLS = allowWithoutTLS
         self.decisions = decisions
+        self.admins = admins
         self.logger = logger
     }
 
@@ -66,6 +69,21 @@ public final class ClientAuthenticator: Sendable {
             if credentials == nil, requireCredentials { throw self.challenge("send your upstream registry credentials (or none, for public images)") }
             return .client(credentials)
         }
+    }
+
+    /// Whether the caller of `/stats` or `/` may see repository names. Open mode: everyone (anyone may
+    /// pull anything). Otherwise only users in ``admins``, checked against the htpasswd file. No
+    /// credentials (or no admins configured) means no names, not an error, so probes and scrapers
+    /// keep working; wrong credentials get the same 401, 429 or 503 as on the registry API.
+    public func seesRepositoryNames(authorization: String?, isSecure: Bool, client: String) async throws(RegistryError) -> Bool {
+        if self.mode == .open { return true }
+        guard let header = authorization, !header.trimmingCharacters(in: .whitespaces).isEmpty else { return false }
+        guard isSecure || self.allowWithoutTLS else {
+            throw RegistryError(.denied, "this mirror accepts credentials only over HTTPS; use its TLS listener")
+        }
+        guard let credentials = try Self.basicCredentials(header), let htpasswd = self.htpasswd, !self.admins.isEmpty else { return false }
+        try await self.verify(credentials, htpasswd: htpasswd, client: client)
+        return self.admins.contains(credentials.username)
     }
 
     /// Throws the answer for credentials the htpasswd file does not accept right now.
