@@ -147,6 +147,10 @@ let package = Package(
         .testTarget(name: "WharfUpstreamTests", dependencies: ["WharfUpstream"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfMirrorTests", dependencies: ["WharfMirror"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfTestSupportTests", dependencies: ["WharfTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "WharfAuthTests", dependencies: [
+            "WharfAuth",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfIntegrationTests", dependencies: [
             "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport", "WharfConfig", "WharfAuth",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -22,11 +22,13 @@ public final class ClientAuthenticator: Sendable {
     public let allowWithoutTLS: Bool
     public let htpasswd: HtpasswdFile?
     public let decisions: AccessDecisions
+    /// htpasswd users who see repository names on `/stats` and `/` (htpasswd and pass-through modes).
+    public let admins: Set<String>
     private let logger: Logger
 
     public init(
         mode: Mode, htpasswd: HtpasswdFile? = nil, realm: String = "wharf", allowWithoutTLS: Bool = false,
-        decisions: AccessDecisions = AccessDecisions(), logger: Logger
+        decisions: AccessDecisions = AccessDecisions(), admins: Set<String> = [], logger: Logger
     ) {
         precondition(mode != .htpasswd || htpasswd != nil, "htpasswd mode needs an htpasswd file")
         self.mode = mode
@@ -34,6 +36,7 @@ public final class ClientAuthenticator: Sendable {
         self.realm = realm
         self.allowWithoutTLS = allowWithoutTLS
         self.decisions = decisions
+        self.admins = admins
         self.logger = logger
     }
 
@@ -45,8 +48,11 @@ public final class ClientAuthenticator: Sendable {
     }
 
     /// Checks the request's `Authorization` header and returns the identity its upstream requests use.
+    /// `client` is the connection's IP address (failed logins are limited per address).
     /// `requireCredentials` is set for `/v2/`, where pass-through asks clients to identify themselves.
-    public func authenticate(authorization: String?, isSecure: Bool, requireCredentials: Bool = false) async throws(RegistryError) -> UpstreamIdentity {
+    public func authenticate(
+        authorization: String?, isSecure: Bool, client: String, requireCredentials: Bool = false
+    ) async throws(RegistryError) -> UpstreamIdentity {
         if self.mode == .open { return .mirror }
         guard isSecure || self.allowWithoutTLS else {
             throw RegistryError(.denied, "this mirror accepts credentials only over HTTPS; use its TLS listener")
@@ -57,15 +63,50 @@ public final class ClientAuthenticator: Sendable {
             return .mirror
         case .htpasswd:
             guard let credentials else { throw self.challenge("authentication required") }
-            guard await self.htpasswd!.verify(user: credentials.username, password: credentials.password) else {
-                self.logger.notice("client authentication failed", metadata: ["user": "\(credentials.username.prefix(64))"])
-                throw self.challenge("invalid username or password")
-            }
+            try await self.verify(credentials, htpasswd: self.htpasswd!, client: client)
             return .mirror
         case .passthrough:
             if credentials == nil, requireCredentials { throw self.challenge("send your upstream registry credentials (or none, for public images)") }
             return .client(credentials)
         }
+    }
+
+    /// Whether the caller of `/stats` or `/` may see repository names. Open mode: everyone (anyone may
+    /// pull anything). Otherwise only users in ``admins``, checked against the htpasswd file. No
+    /// credentials (or no admins configured) means no names, not an error, so probes and scrapers
+    /// keep working; wrong credentials get the same 401, 429 or 503 as on the registry API.
+    public func seesRepositoryNames(authorization: String?, isSecure: Bool, client: String) async throws(RegistryError) -> Bool {
+        if self.mode == .open { return true }
+        guard let header = authorization, !header.trimmingCharacters(in: .whitespaces).isEmpty else { return false }
+        guard isSecure || self.allowWithoutTLS else {
+            throw RegistryError(.denied, "this mirror accepts credentials only over HTTPS; use its TLS listener")
+        }
+        guard let credentials = try Self.basicCredentials(header), let htpasswd = self.htpasswd, !self.admins.isEmpty else { return false }
+        try await self.verify(credentials, htpasswd: htpasswd, client: client)
+        return self.admins.contains(credentials.username)
+    }
+
+    /// Throws the answer for credentials the htpasswd file does not accept right now.
+    private func verify(_ credentials: UpstreamCredentials, htpasswd: HtpasswdFile, client: String) async throws(RegistryError) {
+        switch await htpasswd.verify(user: credentials.username, password: credentials.password, client: client) {
+        case .valid:
+            return
+        case .invalid:
+            self.logger.notice("client authentication failed", metadata: ["user": "\(credentials.username.prefix(64))", "client": "\(client)"])
+            throw self.challenge("invalid username or password")
+        case .refused(let wait):
+            throw RegistryError(
+                .tooManyRequests, "too many failed logins from this address or for this user; try again later",
+                headers: [("Retry-After", Self.seconds(wait))])
+        case .busy:
+            throw RegistryError(.unavailable, "too many logins are being checked; try again shortly", headers: [("Retry-After", "1")])
+        }
+    }
+
+    /// Whole seconds, rounded up, at least 1 (for `Retry-After`).
+    static func seconds(_ duration: Duration) -> String {
+        let (whole, fraction) = duration.components
+        return String(max(1, whole + (fraction > 0 ? 1 : 0)))
     }
 
     /// Pass-through: the upstream must grant `identity` pull on `repository` (cached briefly). No-op otherwise.

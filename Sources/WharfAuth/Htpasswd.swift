@@ -1,64 +1,76 @@
 import Foundation
 import HummingbirdBcrypt
 import Logging
-import NIOCore
-import NIOPosix
-import OCIDistribution
 import Synchronization
 
 /// An htpasswd file of bcrypt entries (`user:$2y$…`), as Distribution's htpasswd auth uses.
 ///
-/// Verified passwords are remembered (as a SHA-256 of user and password, never the password) for a
-/// few minutes, so bcrypt's deliberate cost is paid once per client rather than per request.
-/// bcrypt runs on NIO's blocking thread pool, never on the event loops or the task pool.
+/// Passwords are checked through a ``LoginGuard`` (remembered successes, limits per client address
+/// and user, a bounded bcrypt queue). A user not in the file is checked against a dummy hash of the
+/// file's usual cost, so answering takes as long as for a listed user with a wrong password.
 public final class HtpasswdFile: Sendable {
+    /// The users and hashes read, and the dummy hash unknown users are checked against.
+    struct Table: Sendable {
+        var entries: [String: String]
+        var dummy: String
+    }
+
     public let path: String
-    private let entries: Mutex<[String: String]>
-    private let verified = Mutex<[String: ContinuousClock.Instant]>([:])
-    private let rememberFor: Duration
+    private let table: Mutex<Table>
+    private let logins: LoginGuard
     private let logger: Logger
 
-    public init(path: String, rememberFor: Duration = .seconds(300), logger: Logger) throws {
+    public init(path: String, limits: LoginLimits = LoginLimits(), logger: Logger) throws {
         self.path = path
-        self.rememberFor = rememberFor
         self.logger = logger
-        self.entries = Mutex(try Self.read(path, logger: logger))
+        self.logins = LoginGuard(limits: limits)
+        self.table = Mutex(try Self.load(path, logger: logger))
     }
 
     /// Number of usable entries.
-    public var count: Int { self.entries.withLock { $0.count } }
+    public var count: Int { self.table.withLock { $0.entries.count } }
+
+    /// The cost of the dummy hash (the most common cost among the entries).
+    public var dummyCost: Int? { Self.cost(of: self.table.withLock { $0.dummy }) }
 
     /// Re-reads the file (on SIGHUP). A file that cannot be read leaves the old entries in place.
     public func reload() {
         do {
-            let fresh = try Self.read(self.path, logger: self.logger)
-            self.entries.withLock { $0 = fresh }
-            self.verified.withLock { $0 = [:] }
-            self.logger.notice("htpasswd reloaded", metadata: ["entries": "\(fresh.count)"])
+            let fresh = try Self.load(self.path, logger: self.logger)
+            self.table.withLock { $0 = fresh }
+            self.logins.forgetVerified()
+            self.logger.notice("htpasswd reloaded", metadata: ["entries": "\(fresh.entries.count)"])
         } catch {
             self.logger.error("htpasswd reload failed; keeping the previous entries", metadata: ["error": "\(error)"])
         }
     }
 
-    /// True when `password` is `user`'s.
-    public func verify(user: String, password: String) async -> Bool {
-        guard let hash = self.entries.withLock({ $0[user] }) else { return false }
-        let key = Digest.sha256(of: Array("\(user)\u{0}\(password)\u{0}\(hash)".utf8)).hex
-        let now = ContinuousClock.now
-        if let until = self.verified.withLock({ $0[key] }), now < until { return true }
-        let ok = (try? await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }) ?? false
-        if ok {
-            self.verified.withLock { cache in
-                if cache.count > 10_000 { cache.removeAll() }
-                cache[key] = now + self.rememberFor
-            }
-        }
-        return ok
+    /// Whether `password` is `user`'s, for a request from `client` (its IP address).
+    public func verify(user: String, password: String, client: String) async -> LoginVerdict {
+        let (hash, known) = self.table.withLock { t in t.entries[user].map { ($0, true) } ?? (t.dummy, false) }
+        return await self.logins.check(user: user, password: password, hash: hash, known: known, client: client)
     }
 
     /// One htpasswd line for `user` (bcrypt, `$2b$`), as `htpasswd -B` writes it.
     public static func entry(user: String, password: String, cost: UInt8 = 10) -> String {
         "\(user):\(Bcrypt.hash(password, cost: cost))"
+    }
+
+    /// The file's entries, and a dummy hash (of a random password nobody knows) at their most common cost.
+    static func load(_ path: String, logger: Logger) throws -> Table {
+        let entries = try Self.read(path, logger: logger)
+        var costs: [Int: Int] = [:]
+        for hash in entries.values { if let cost = Self.cost(of: hash) { costs[cost, default: 0] += 1 } }
+        let cost = costs.max { ($0.value, $0.key) < ($1.value, $1.key) }?.key ?? 10
+        let secret = (0..<32).map { _ in String(UInt8.random(in: 0...255), radix: 16) }.joined()
+        return Table(entries: entries, dummy: Bcrypt.hash(secret, cost: UInt8(cost)))
+    }
+
+    /// The cost field of `$2b$NN$…`, when it is one bcrypt accepts (4-31).
+    static func cost(of hash: String) -> Int? {
+        let fields = hash.split(separator: "$", omittingEmptySubsequences: false)
+        guard fields.count >= 4, let cost = Int(fields[2]), (4...31).contains(cost) else { return nil }
+        return cost
     }
 
     static func read(_ path: String, logger: Logger) throws -> [String: String] {

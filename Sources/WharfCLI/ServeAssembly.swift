@@ -37,7 +37,7 @@ struct ServeAssembly: Sendable {
         self.htpasswd = try auth.htpasswdFile.map { try HtpasswdFile(path: $0, logger: logger) }
         let authenticator = ClientAuthenticator(
             mode: ClientAuthenticator.Mode(rawValue: auth.mode.rawValue) ?? .open, htpasswd: self.htpasswd, realm: auth.realm,
-            allowWithoutTLS: auth.allowWithoutTLS, logger: logger)
+            allowWithoutTLS: auth.allowWithoutTLS, admins: Set(auth.admins), logger: logger)
         var certificates: [TLSCertificate] = []
         self.mirror.lookups.configure(perSecond: Double(config.limits.upstreamLookupsPerSecond), burst: Double(config.limits.upstreamLookupBurst))
         var servers: [RegistryServer] = []

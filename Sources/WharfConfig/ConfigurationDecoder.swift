@@ -9,7 +9,7 @@ struct ConfigurationDecoder {
     static let listenerKeys = ["address", "tls"]
     static let tlsKeys = ["certificate", "key"]
     static let dataKeys = ["directory", "max-size", "high-watermark", "low-watermark"]
-    static let clientAuthKeys = ["mode", "htpasswd", "allow-without-tls", "realm"]
+    static let clientAuthKeys = ["mode", "htpasswd", "allow-without-tls", "realm", "admins"]
 
     /// Top-level keys that belong in a section, mapped to an explanation.
     static let misplaced: [String: String] = {
@@ -110,5 +110,6 @@ struct ConfigurationDecoder {
         if let file = self.reader.text(f, "htpasswd") { auth.htpasswdFile = file }
         if let allow = self.reader.bool(f, "allow-without-tls") { auth.allowWithoutTLS = allow }
         if let realm = self.reader.text(f, "realm") { auth.realm = realm }
+        if let admins = self.reader.strings(f, "admins") { auth.admins = admins }
     }
 }

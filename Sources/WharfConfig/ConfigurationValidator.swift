@@ -66,6 +66,16 @@ struct ConfigurationValidator {
             }
         }
         if auth.htpasswdFile?.isEmpty == true { self.fail("client-auth.htpasswd", "the htpasswd file must not be empty") }
+        if !auth.admins.isEmpty {
+            if auth.mode == .open {
+                self.fail("client-auth.admins", "in mode open everyone sees repository names on /stats and /; admins needs mode htpasswd or passthrough")
+            } else if auth.htpasswdFile == nil {
+                self.fail("client-auth.admins", "admins sign in with the htpasswd file; add 'htpasswd: FILE'")
+            }
+            if let bad = auth.admins.first(where: { $0.isEmpty || $0.contains(":") }) {
+                self.fail("client-auth.admins", "'\(bad)' is not an htpasswd user name (non-empty, no ':')")
+            }
+        }
         // Plain listeners may run beside a TLS one (health checks, metrics): they refuse the registry API
         // with 403. Without any TLS listener the API would be unusable, unless clear text is allowed.
         if auth.mode != .open, !auth.allowWithoutTLS, !self.config.listeners.contains(where: { $0.tls != nil }),

@@ -77,17 +77,23 @@ public enum ClientAuthMode: String, Sendable, Equatable, CaseIterable {
 /// Client authentication (`client-auth`).
 public struct ClientAuthConfiguration: Sendable, Equatable {
     public var mode: ClientAuthMode
-    /// htpasswd file (bcrypt entries); required for mode `htpasswd`.
+    /// htpasswd file (bcrypt entries); required for mode `htpasswd`, and for `admins` in mode `passthrough`.
     public var htpasswdFile: String?
     /// Allow `htpasswd`/`passthrough` on a plain-HTTP listener (passwords in clear text).
     public var allowWithoutTLS: Bool
     /// Realm in the `WWW-Authenticate: Basic` challenge.
     public var realm: String
+    /// htpasswd users who see repository names on `/stats` and `/` in modes `htpasswd` and `passthrough`
+    /// (everyone else gets the numbers without names). In mode `open` everyone sees them.
+    public var admins: [String]
 
-    public init(mode: ClientAuthMode = .open, htpasswdFile: String? = nil, allowWithoutTLS: Bool = false, realm: String = "wharf") {
+    public init(
+        mode: ClientAuthMode = .open, htpasswdFile: String? = nil, allowWithoutTLS: Bool = false, realm: String = "wharf", admins: [String] = []
+    ) {
         self.mode = mode
         self.htpasswdFile = htpasswdFile
         self.allowWithoutTLS = allowWithoutTLS
         self.realm = realm
+        self.admins = admins
     }
 }

@@ -32,7 +32,7 @@ struct BlobEndpoint: Sendable {
                 throw RegistryError(.blobUnknown, "blob unknown upstream (cached answer)")
             }
             // The answer needs the upstream (a fill, a HEAD, a confirmation): counted per client.
-            try self.mirror.lookups.charge(writer.clientAddress)
+            try self.mirror.lookups.charge(writer.client)
         }
         if let edge = self.edge, let cache = edge.redirectBlobsTo, !writer.isHead {
             // Edge: the pull is authorized here; the bytes come from the cache the signed URL names.

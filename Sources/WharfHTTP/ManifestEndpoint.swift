@@ -18,7 +18,7 @@ struct ManifestEndpoint: Sendable {
         let routed = try await self.access.route(name, writer)
         let repository = routed.repository
         if !self.mirror.manifests.isCachedAnswer(upstream: routed.client, repository: repository, reference: reference, accept: accept) {
-            try self.mirror.lookups.charge(writer.clientAddress)
+            try self.mirror.lookups.charge(writer.client)
         }
         let answer = try await self.mirror.manifests.resolve(
             upstream: routed.client, repository: repository, reference: reference, accept: accept, identity: writer.identity)

@@ -64,7 +64,8 @@ struct RegistryHandler: Sendable {
             // Registry API: the client authenticates first (status pages stay open for probes and scrapers).
             do {
                 writer.identity = try await self.auth.authenticate(
-                    authorization: head.headers.first(name: "authorization"), isSecure: writer.isSecure, requireCredentials: target.route == .base)
+                    authorization: head.headers.first(name: "authorization"), isSecure: writer.isSecure, client: writer.client,
+                    requireCredentials: target.route == .base)
             } catch {
                 self.mirror.stats.authRefusals.add()
                 throw error
@@ -89,11 +90,28 @@ struct RegistryHandler: Sendable {
         case .referrers(let name, let digest) where readOnly:
             try await self.metadata.referrers(name: name, digest: digest, target: target, writer: writer)
         case .status(let page) where readOnly:
-            try await self.status.serve(page, writer: writer)
+            let showNames = page == .stats || page == .dashboard ? try await self.mayListRepositories(head, target, writer) : false
+            try await self.status.serve(page, writer: writer, showNames: showNames)
         case .notFound, .catalog:
             throw RegistryError(.notFound, "no such endpoint")
         default:
             throw RegistryError(.unsupported, "this is a read-only pull-through cache: \(head.method.rawValue) is not supported")
+        }
+    }
+
+    /// Whether `/stats` and `/` may name repositories for this caller; `?signin` asks a browser for
+    /// an administrator's credentials instead of showing the page without names.
+    private func mayListRepositories(_ head: HTTPRequestHead, _ target: ParsedTarget, _ writer: ResponseWriter) async throws -> Bool {
+        do {
+            let names = try await self.auth.seesRepositoryNames(
+                authorization: head.headers.first(name: "authorization"), isSecure: writer.isSecure, client: writer.client)
+            if !names, target.query.contains(where: { $0.0 == "signin" }) {
+                throw self.auth.challenge("sign in as an administrator (client-auth.admins) to see repository names")
+            }
+            return names
+        } catch {
+            self.mirror.stats.authRefusals.add()
+            throw error
         }
     }
 

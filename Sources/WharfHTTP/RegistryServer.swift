@@ -219,8 +219,7 @@ public final class RegistryServer: Service, Sendable {
                     let keepAlive = head.isKeepAlive && !self.connections.isShuttingDown
                     let writer = ResponseWriter(
                         outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: keepAlive,
-                        isSecure: self.configuration.tls != nil, files: files)
-                    writer.clientAddress = client
+                        isSecure: self.configuration.tls != nil, files: files, client: client)
                     writer.connectionClosed = connection.channel.closeFuture
                     try await self.handler.handle(head, writer)
                     guard self.connections.setBusy(id, false), keepAlive else {

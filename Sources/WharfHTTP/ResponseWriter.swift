@@ -44,20 +44,21 @@ final class ResponseWriter {
     var namespace: String?
     /// Whose credentials this request's upstream requests carry (set by client authentication).
     var identity: UpstreamIdentity = .mirror
-    /// The client's address (no port): what per-client limits count under.
-    var clientAddress = "unknown"
     /// Completes when the connection closes (a client may go away while its response waits).
     var connectionClosed: EventLoopFuture<Void>?
     /// The connection is TLS: files are read and written as buffers, since sendfile cannot encrypt.
     let isSecure: Bool
     /// The connection's files handed to the writer as `FileRegion`s.
     let files: QueuedFiles
+    /// The client's IP address, no port: what per-client limits (look-ups, failed logins) count under.
+    let client: String
 
     init(
         outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, allocator: ByteBufferAllocator, isHead: Bool, keepAlive: Bool,
-        isSecure: Bool = false, files: QueuedFiles = QueuedFiles()
+        isSecure: Bool = false, files: QueuedFiles = QueuedFiles(), client: String = "unknown"
     ) {
         self.files = files
+        self.client = client
         self.outbound = outbound
         self.allocator = allocator
         self.isHead = isHead

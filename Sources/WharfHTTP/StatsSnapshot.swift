@@ -56,10 +56,12 @@ struct StatsSnapshot: Codable, Sendable {
     var evictions: Evictions
     var disk: Disk
     var entries: Entries
+    /// False when the caller may not see repository names: the two lists below are then empty.
+    var repositoryNamesShown: Bool
     var topRepositoriesByBytes: [Repository]
     var topRepositoriesByPulls: [Repository]
 
-    init(mirror: Mirror) {
+    init(mirror: Mirror, showNames: Bool) {
         let s = mirror.stats
         let uptime = ContinuousClock.now - s.startedAt
         self.uptimeSeconds = Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18
@@ -94,7 +96,8 @@ struct StatsSnapshot: Codable, Sendable {
             highWatermarkBytes: budget.limits?.highWatermarkBytes, lowWatermarkBytes: budget.limits?.lowWatermarkBytes)
         let c = (try? mirror.index.counts()) ?? (blobs: 0, manifests: 0, tags: 0)
         self.entries = Entries(blobs: c.blobs, manifests: c.manifests, tags: c.tags)
-        let top = s.topRepositories()
+        self.repositoryNamesShown = showNames
+        let top = showNames ? s.topRepositories() : (byBytes: [], byPulls: [])
         self.topRepositoriesByBytes = top.byBytes.map { Repository(name: $0.0, bytes: $0.1.bytes, pulls: $0.1.pulls) }
         self.topRepositoriesByPulls = top.byPulls.map { Repository(name: $0.0, bytes: $0.1.bytes, pulls: $0.1.pulls) }
     }
@@ -110,6 +113,9 @@ enum Dashboard {
         func bytes(_ n: Int) -> String { ByteCountFormatter.string(fromByteCount: Int64(n), countStyle: .binary) }
         func pct(_ r: Double) -> String { String(format: "%.1f%%", r * 100) }
         let repoRows = s.topRepositoriesByBytes.map { "<tr><td>\(esc($0.name))</td><td>\(bytes($0.bytes))</td><td>\($0.pulls)</td></tr>" }.joined()
+        let repositories = s.repositoryNamesShown
+            ? "<table><tr><th>Repository</th><th>Bytes served</th><th>Pulls</th></tr>\(repoRows)</table>"
+            : #"<p>Repository names are shown to administrators only: <a href="/?signin">sign in</a>.</p>"#
         let upstreamRows = s.upstreams.map {
             "<tr><td>\(esc($0.name))</td><td>\(esc($0.url))</td><td>\($0.health.reachable.map { $0 ? "up" : "down" } ?? "unknown")</td><td>\($0.requests)</td><td>\($0.errors)</td><td>\(esc($0.health.rateLimitRemaining ?? "-"))</td></tr>"
         }.joined()
@@ -128,7 +134,7 @@ enum Dashboard {
             <tr><th>Fills in flight</th><td>\(s.fills.inFlight)</td></tr>
             <tr><th>Uptime</th><td>\(Int(s.uptimeSeconds)) s</td></tr></table>
             <h2>Upstreams</h2><table><tr><th>Name</th><th>URL</th><th>State</th><th>Requests</th><th>Errors</th><th>Rate limit left</th></tr>\(upstreamRows)</table>
-            <h2>Top repositories</h2><table><tr><th>Repository</th><th>Bytes served</th><th>Pulls</th></tr>\(repoRows)</table>
+            <h2>Top repositories</h2>\(repositories)
             <p><a href="/stats">/stats</a> · <a href="/metrics">/metrics</a></p></body></html>
 
             """

@@ -11,7 +11,9 @@ import WharfUpstream
 struct StatusEndpoint: Sendable {
     let mirror: Mirror
 
-    func serve(_ page: StatusPage, writer: ResponseWriter) async throws {
+    /// Answers `page`; `showNames`: `/stats` and `/` may name repositories (see
+    /// ``ClientAuthenticator/seesRepositoryNames(authorization:isSecure:client:)``).
+    func serve(_ page: StatusPage, writer: ResponseWriter, showNames: Bool) async throws {
         writer.outcome = "status"
         switch page {
         case .healthz:
@@ -30,7 +32,7 @@ struct StatusEndpoint: Sendable {
         case .stats:
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-            let json = String(decoding: try encoder.encode(StatsSnapshot(mirror: self.mirror)), as: UTF8.self)
+            let json = String(decoding: try encoder.encode(StatsSnapshot(mirror: self.mirror, showNames: showNames)), as: UTF8.self)
             try await self.send(writer, .ok, "application/json", json + "\n")
         case .metrics:
             let health = self.mirror.upstream.health
@@ -47,7 +49,7 @@ struct StatusEndpoint: Sendable {
             h.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
             try await writer.send(status: .ok, headers: h, body: buffer)
         case .dashboard:
-            try await self.send(writer, .ok, "text/html; charset=utf-8", Dashboard.render(StatsSnapshot(mirror: self.mirror)))
+            try await self.send(writer, .ok, "text/html; charset=utf-8", Dashboard.render(StatsSnapshot(mirror: self.mirror, showNames: showNames)))
         }
     }
 

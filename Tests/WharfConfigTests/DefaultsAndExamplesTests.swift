@@ -48,6 +48,13 @@ import WharfConfig
         #expect(plain.upstreams[0].tokenRealms.isEmpty && !plain.upstreams[0].allowPrivateRedirects)
     }
 
+    @Test func adminsAreRead() throws {
+        let yaml = "client-auth:\n  mode: passthrough\n  allow-without-tls: true\n  htpasswd: /etc/wharf/admins\n  admins: [carol, ops]\n"
+        let config = try ConfigurationLoader.parse(yaml: yaml)
+        #expect(config.clientAuth.admins == ["carol", "ops"])
+        #expect(WharfConfiguration().clientAuth.admins == [])
+    }
+
     @Test func singleUpstreamIsTheDefault() throws {
         let config = try ConfigurationLoader.parse(yaml: "upstreams:\n  - name: ghcr\n    url: https://ghcr.io\n")
         #expect(config.upstreams.map(\.isDefault) == [true])

@@ -46,6 +46,11 @@ struct BadConfig: Sendable, CustomTestStringConvertible {
         BadConfig(name: "passthrough over plain HTTP", yaml: "client-auth:\n  mode: passthrough\n  allow-without-tls: false\n", line: 2, phrase: "set 'allow-without-tls: true'"),
         BadConfig(name: "bad boolean", yaml: "client-auth:\n  allow-without-tls: maybe\n", line: 2, phrase: "expected true or false"),
         BadConfig(name: "bad realm", yaml: "client-auth:\n  realm: 'say \"hi\"'\n", line: 2, phrase: "without quotes"),
+        BadConfig(name: "admins in open mode", yaml: "client-auth:\n  htpasswd: /h\n  admins: [carol]\n", line: 3, phrase: "in mode open everyone sees repository names"),
+        BadConfig(
+            name: "admins without htpasswd", yaml: "client-auth:\n  mode: passthrough\n  allow-without-tls: true\n  admins: [carol]\n", line: 4,
+            phrase: "admins sign in with the htpasswd file"),
+        BadConfig(name: "admins not a list of names", yaml: "client-auth:\n  admins: carol\n", line: 2, phrase: "expected a list"),
         BadConfig(name: "bad log level", yaml: "log-level: verbose\n", line: 1, phrase: "expected a log level"),
         BadConfig(name: "no upstreams", yaml: "log-level: info\nupstreams: []\n", line: 2, phrase: "at least one upstream"),
         BadConfig(name: "missing url", yaml: "upstreams:\n  - name: a\n", line: 2, phrase: "missing required key 'url'"),

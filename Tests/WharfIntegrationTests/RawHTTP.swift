@@ -27,9 +27,12 @@ enum RawHTTP {
     /// Sends `request` verbatim and reads until the server closes, `maxBytes` arrive, or 20 s pass.
     /// The blocking socket work runs on its own thread, never on the (2-thread) cooperative pool.
     /// `untilClose`: keep reading past the first response (pipelined requests) until the server closes.
-    static func request(_ request: String, port: Int, maxBytes: Int = 64 << 20, untilClose: Bool = false) async throws -> Response {
+    /// `source`: the loopback address to connect from (another 127.x address is another client).
+    static func request(_ request: String, port: Int, maxBytes: Int = 64 << 20, untilClose: Bool = false, source: String? = nil) async throws -> Response {
         let bytes = Array(request.utf8)
-        return try await Self.onOwnThread { try Self.blockingRequest(bytes, port: port, maxBytes: maxBytes, untilClose: untilClose) }
+        return try await Self.onOwnThread {
+            try Self.blockingRequest(bytes, port: port, maxBytes: maxBytes, untilClose: untilClose, source: source)
+        }
     }
 
     /// Runs blocking socket work on a thread of its own, never on the (2-thread) cooperative pool.
@@ -40,14 +43,24 @@ enum RawHTTP {
     }
 
     /// A blocking loopback TCP socket connected to `port`, with a 20 s receive timeout. Options that must
-    /// come before `connect` (a small receive buffer) are set first. The caller closes it.
-    static func connect(port: Int, receiveBuffer: Int32? = nil, noDelay: Bool = false) throws -> Int32 {
+    /// come before `connect` (a small receive buffer, the `source` address) are set first. The caller closes it.
+    static func connect(port: Int, receiveBuffer: Int32? = nil, noDelay: Bool = false, source: String? = nil) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(.EIO) }
         if var size = receiveBuffer { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
         if noDelay {
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            guard bound == 0 else {
+                close(fd)
+                throw POSIXError(.EADDRNOTAVAIL)
+            }
         }
         var tv = timeval(tv_sec: 20, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -63,8 +76,8 @@ enum RawHTTP {
         return fd
     }
 
-    static func blockingRequest(_ bytes: [UInt8], port: Int, maxBytes: Int, untilClose: Bool = false) throws -> Response {
-        let fd = try Self.connect(port: port)
+    static func blockingRequest(_ bytes: [UInt8], port: Int, maxBytes: Int, untilClose: Bool = false, source: String? = nil) throws -> Response {
+        let fd = try Self.connect(port: port, source: source)
         defer { close(fd) }
         var sent = 0
         while sent < bytes.count {
