@@ -1,10 +1,22 @@
 import Foundation
+import OCIDistribution
 import Testing
+import WharfMirror
+import WharfStorage
 import WharfTestSupport
 
 /// `/_ping`, `/healthz`, `/readyz`, `/stats`, `/metrics` and the dashboard report what actually happened.
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct ObservabilityTests {
+    /// Polls `check` every 10 ms for up to 5 s.
+    static func eventually(_ check: () -> Bool) async -> Bool {
+        for _ in 0..<500 {
+            if check() { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return false
+    }
+
     static func get(_ path: String, _ port: Int) async throws -> RawHTTP.Response {
         try await RawHTTP.request("GET \(path) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: port)
     }
@@ -34,8 +46,13 @@ struct ObservabilityTests {
             // 2 manifest GETs by tag (1 miss, 1 hit); layer 0: 1 miss + 3 hits; layer 1: 1 miss.
             for _ in 0..<2 { #expect(try await Self.get("/v2/team/app/manifests/v1", wharf.port).status == 200) }
             let l0 = image.layers[0], l1 = image.layers[1]
-            for _ in 0..<4 { #expect(try await Self.get("/v2/team/app/blobs/\(l0.digest)", wharf.port).status == 200) }
+            // A fill commits just after its client got the last byte: each next request must find it indexed.
+            let indexed = { (blob: GeneratedBlob) in (try? wharf.mirror.index.blob(Digest(parsing: blob.digest))) != nil }
+            #expect(try await Self.get("/v2/team/app/blobs/\(l0.digest)", wharf.port).status == 200)
+            #expect(await Self.eventually { indexed(l0) && wharf.mirror.fills.inFlight == 0 }, "layer 0 was never indexed")
+            for _ in 0..<3 { #expect(try await Self.get("/v2/team/app/blobs/\(l0.digest)", wharf.port).status == 200) }
             #expect(try await Self.get("/v2/team/app/blobs/\(l1.digest)", wharf.port).status == 200)
+            #expect(await Self.eventually { indexed(l1) && wharf.mirror.fills.inFlight == 0 }, "layer 1 was never indexed")
 
             let statsResponse = try await Self.get("/stats", wharf.port)
             #expect(statsResponse.status == 200)
