@@ -122,7 +122,8 @@ final class WharfInstance: Sendable {
             _ = try await RawHTTP.request("GET /v2/\(repository)/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: self.port)
         }
         let indexed = { layers.allSatisfy { (try? self.mirror.index.blob(Digest(parsing: $0.digest))) != nil } }
-        for _ in 0..<300 where !indexed() { try await Task.sleep(for: .milliseconds(10)) }
+        for _ in 0..<500 where !indexed() { try await Task.sleep(for: .milliseconds(10)) }
+        guard indexed() else { throw FixtureError.invalid("layers of \(repository) were not indexed within 5 s") }
     }
 
     func cachedBlobHexes() -> Set<String> {
