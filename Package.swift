@@ -63,6 +63,7 @@ let package = Package(
         .target(name: "WharfMirror", dependencies: [
             "OCIDistribution", "WharfStorage", "WharfUpstream",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Prometheus", package: "swift-prometheus"),

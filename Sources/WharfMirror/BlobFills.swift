@@ -120,8 +120,11 @@ public final class BlobFills: Sendable {
             // follows; if it fails the client still got correct bytes, and nothing is indexed.
             fill.completed(size: written)
             self.stats.bytesFetched.add(Int(written))
-            try self.store.publish(tempPath: fill.tempPath, fd: fill.fd, as: digest)
-            try self.index.commitBlob(digest, size: written, link: (upstream.configuration.name, repository))
+            let (store, index, origin, size) = (self.store, self.index, fill.origin, written)
+            try await BlockingIO.run {
+                try store.publish(tempPath: fill.tempPath, fd: fill.fd, as: digest)
+                try index.commitBlob(digest, size: size, link: origin)
+            }
             self.stats.fillsCompleted.add()
             self.notifier?.emit(.blobFilled(digest: digest.description, size: written, upstream: upstream.configuration.name, repository: repository))
             self.stats.fillFinished(after: ContinuousClock.now - started)

@@ -50,7 +50,7 @@ public struct ManifestResolver: Sendable {
             let fetched = try await self.remembering404(negativeKey) { () async throws(RegistryError) -> StoredManifest in
                 try await self.fetch(upstream: upstream, repository: repository, reference: digest.description, accept: .all, expected: digest, identity: identity)
             }
-            try self.store(fetched, upstream: upstream, repository: repository, tag: nil)
+            await self.store(fetched, upstream: upstream, repository: repository, tag: nil)
             return ManifestAnswer(manifest: fetched, stale: false, fromCache: false)
 
         case .tag(let tag):
@@ -60,7 +60,7 @@ public struct ManifestResolver: Sendable {
                 let fetched = try await self.remembering404(negativeKey) { () async throws(RegistryError) -> StoredManifest in
                     try await self.fetch(upstream: upstream, repository: repository, reference: tag.value, accept: accept, expected: nil, identity: identity)
                 }
-                try self.store(fetched, upstream: upstream, repository: repository, tag: (tag.value, accept.classKey))
+                await self.store(fetched, upstream: upstream, repository: repository, tag: (tag.value, accept.classKey))
                 return ManifestAnswer(manifest: fetched, stale: false, fromCache: false)
             }
             if Clock.seconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds) {
@@ -135,7 +135,7 @@ public struct ManifestResolver: Sendable {
             manifest = try await self.fetch(upstream: upstream, repository: repository, reference: tag, accept: accept, expected: nil, identity: identity)
             fromCache = false
         }
-        try self.store(manifest, upstream: upstream, repository: repository, tag: (tag, accept.classKey))
+        await self.store(manifest, upstream: upstream, repository: repository, tag: (tag, accept.classKey))
         return ManifestAnswer(manifest: manifest, stale: false, fromCache: fromCache)
     }
 
@@ -223,10 +223,14 @@ public struct ManifestResolver: Sendable {
         return StoredManifest(digest: computed, mediaType: type, bytes: bytes)
     }
 
-    private func store(_ manifest: StoredManifest, upstream: UpstreamClient, repository: String, tag: (String, String)?) throws(RegistryError) {
+    /// Stores a verified manifest with its tag and the digests it names, in one durable transaction.
+    private func store(_ manifest: StoredManifest, upstream: UpstreamClient, repository: String, tag: (String, String)?) async {
+        let index = self.index, name = upstream.configuration.name
+        let tag = tag.map { (name: $0.0, acceptClass: $0.1) }
         do {
-            try self.index.putManifest(manifest, upstream: upstream.configuration.name, repository: repository, tag: tag)
-            try self.index.name(Self.referencedDigests(manifest.bytes), upstream: upstream.configuration.name, repository: repository)
+            try await BlockingIO.run {
+                try index.putManifest(manifest, upstream: name, repository: repository, tag: tag, naming: Self.referencedDigests(manifest.bytes))
+            }
         } catch {
             self.logger.error("index write failed", metadata: ["error": "\(error)"])
         }

@@ -62,7 +62,8 @@ public struct RepositoryLinkGate: Sendable {
             self.stats.crossRepositoryRefusals.add()
             throw RegistryError(code, "\(digest) is unknown in repository \(repository)")
         }
-        do { try self.index.link([digest], upstream: upstream.configuration.name, repository: repository) } catch {
+        let index = self.index, name = upstream.configuration.name
+        do { try await BlockingIO.run { try index.link([digest], upstream: name, repository: repository) } } catch {
             self.logger.error("index write failed", metadata: ["error": "\(error)"])
         }
     }

@@ -156,14 +156,19 @@ public final class CacheIndex: Sendable {
         }
     }
 
-    /// Stores a verified manifest, optionally with a tag mapping and a repository link, atomically.
+    /// Stores a verified manifest, its confirmed link to `repository`, optionally a tag mapping, and
+    /// the digests it names (``name(_:upstream:repository:)``), in one transaction.
     public func putManifest(
-        _ manifest: StoredManifest, upstream: String, repository: String, tag: (name: String, acceptClass: String)?
+        _ manifest: StoredManifest, upstream: String, repository: String, tag: (name: String, acceptClass: String)?, naming: [Digest] = []
     ) throws {
         let now = Clock.seconds()
         try self.environment.write { txn in
             try txn.put(self.manifests, Self.key(manifest.digest), manifest.encoded(createdAt: now))
             try txn.put(self.links, Self.linkKey(upstream, repository, manifest.digest), Self.confirmedLink)
+            for d in naming {
+                let key = Self.linkKey(upstream, repository, d)
+                if try txn.get(self.links, key) == nil { try txn.put(self.links, key, []) }
+            }
             if let tag {
                 let record = TagRecord(digest: manifest.digest, mediaType: manifest.mediaType, size: Int64(manifest.bytes.count), fetchedAt: now)
                 try txn.put(self.tags, Self.tagKey(upstream, repository, tag.name, tag.acceptClass), record.encoded)

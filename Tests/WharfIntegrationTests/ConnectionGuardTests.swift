@@ -118,8 +118,9 @@ struct ConnectionGuardTests {
             }
             let seconds = Double((ContinuousClock.now - started).components.seconds) + 1
             let sent = wharf.mirror.stats.upstreamRequests.value - before
-            #expect(Double(sent) <= 20 + 5 * seconds, "\(sent) upstream requests for 200 random HEADs in \(seconds) s")
-            #expect(statuses[429, default: 0] >= 150, "\(statuses)")
+            let budget = 20 + 5 * seconds
+            #expect(Double(sent) <= budget, "\(sent) upstream requests for 200 random HEADs in \(seconds) s")
+            #expect(Double(statuses[429, default: 0]) >= 200 - budget, "\(statuses) in \(seconds) s")
             let hit = try await RawHTTP.request("GET /v2/team/guard/blobs/\(image.layers[0].digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
             #expect(hit.status == 200, "cache hits do not spend the budget")
 
