@@ -220,14 +220,20 @@ struct WharfProcess {
     @discardableResult
     func stop() async -> Int32 { await self.child.terminate(timeout: .seconds(10)) }
 
-    /// Runs `wharf ARGUMENTS` (verify, gc, …) to completion.
+    /// Runs `wharf ARGUMENTS` (verify, gc, …) to completion. One still running after `timeout` is
+    /// stopped (SIGTERM, then SIGKILL) and the timeout thrown, its output in the message.
     static func run(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> (status: Int32, output: String) {
         let child = try ChildProcess.spawn(
             executable: Self.executable, arguments: arguments,
             outputPath: NSTemporaryDirectory() + "wharf-cli-\(getpid())-\(UUID().uuidString.prefix(8)).log")
         defer { try? FileManager.default.removeItem(atPath: child.outputPath) }
-        let status = try await child.waitForExit(timeout: timeout)
-        return (status, child.output())
+        do {
+            let status = try await child.waitForExit(timeout: timeout)
+            return (status, child.output())
+        } catch {
+            await child.terminate(timeout: .seconds(2))
+            throw FixtureError.timeout("wharf \(arguments.joined(separator: " ")) still running after \(timeout): \(child.output().suffix(2000))")
+        }
     }
 }
 
