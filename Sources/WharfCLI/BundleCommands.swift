@@ -28,7 +28,15 @@ struct ExportCommand: AsyncParsableCommand {
     func run() async throws {
         var base = self.url
         while base.hasSuffix("/") { base.removeLast() }
-        let client = WarmClient(base: base, ns: self.ns, authorization: nil)
+        try await CommandHTTPClient.run { http in
+            let client = WarmClient(base: base, ns: self.ns, authorization: nil, client: http)
+            try await client.checkReachable()
+            try await self.export(from: client)
+        }
+    }
+
+    /// Resolves the images through `client` and writes the tarball; removes it on failure.
+    private func export(from client: WarmClient) async throws {
         var manifests: [(digest: String, bytes: [UInt8])] = [], seen = Set<String>()
         var blobs: [(repository: String, digest: String, size: Int64)] = [], blobSeen = Set<String>()
         var index: [[String: Any]] = []
