@@ -180,8 +180,10 @@ struct WharfProcess {
     var host: String { "127.0.0.1:\(self.port)" }
     var url: String { "http://\(self.host)" }
 
-    /// The binary next to the test bundle, or `.build/debug/wharf` under the package root.
+    /// `WHARF_EXECUTABLE` if set (e.g. a release build: some faults only show in optimised code),
+    /// else the binary next to the test bundle, or `.build/debug/wharf` under the package root.
     static var executable: String {
+        if let chosen = ProcessInfo.processInfo.environment["WHARF_EXECUTABLE"], !chosen.isEmpty { return chosen }
         let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
         let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
         let candidates = [bundleDir + "/wharf", packageRoot + "/.build/debug/wharf"]
