@@ -28,7 +28,15 @@ struct ExportCommand: AsyncParsableCommand {
     func run() async throws {
         var base = self.url
         while base.hasSuffix("/") { base.removeLast() }
-        let client = WarmClient(base: base, ns: self.ns, authorization: nil)
+        try await CommandHTTPClient.run { http in
+            let client = WarmClient(base: base, ns: self.ns, authorization: nil, client: http)
+            try await client.checkReachable()
+            try await self.export(from: client)
+        }
+    }
+
+    /// Resolves the images through `client` and writes the tarball; removes it on failure.
+    private func export(from client: WarmClient) async throws {
         var manifests: [(digest: String, bytes: [UInt8])] = [], seen = Set<String>()
         var blobs: [(repository: String, digest: String, size: Int64)] = [], blobSeen = Set<String>()
         var index: [[String: Any]] = []
@@ -82,7 +90,8 @@ struct ExportCommand: AsyncParsableCommand {
 }
 
 /// `wharf import bundle.tar --data-dir DIR --upstream NAME`: loads an OCI image-layout tarball into a
-/// cache folder (Wharf stopped), checking every digest; the images' tags and blobs then serve as if
+/// cache folder, checking every digest (it holds the folder's ``DataDirectoryLock``, so it is refused
+/// while a server uses the folder); the images' tags and blobs then serve as if
 /// pulled from upstream `NAME`.
 struct ImportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "import", abstract: "Load an OCI image-layout tarball into a cache folder.")
@@ -90,7 +99,7 @@ struct ImportCommand: ParsableCommand {
     @Argument(help: "The tarball (from wharf export, or any OCI image layout with io.wharf.repository or --repository).")
     var bundle: String
 
-    @Option(name: .customLong("data-dir"), help: "Cache folder (Wharf should not be running on it).")
+    @Option(name: .customLong("data-dir"), help: "Cache folder (refused while a Wharf is running on it).")
     var dataDirectory: String
 
     @Option(help: "Name of the upstream these images belong to on this Wharf (see wharf stats).")
@@ -103,6 +112,10 @@ struct ImportCommand: ParsableCommand {
         let fd = open(self.bundle, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw ValidationError("cannot open \(self.bundle)") }
         defer { close(fd) }
+        let layout = CacheLayout(root: self.dataDirectory)
+        try layout.createDirectories()
+        let lock = try DataDirectoryLock(directory: layout.root)
+        defer { lock.release() }
         let entries = Dictionary(try Tar.entries(fd: fd).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         func read(_ name: String, limit: Int64 = 8 << 20) throws -> [UInt8] {
             guard let e = entries[name] else { throw BundleError("the bundle has no \(name)") }
@@ -117,8 +130,6 @@ struct ImportCommand: ParsableCommand {
             let manifests: [Entry]
         }
         let index = try JSONDecoder().decode(Index.self, from: Data(try read("index.json")))
-        let layout = CacheLayout(root: self.dataDirectory)
-        try layout.createDirectories()
         let cache = try CacheIndex(directory: layout.indexDirectory)
         let store = BlobStore(layout: layout)
         var manifestCount = 0, blobCount = 0, bytes: Int64 = 0

@@ -11,8 +11,8 @@ struct GCCommand: ParsableCommand {
             Orphan files are files under blobs/ that no index entry knows; entries without a file are \
             entries whose file is missing or of another size; dangling tags point at a manifest digest the \
             index does not hold. The stored byte total is recomputed. tmp/ is left alone (a server empties \
-            it at start). Meant for a data folder no server is using; LMDB copes with a server running at \
-            the same time, but a fill between its rename and its index commit could be taken for an orphan.
+            it at start). It locks the data folder (wharf.lock) and is refused while a server uses it, since \
+            a fill between its rename and its index commit could be taken for an orphan; --dry-run needs no lock.
             """
     )
 
@@ -32,7 +32,8 @@ struct GCCommand: ParsableCommand {
     }
 
     private func collect() throws {
-        let data = try DataDirectory(path: self.dataDirectory)
+        let data = try DataDirectory(path: self.dataDirectory, locked: !self.dryRun)
+        defer { data.lock?.release() }
         let reconciler = CacheReconciler(index: data.index, store: data.store)
         var report = CacheReconciler.Report()
         try reconciler.dropEntriesWithoutFiles(dryRun: self.dryRun, into: &report)

@@ -8,6 +8,7 @@ import WharfAuth
 import WharfConfig
 import WharfHTTP
 import WharfMirror
+import WharfStorage
 import WharfUpstream
 
 /// `wharf serve`: runs the mirror in the foreground until SIGTERM/SIGINT; SIGHUP reloads TLS
@@ -100,6 +101,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "wharf")
         Self.raiseOpenFilesLimit()
+        // One writer per data folder: a second server, import or gc on it is refused while this runs.
+        let lock = try DataDirectoryLock(directory: CacheLayout(root: settings.data.directory).root, create: true)
+        defer { lock.release() }
         let http = UpstreamHTTPClients.make()
         let assembly: ServeAssembly
         do {

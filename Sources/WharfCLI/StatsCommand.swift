@@ -17,9 +17,16 @@ struct StatsCommand: AsyncParsableCommand {
     func run() async throws {
         var base = self.url
         while base.hasSuffix("/") { base.removeLast() }
-        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: base + "/stats"), timeout: .seconds(10))
-        let body = try await response.body.collect(upTo: 16 << 20)
-        guard response.status == .ok else { throw ValidationError("\(base)/stats answered \(response.status.code)") }
+        let (status, body) = try await CommandHTTPClient.run { client in
+            do {
+                let response = try await client.execute(HTTPClientRequest(url: base + "/stats"), timeout: .seconds(10))
+                let body = try await response.body.collect(upTo: 16 << 20)
+                return (response.status, body)  // built after the await: see Warmer.warm(_:from:limiter:)
+            } catch {
+                throw CommandError("cannot reach a Wharf at \(base): \(CommandHTTPClient.reason(error))")
+            }
+        }
+        guard status == .ok else { throw ValidationError("\(base)/stats answered \(status.code)") }
         let data = Data(body.readableBytesView)
         if self.json {
             print(String(decoding: data, as: UTF8.self))

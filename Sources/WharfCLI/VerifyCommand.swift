@@ -10,8 +10,9 @@ struct VerifyCommand: ParsableCommand {
         abstract: "Re-hash cached blobs; remove (index entry and file) any that do not match their digest.",
         discussion: """
             Exit status: 0 when every checked blob is intact, 1 when corrupt or missing blobs were found \
-            and removed (the next pull fetches them again), 2 when the check could not run. Meant for a \
-            data folder no server is using; LMDB copes with a server running at the same time.
+            (and removed, unless --dry-run: the next pull fetches them again), 2 when the check could not run. Removing locks \
+            the data folder (wharf.lock), so it is refused while a server uses it; --dry-run only reports, \
+            needs no lock and can run beside a server.
             """
     )
 
@@ -23,6 +24,9 @@ struct VerifyCommand: ParsableCommand {
 
     @Option(help: "Check only this blob (sha256:…).")
     var digest: String?
+
+    @Flag(name: .customLong("dry-run"), help: "Report bad blobs; remove nothing (no lock: runs beside a server).")
+    var dryRun = false
 
     func validate() throws {
         if self.sample != nil, self.digest != nil { throw ValidationError("use --sample or --digest, not both") }
@@ -43,9 +47,10 @@ struct VerifyCommand: ParsableCommand {
         if bad > 0 { throw ExitCode(1) }
     }
 
-    /// Checks the selected blobs; returns how many were bad (and removed).
+    /// Checks the selected blobs; returns how many were bad (and removed, unless a dry run).
     private func check() throws -> Int {
-        let data = try DataDirectory(path: self.dataDirectory)
+        let data = try DataDirectory(path: self.dataDirectory, locked: !self.dryRun)
+        defer { data.lock?.release() }
         let scrubber = BlobScrubber(index: data.index, store: data.store)
         let selected = try self.selection(data.index)
         guard !selected.isEmpty else {
@@ -68,12 +73,13 @@ struct VerifyCommand: ParsableCommand {
             case .wrongSize(let size): problem = "file has \(size) bytes, the index says \(record.size)"
             case .corrupt(let actual): problem = "content hashes to sha256:\(actual)"
             }
-            try scrubber.remove(digest)
+            if !self.dryRun { try scrubber.remove(digest) }
             bad += 1
-            progress.message("corrupt \(digest): \(problem); removed")
+            progress.message("corrupt \(digest): \(problem)\(self.dryRun ? "" : "; removed")")
         }
         progress.finish()
-        var summary = "verified \(selected.count) blobs: \(bad == 0 ? "all intact" : "\(bad) corrupt or missing, removed")"
+        let outcome = "\(bad) corrupt or missing" + (self.dryRun ? " (dry run, kept)" : ", removed")
+        var summary = "verified \(selected.count) blobs: \(bad == 0 ? "all intact" : outcome)"
         if unsupported > 0 { summary += " (\(unsupported) not SHA-256, skipped)" }
         print(summary)
         return bad

@@ -10,6 +10,8 @@ struct WarmClient: WarmSource {
     let base: String
     let ns: String?
     let authorization: String?
+    /// A client from ``CommandHTTPClient/run(_:)``, shut down by it.
+    let client: HTTPClient
 
     static let accept = [
         "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -27,9 +29,19 @@ struct WarmClient: WarmSource {
         return r
     }
 
+    /// Fails fast, naming the URL, when no Wharf answers at ``base`` (any HTTP answer will do).
+    func checkReachable() async throws {
+        do {
+            let response = try await self.client.execute(self.request("/v2/"), timeout: .seconds(5))
+            _ = try await response.body.collect(upTo: 1 << 20)
+        } catch {
+            throw CommandError("cannot reach a Wharf at \(self.base): \(CommandHTTPClient.reason(error))")
+        }
+    }
+
     /// One manifest's exact bytes, type and digest (checked against the bytes).
     func manifest(repository: String, reference: String) async throws -> (digest: String, mediaType: String, bytes: [UInt8]) {
-        let response = try await HTTPClient.shared.execute(self.request("/v2/\(repository)/manifests/\(reference)", accept: Self.accept), timeout: .seconds(120))
+        let response = try await self.client.execute(self.request("/v2/\(repository)/manifests/\(reference)", accept: Self.accept), timeout: .seconds(120))
         let body = try await response.body.collect(upTo: 8 << 20)
         guard response.status == .ok else { throw ValidationError("manifest \(repository):\(reference): HTTP \(response.status.code)") }
         let bytes = Array(body.readableBytesView)
@@ -40,7 +52,7 @@ struct WarmClient: WarmSource {
 
     /// Streams one blob through `sink`, checking its digest; returns its size.
     func streamBlob(repository: String, digest: String, sink: ([UInt8]) throws -> Void) async throws -> Int64 {
-        let response = try await HTTPClient.shared.execute(self.request("/v2/\(repository)/blobs/\(digest)"), timeout: .hours(6))
+        let response = try await self.client.execute(self.request("/v2/\(repository)/blobs/\(digest)"), timeout: .hours(6))
         guard response.status == .ok else { throw ValidationError("blob \(digest): HTTP \(response.status.code)") }
         var hasher = StreamingSHA256()
         var n: Int64 = 0
@@ -58,9 +70,10 @@ struct WarmClient: WarmSource {
         try await self.manifest(repository: repository, reference: reference).bytes
     }
 
-    /// Reads one blob through the mirror (which caches it) and returns its byte count.
+    /// Reads one blob through the mirror (which caches it) and returns its byte count, which must be
+    /// the manifest's `size` when that is known.
     func warmBlob(repository: String, digest: String, size: Int64, limiter: RateLimiter) async throws -> Int64 {
-        let response = try await HTTPClient.shared.execute(self.request("/v2/\(repository)/blobs/\(digest)"), timeout: .hours(6))
+        let response = try await self.client.execute(self.request("/v2/\(repository)/blobs/\(digest)"), timeout: .hours(6))
         guard response.status == .ok else {
             _ = try? await response.body.collect(upTo: 1 << 20)
             throw ValidationError("HTTP \(response.status.code)")
@@ -70,6 +83,7 @@ struct WarmClient: WarmSource {
             n += Int64(chunk.readableBytes)
             await limiter.consume(chunk.readableBytes)
         }
+        guard size <= 0 || n == size else { throw ValidationError("got \(n) bytes, the manifest says \(size)") }
         return n
     }
 }

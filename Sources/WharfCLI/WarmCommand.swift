@@ -41,9 +41,16 @@ struct WarmCommand: AsyncParsableCommand {
             let line = try String(contentsOfFile: file, encoding: .utf8).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
             authorization = "Basic " + Data(line.utf8).base64EncodedString()
         }
-        let warmer = Warmer(
-            source: WarmClient(base: base, ns: self.ns, authorization: authorization), platforms: self.platforms, maxRate: rate,
-            parallel: self.parallel)
+        try await CommandHTTPClient.run { client in
+            let source = WarmClient(base: base, ns: self.ns, authorization: authorization, client: client)
+            try await source.checkReachable()
+            try await self.warm(Warmer(source: source, platforms: self.platforms, maxRate: rate, parallel: self.parallel))
+        }
+    }
+
+    /// Resolves and fetches the images, printing each image, the progress and a summary.
+    /// - Throws: `ExitCode(1)` unless every image resolved and every blob was fetched.
+    private func warm(_ warmer: Warmer) async throws {
         let started = ContinuousClock.now
         let plan = await warmer.resolve(self.images) { image, result in
             switch result {
@@ -59,8 +66,9 @@ struct WarmCommand: AsyncParsableCommand {
         progress.finish()
         report.duration = ContinuousClock.now - started
         print(report.summary)
-        guard report.failures.isEmpty else {
+        guard report.isComplete else {
             report.failures.forEach { print("failed: \($0)") }
+            if report.failures.isEmpty { print("failed: \(report.blobs - report.warmedBlobs) blob(s) not fetched") }
             throw ExitCode(1)
         }
     }

@@ -39,6 +39,9 @@ struct Warmer: Sendable {
         /// `image: error` and `digest: error` lines.
         var failures: [String] = []
 
+        /// Every image resolved and every blob of the plan fetched.
+        var isComplete: Bool { self.failures.isEmpty && self.failedImages == 0 && self.warmedBlobs == self.blobs }
+
         var summary: String {
             let seconds = Double(self.duration.components.seconds) + Double(self.duration.components.attoseconds) / 1e18
             return "warmed \(self.images - self.failedImages)/\(self.images) image(s): \(self.manifests) manifest(s), "
@@ -85,34 +88,53 @@ struct Warmer: Sendable {
         }
         let limiter = RateLimiter(bytesPerSecond: self.maxRate)
         let source = self.source
-        await withTaskGroup(of: (String, Result<Int64, any Error>).self) { group in
+        await withTaskGroup(of: BlobOutcome.self) { group in
             var pending = plan.blobs.makeIterator()
             func add() {
                 guard let blob = pending.next() else { return }
-                group.addTask {
-                    do {
-                        return (blob.digest, .success(try await source.warmBlob(
-                            repository: blob.repository, digest: blob.digest, size: blob.size, limiter: limiter)))
-                    } catch {
-                        return (blob.digest, .failure(error))
-                    }
-                }
+                group.addTask { await Self.warm(blob, from: source, limiter: limiter) }
             }
             for _ in 0..<max(1, self.parallel) { add() }
-            while let (digest, result) = await group.next() {
-                switch result {
+            while let outcome = await group.next() {
+                switch outcome.result {
                 case .success(let n):
                     report.warmedBlobs += 1
                     report.bytes += n
                     onBlob(n)
                 case .failure(let error):
-                    report.failures.append("\(digest): \(error)")
+                    report.failures.append("\(outcome.digest): \(error)")
                     onBlob(nil)
                 }
                 add()
             }
         }
         return report
+    }
+
+    /// What became of one blob of the plan.
+    struct BlobOutcome: Sendable {
+        let digest: String
+        let result: Result<Int64, any Error>
+    }
+
+    /// Fetches one blob; the outcome is built only once the fetch has returned.
+    ///
+    /// A child task must not return a tuple whose parts straddle a suspension, like
+    /// `(digest, .success(try await …))`: Swift 6.3 in optimised builds writes the part known before
+    /// the `await` into the task's result buffer early and loses or misplaces it (swiftlang/swift
+    /// #91911, reverted in #92155, still open). The task group's state is then corrupt: `next()` ends
+    /// early (results lost, a warm that exits 0), or a child completes into freed memory (SIGSEGV,
+    /// "pure virtual method called"). Debug builds are not affected.
+    private static func warm(
+        _ blob: (digest: String, repository: String, size: Int64), from source: any WarmSource, limiter: RateLimiter
+    ) async -> BlobOutcome {
+        let result: Result<Int64, any Error>
+        do {
+            result = .success(try await source.warmBlob(repository: blob.repository, digest: blob.digest, size: blob.size, limiter: limiter))
+        } catch {
+            result = .failure(error)
+        }
+        return BlobOutcome(digest: blob.digest, result: result)
     }
 
     /// Every manifest fetched and every blob (digest → size) the chosen platforms need.

@@ -183,8 +183,10 @@ struct WharfProcess {
     var host: String { "127.0.0.1:\(self.port)" }
     var url: String { "http://\(self.host)" }
 
-    /// The binary next to the test bundle, or `.build/debug/wharf` under the package root.
+    /// `WHARF_EXECUTABLE` if set (e.g. a release build: some faults only show in optimised code),
+    /// else the binary next to the test bundle, or `.build/debug/wharf` under the package root.
     static var executable: String {
+        if let chosen = ProcessInfo.processInfo.environment["WHARF_EXECUTABLE"], !chosen.isEmpty { return chosen }
         let bundleDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
         let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
         let candidates = [bundleDir + "/wharf", packageRoot + "/.build/debug/wharf"]
@@ -223,14 +225,20 @@ struct WharfProcess {
     @discardableResult
     func stop() async -> Int32 { await self.child.terminate(timeout: .seconds(10)) }
 
-    /// Runs `wharf ARGUMENTS` (verify, gc, …) to completion.
+    /// Runs `wharf ARGUMENTS` (verify, gc, …) to completion. One still running after `timeout` is
+    /// stopped (SIGTERM, then SIGKILL) and the timeout thrown, its output in the message.
     static func run(_ arguments: [String], timeout: Duration = .seconds(60)) async throws -> (status: Int32, output: String) {
         let child = try ChildProcess.spawn(
             executable: Self.executable, arguments: arguments,
             outputPath: NSTemporaryDirectory() + "wharf-cli-\(getpid())-\(UUID().uuidString.prefix(8)).log")
         defer { try? FileManager.default.removeItem(atPath: child.outputPath) }
-        let status = try await child.waitForExit(timeout: timeout)
-        return (status, child.output())
+        do {
+            let status = try await child.waitForExit(timeout: timeout)
+            return (status, child.output())
+        } catch {
+            await child.terminate(timeout: .seconds(2))
+            throw FixtureError.timeout("wharf \(arguments.joined(separator: " ")) still running after \(timeout): \(child.output().suffix(2000))")
+        }
     }
 }
 
