@@ -207,21 +207,18 @@ public final class RegistryServer: Service, Sendable {
                         }
                     }
                     guard self.connections.setBusy(id, true) else { return }
-                    if reserveOnly, !Self.isProbe(head.uri) {
-                        // Admitted into the reserve: probes (and, on the event loop, cache hits) only.
-                        let writer = ResponseWriter(
-                            outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: false,
-                            isSecure: self.configuration.tls != nil, files: files)
-                        try await writer.sendError(RegistryError(.unavailable, "the server is at its connection limit", headers: [("Retry-After", "1")]))
-                        outbound.finish()
-                        return
-                    }
-                    let keepAlive = head.isKeepAlive && !self.connections.isShuttingDown
+                    // Admitted into the reserve: probes (and, on the event loop, cache hits) only.
+                    let refused = reserveOnly && !Self.isProbe(head.uri)
+                    let keepAlive = head.isKeepAlive && !self.connections.isShuttingDown && !refused
                     let writer = ResponseWriter(
                         outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: keepAlive,
                         isSecure: self.configuration.tls != nil, files: files, client: client)
                     writer.connectionClosed = connection.channel.closeFuture
-                    try await self.handler.handle(head, writer)
+                    if refused {
+                        try await writer.sendError(RegistryError(.unavailable, "the server is at its connection limit", headers: [("Retry-After", "1")]))
+                    } else {
+                        try await self.handler.handle(head, writer)
+                    }
                     guard self.connections.setBusy(id, false), keepAlive else {
                         // Closing now would drop response bytes still queued (a big FileRegion):
                         // half-close after they are written, then wait for the client to hang up.
