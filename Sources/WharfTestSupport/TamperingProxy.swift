@@ -21,6 +21,8 @@ public enum TamperMode: Sendable, Hashable {
     case error500
     /// `200` with the full `Content-Length`, about half the body, then a TCP reset.
     case resetMidStream
+    /// The whole body unchanged, but paced at about `bytesPerSecond` (a slow WAN link).
+    case throttle(bytesPerSecond: Int)
 }
 
 /// One request seen by ``TamperingProxy``.
@@ -194,15 +196,17 @@ public final class TamperingProxy: Sendable {
             try await connection.write(.end(nil))
             return true
 
-        case .passthrough, .flipByte:
+        case .passthrough, .flipByte, .throttle:
             try await connection.write(.head(responseHead(headers)))
             if head.method == .HEAD {
                 try await connection.write(.end(nil))
                 return true
             }
             let flipAt = effective == .flipByte ? (length ?? 0) / 2 : nil
+            var pace: Int?
+            if case .throttle(let rate) = effective { pace = rate }
             do {
-                try await stream(response.body, limit: nil, flipAt: flipAt, to: connection)
+                try await stream(response.body, limit: nil, flipAt: flipAt, pace: pace, to: connection)
             } catch {
                 // The upstream body failed part way: the client must not see a complete response.
                 await connection.reset()
@@ -227,9 +231,10 @@ public final class TamperingProxy: Sendable {
     }
 
     /// Copies up to `limit` body bytes (all when `nil`) to the client, XOR-ing the byte at
-    /// offset `flipAt` with 0xFF. Stops reading the upstream once `limit` is reached.
+    /// offset `flipAt` with 0xFF, at about `pace` bytes a second if set. Stops reading the upstream
+    /// once `limit` is reached.
     private func stream(
-        _ body: HTTPClientResponse.Body, limit: Int?, flipAt: Int? = nil, to connection: LoopbackConnection
+        _ body: HTTPClientResponse.Body, limit: Int?, flipAt: Int? = nil, pace: Int? = nil, to connection: LoopbackConnection
     ) async throws {
         var offset = 0
         if limit == 0 { return }
@@ -244,7 +249,14 @@ public final class TamperingProxy: Sendable {
                 }
             }
             offset += chunk.readableBytes
-            if chunk.readableBytes > 0 {
+            if let pace {
+                // Slices of a tenth of a second each (this simulates a slow link; it synchronises nothing).
+                let slice = max(1, pace / 10)
+                while let part = chunk.readSlice(length: min(slice, chunk.readableBytes)), part.readableBytes > 0 {
+                    try await connection.write(.body(.byteBuffer(part)))
+                    try await Task.sleep(for: .milliseconds(Int64(part.readableBytes) * 1000 / Int64(pace)))
+                }
+            } else if chunk.readableBytes > 0 {
                 try await connection.write(.body(.byteBuffer(chunk)))
             }
             if let limit, offset >= limit { return }
