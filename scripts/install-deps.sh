@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(pkg-config liblmdb-dev libssl-dev zlib1g-dev)
 if [ "${1:-}" = "--test" ]; then
-  packages+=(docker-registry skopeo openssl docker.io containerd haproxy)
+  packages+=(docker-registry skopeo openssl docker.io containerd haproxy python3)
 fi
 missing=()
 for p in "${packages[@]}"; do

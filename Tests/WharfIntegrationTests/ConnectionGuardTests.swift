@@ -42,6 +42,40 @@ struct ConnectionGuardTests {
         }
     }
 
+    @Test("on the TLS listener, a client that half-closes (TCP) after its request gets the whole answer")
+    func halfClosedTLS() async throws {
+        let work = try TempDirectory.make("tls-half")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let certs = try await TestCertificates.make(in: work + "/certs")
+        let tls = try TLSCertificate(certificatePath: certs.serverCertificate, keyPath: certs.serverKey)
+        try await Self.withWharf(tls: tls) { wharf, image in
+            // Python's ssl module: TLS, the request, then shutdown(SHUT_WR) on the socket (no close_notify).
+            let script = """
+                import socket, ssl, sys
+                ctx = ssl.create_default_context(cafile=sys.argv[2])
+                s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="127.0.0.1")
+                s.sendall(("GET " + sys.argv[3] + " HTTP/1.1\\r\\nHost: w\\r\\n\\r\\n").encode())
+                socket.socket.shutdown(s, socket.SHUT_WR)
+                s.settimeout(10)
+                data = b""
+                while True:
+                    d = s.recv(65536)
+                    if not d: break
+                    data += d
+                sys.stdout.write(data.split(b"\\r\\n")[0].decode() + " " + str(len(data)))
+                """
+            for path in ["/v2/", "/v2/team/guard/manifests/v1", "/v2/team/guard/blobs/\(image.layers[0].digest)"] {
+                let run = try await CommandRunner.run(
+                    executable: "/usr/bin/python3", arguments: ["-c", script, "\(wharf.port)", certs.caCertificate, path], timeout: .seconds(20))
+                #expect(run.status == 0 && run.output.hasPrefix("HTTP/1.1 200"), "\(path): \(run.status) \(run.output.suffix(400))")
+                if path.contains("blobs") {
+                    let length = Int(run.output.split(separator: " ").last ?? "") ?? 0
+                    #expect(length > image.layers[0].size, "\(path): \(length) bytes")
+                }
+            }
+        }
+    }
+
     @Test("past the per-client limit a connection gets 429 at once; a closed one frees its place")
     func perClientLimit() async throws {
         try await Self.withWharf(configure: { $0.connectionLimits = ConnectionLimits(maxTotal: 100, maxPerClient: 4) }) { wharf, _ in
