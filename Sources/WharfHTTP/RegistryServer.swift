@@ -247,14 +247,19 @@ extension RegistryServer {
     /// (Closing drops what is queued, and half-closing the output of a connection whose input is
     /// closed closes it whole.) An empty write next to the socket completes after all before it.
     static func flushQueued(_ channel: any Channel) async {
-        try? await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+        try? await self.queuedBytesWritten(channel).get()
+    }
+
+    /// Succeeds once every response byte queued on `channel` so far has been written, fails if the connection failed first.
+    static func queuedBytesWritten(_ channel: any Channel) -> EventLoopFuture<Void> {
+        channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
             guard let context = try? channel.pipeline.syncOperations.context(handlerType: IdleConnectionCloser.self) else {
                 return channel.eventLoop.makeSucceededVoidFuture()
             }
             let written = channel.eventLoop.makePromise(of: Void.self)
             context.writeAndFlush(NIOAny(IOData.byteBuffer(ByteBuffer())), promise: written)
             return written.futureResult
-        }.get()
+        }
     }
 
     static func admissionDecision(_ channel: any Channel) async -> ConnectionAdmissions.Decision? {
@@ -338,7 +343,11 @@ final class ConnectionRegistry: Sendable {
             self.shuttingDownFlag.store(true, ordering: .relaxed)
             return s.channels.values.filter { !$0.busy }.map(\.channel)
         }
-        idle.forEach { $0.close(promise: nil) }
+        // Idle on the async side, but perhaps still sending a hit the event loop answered (a big
+        // blob by sendfile): closed once what is queued has gone out (the drain timeout still applies).
+        idle.forEach { channel in
+            RegistryServer.queuedBytesWritten(channel).whenComplete { _ in channel.close(promise: nil) }
+        }
     }
 
     func closeAll() {

@@ -76,6 +76,36 @@ struct ConnectionGuardTests {
         }
     }
 
+    @Test("a big cache hit still being sent when a graceful shutdown begins is sent whole")
+    func shutdownLetsHitsDrain() async throws {
+        let upstream = try UpstreamEnvironment()
+        let image = try upstream.generator.image(layerSizes: [8 << 20], format: .oci)
+        try upstream.storage.add(image: image, repository: "team/drain", tag: "v1")
+        try await upstream.start()
+        let wharf = try await WharfInstance.start(upstream: upstream.registry.url)
+        do {
+            let layer = image.layers[0]
+            try await wharf.cache(image.layers, of: "team/drain")
+            let digest = try Digest(parsing: layer.digest)
+            // About 8 MB/s: the transfer takes about a second, well inside the 2 s drain timeout.
+            let fetch = Task {
+                try await SlowReader.fetch(
+                    "GET /v2/team/drain/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\n\r\n", port: wharf.port, bytesPerTick: 80 << 10,
+                    tick: .milliseconds(10), stallFor: nil)
+            }
+            #expect(try await Self.eventually { wharf.mirror.serving.isServing(digest) }, "the hit never started")
+            wharf.server.beginShutdown()
+            let slow = try await fetch.value
+            let response = try #require(RawHTTP.parse(slow.bytes))
+            #expect(response.status == 200 && response.body.count == layer.size, "\(response.body.count) of \(layer.size) bytes")
+            #expect(Digest.sha256(of: response.body) == digest)
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await upstream.stop()
+    }
+
     @Test("past the per-client limit a connection gets 429 at once; a closed one frees its place")
     func perClientLimit() async throws {
         try await Self.withWharf(configure: { $0.connectionLimits = ConnectionLimits(maxTotal: 100, maxPerClient: 4) }) { wharf, _ in
