@@ -82,12 +82,14 @@ struct ConnectionGuardTests {
         let image = try upstream.generator.image(layerSizes: [8 << 20], format: .oci)
         try upstream.storage.add(image: image, repository: "team/drain", tag: "v1")
         try await upstream.start()
-        let wharf = try await WharfInstance.start(upstream: upstream.registry.url)
+        let config = try UpstreamConfiguration(name: "test-upstream", url: upstream.registry.url)
+        let wharf = try await WharfInstance.start(
+            upstreams: [MirrorUpstream(configuration: config, isDefault: true)], configure: { $0.drainTimeout = .seconds(15) })
         do {
             let layer = image.layers[0]
             try await wharf.cache(image.layers, of: "team/drain")
             let digest = try Digest(parsing: layer.digest)
-            // About 8 MB/s: the transfer takes about a second, well inside the 2 s drain timeout.
+            // About 8 MB/s: the transfer takes about a second, well inside the 15 s drain timeout.
             let fetch = Task {
                 try await SlowReader.fetch(
                     "GET /v2/team/drain/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\n\r\n", port: wharf.port, bytesPerTick: 80 << 10,
@@ -112,6 +114,8 @@ struct ConnectionGuardTests {
             var open: [Int32] = []
             defer { open.forEach { close($0) } }
             for _ in 0..<4 { open.append(try RawHTTP.connect(port: wharf.port)) }
+            // Connections are admitted on their event loops, not always in the order they connected.
+            #expect(try await Self.eventually { wharf.server.openConnections == 4 })
             let refused = try await RawHTTP.request("GET /v2/ HTTP/1.1\r\nHost: w\r\n\r\n", port: wharf.port)
             #expect(refused.status == 429 && refused.bodyText.contains("TOOMANYREQUESTS") && refused.header("retry-after") == "1")
             close(open.removeLast())
@@ -128,6 +132,7 @@ struct ConnectionGuardTests {
             var open: [Int32] = []
             defer { open.forEach { close($0) } }
             for _ in 0..<4 { open.append(try RawHTTP.connect(port: wharf.port)) }
+            #expect(try await Self.eventually { wharf.server.openConnections == 4 })
             // Connections 5 and 6 are the reserve.
             let hit = "GET /v2/team/guard/blobs/\(image.layers[0].digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n"
             let served = try await RawHTTP.request(hit, port: wharf.port)
