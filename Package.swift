@@ -38,6 +38,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSLCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // MARK: - Library targets
+        /// Per-key rate limits as a value (failed logins, upstream look-ups per client).
+        .target(name: "RateLimiting", swiftSettings: swiftSettings),
         /// Thin Swift wrapper over liblmdb.
         .target(name: "LMDB", dependencies: ["CLMDB"], swiftSettings: swiftSettings),
         /// OCI distribution domain: names, digests, media types, ranges, errors, auth challenges.
@@ -61,7 +63,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// Mirror policy: manifest/tag resolution and single-flight blob fills.
         .target(name: "WharfMirror", dependencies: [
-            "OCIDistribution", "WharfStorage", "WharfUpstream",
+            "OCIDistribution", "WharfStorage", "WharfUpstream", "RateLimiting",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -76,7 +78,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// Client authentication: htpasswd (bcrypt) and pass-through of client credentials to the upstream.
         .target(name: "WharfAuth", dependencies: [
-            "OCIDistribution", "WharfUpstream",
+            "OCIDistribution", "WharfUpstream", "RateLimiting",
             .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -150,11 +152,11 @@ let package = Package(
         .testTarget(name: "WharfMirrorTests", dependencies: ["WharfMirror"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfTestSupportTests", dependencies: ["WharfTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfAuthTests", dependencies: [
-            "WharfAuth",
+            "WharfAuth", "RateLimiting",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfIntegrationTests", dependencies: [
-            "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport", "WharfConfig", "WharfAuth",
+            "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport", "WharfConfig", "WharfAuth", "RateLimiting",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

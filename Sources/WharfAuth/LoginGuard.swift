@@ -1,3 +1,4 @@
+import RateLimiting
 import HummingbirdBcrypt
 import OCIDistribution
 import Synchronization
@@ -15,9 +16,9 @@ public enum LoginVerdict: Sendable, Equatable {
 /// Limits on password checks (see ``LoginGuard``).
 public struct LoginLimits: Sendable {
     /// Checks that may fail, per client address (IPv6: per /64).
-    public var perAddress: FailureRate
+    public var perAddress: KeyedRate
     /// Checks that may fail, per user name (existing or not).
-    public var perUser: FailureRate
+    public var perUser: KeyedRate
     /// How long a verified user and password is trusted without bcrypt.
     public var rememberFor: Duration
     /// Verified logins remembered at most.
@@ -26,7 +27,7 @@ public struct LoginLimits: Sendable {
     public var workers: BcryptWorkers.Queue.Limits
 
     public init(
-        perAddress: FailureRate = .default, perUser: FailureRate = .default, rememberFor: Duration = .seconds(300),
+        perAddress: KeyedRate = .default, perUser: KeyedRate = .default, rememberFor: Duration = .seconds(300),
         maxRemembered: Int = 10_000, workers: BcryptWorkers.Queue.Limits = BcryptWorkers.defaultLimits
     ) {
         self.perAddress = perAddress

@@ -1,8 +1,9 @@
 #if canImport(Glibc)
+import RateLimiting
 import Glibc
 #endif
 
-/// Password checks allowed per client address and per user name, as a value (two ``FailureLimiter``s).
+/// Password checks allowed per client address and per user name, as a value (two ``KeyedRateLimiter``s).
 ///
 /// An attempt needs budget on both keys and is charged to both; a success is refunded, so only
 /// failures (and attempts still running or refused for capacity) count. Users that do not exist are limited exactly like
@@ -16,12 +17,12 @@ public struct LoginThrottle: Sendable {
         case refuse(retryAfter: Duration)
     }
 
-    private var addresses: FailureLimiter
-    private var users: FailureLimiter
+    private var addresses: KeyedRateLimiter
+    private var users: KeyedRateLimiter
 
-    public init(perAddress: FailureRate = .default, perUser: FailureRate = .default, capacity: Int = 10_000) {
-        self.addresses = FailureLimiter(rate: perAddress, capacity: capacity)
-        self.users = FailureLimiter(rate: perUser, capacity: capacity)
+    public init(perAddress: KeyedRate = .default, perUser: KeyedRate = .default, capacity: Int = 10_000) {
+        self.addresses = KeyedRateLimiter(rate: perAddress, capacity: capacity)
+        self.users = KeyedRateLimiter(rate: perUser, capacity: capacity)
     }
 
     /// Keys tracked (addresses, users).

@@ -1,45 +1,27 @@
 import OCIDistribution
+import RateLimiting
 import Synchronization
 
-/// Token buckets by key (a client address): `rate` tokens a second, at most `burst` saved up.
-/// A value with no I/O and an injected clock, so its decisions are tested without sockets.
-///
-/// Memory is bounded: past ``capacity`` keys, buckets that have filled up again (the same as no
-/// bucket) are dropped; if every bucket is still draining, new keys go untracked (allowed) rather
-/// than refused, so an attacker with many addresses cannot lock out a new client.
+/// Look-ups per key at `rate` a second with bursts of `burst`, as a value: ``KeyedRateLimiter``
+/// (the project's one rate-limiting mechanism) seen as "take one, or say how long to wait".
+/// Memory is bounded by ``capacity`` keys.
 public struct TokenBuckets: Sendable {
-    public let rate: Double
-    public let burst: Double
     public static let capacity = 65_536
-    private var buckets: [String: (tokens: Double, at: ContinuousClock.Instant)] = [:]
+    private var limiter: KeyedRateLimiter
 
     public init(rate: Double, burst: Double) {
-        self.rate = max(rate, 0.001)
-        self.burst = max(burst, 1)
+        let burst = max(Int(burst), 1)
+        let window = Duration.milliseconds(Int64((Double(burst) / max(rate, 0.001) * 1000).rounded()))
+        self.limiter = KeyedRateLimiter(rate: KeyedRate(failures: burst, per: window), capacity: Self.capacity)
     }
 
-    public var trackedKeys: Int { self.buckets.count }
+    public var trackedKeys: Int { self.limiter.count }
 
     /// Takes one token for `key`: nil if allowed, else how long until the next token.
     public mutating func take(_ key: String, now: ContinuousClock.Instant) -> Duration? {
-        var bucket = self.buckets[key] ?? (self.burst, now)
-        bucket.tokens = min(self.burst, bucket.tokens + self.rate * Self.seconds(now - bucket.at))
-        bucket.at = now
-        guard bucket.tokens >= 1 else {
-            self.buckets[key] = bucket
-            return .milliseconds(Int64(((1 - bucket.tokens) / self.rate * 1000).rounded(.up)))
-        }
-        bucket.tokens -= 1
-        if self.buckets[key] == nil, self.buckets.count >= Self.capacity {
-            self.buckets = self.buckets.filter { self.burst > $0.value.tokens + self.rate * Self.seconds(now - $0.value.at) }
-            guard self.buckets.count < Self.capacity else { return nil }
-        }
-        self.buckets[key] = bucket
+        if let wait = self.limiter.wait(for: key, now: now) { return wait }
+        self.limiter.charge(key, now: now)
         return nil
-    }
-
-    private static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 }
 

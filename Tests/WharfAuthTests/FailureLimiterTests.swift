@@ -1,13 +1,14 @@
+import RateLimiting
 import Testing
 import WharfAuth
 
-/// ``FailureLimiter`` and ``LoginThrottle`` as values: events in, decisions out, a clock that only moves when told.
+/// ``KeyedRateLimiter`` and ``LoginThrottle`` as values: events in, decisions out, a clock that only moves when told.
 @Suite struct FailureLimiterTests {
     let t0 = ContinuousClock.now
 
     @Test("ten checks fit a fresh key, the eleventh waits one interval, and the budget refills over the window")
     func burstThenRefill() {
-        var limiter = FailureLimiter(rate: FailureRate(failures: 10, per: .seconds(60)))
+        var limiter = KeyedRateLimiter(rate: KeyedRate(failures: 10, per: .seconds(60)))
         for _ in 0..<10 {
             #expect(limiter.wait(for: "k", now: self.t0) == nil)
             limiter.charge("k", now: self.t0)
@@ -22,7 +23,7 @@ import WharfAuth
 
     @Test("a refund gives one check back; refunding an empty key is harmless")
     func refunds() {
-        var limiter = FailureLimiter(rate: FailureRate(failures: 2, per: .seconds(10)))
+        var limiter = KeyedRateLimiter(rate: KeyedRate(failures: 2, per: .seconds(10)))
         limiter.charge("k", now: self.t0)
         limiter.charge("k", now: self.t0)
         #expect(limiter.wait(for: "k", now: self.t0) != nil)
@@ -36,7 +37,7 @@ import WharfAuth
 
     @Test("the table stays within its capacity: full budgets go first, then the ones closest to full")
     func boundedTable() {
-        var limiter = FailureLimiter(rate: FailureRate(failures: 1, per: .seconds(10)), capacity: 100)
+        var limiter = KeyedRateLimiter(rate: KeyedRate(failures: 1, per: .seconds(10)), capacity: 100)
         for i in 0..<100 { limiter.charge("old-\(i)", now: self.t0) }
         #expect(limiter.count == 100)
         // Ten seconds on, every old budget is full again: all of them make room.
@@ -55,7 +56,7 @@ import WharfAuth
 
     @Test("login throttle: per address and per user; a refused attempt charges nothing; success refunds")
     func throttle() {
-        var throttle = LoginThrottle(perAddress: FailureRate(failures: 3, per: .seconds(30)), perUser: FailureRate(failures: 5, per: .seconds(30)))
+        var throttle = LoginThrottle(perAddress: KeyedRate(failures: 3, per: .seconds(30)), perUser: KeyedRate(failures: 5, per: .seconds(30)))
         #expect(throttle.admit(address: "10.0.0.1", user: "dave", now: self.t0) == .check(clean: true))
         #expect(throttle.admit(address: "10.0.0.1", user: "erin", now: self.t0) == .check(clean: false), "the address failed recently")
         #expect(throttle.admit(address: "10.0.0.1", user: "frank", now: self.t0) == .check(clean: false))

@@ -1,3 +1,4 @@
+import RateLimiting
 import Foundation
 import Logging
 import Testing
@@ -33,7 +34,7 @@ import WharfAuth
 
     @Test("past the limit an address is refused without bcrypt, but a login verified before still passes")
     func rememberedLoginsPassTheLimit() async throws {
-        let file = try Self.file([("carol", "carol-pw", 4), ("dave", "dave-pw", 4)], limits: LoginLimits(perAddress: FailureRate(failures: 2, per: .seconds(60))))
+        let file = try Self.file([("carol", "carol-pw", 4), ("dave", "dave-pw", 4)], limits: LoginLimits(perAddress: KeyedRate(failures: 2, per: .seconds(60))))
         #expect(await file.verify(user: "carol", password: "carol-pw", client: "10.0.0.1") == .valid)
         #expect(await file.verify(user: "dave", password: "wrong", client: "10.0.0.1") == .invalid)
         #expect(await file.verify(user: "mallory", password: "wrong", client: "10.0.0.1") == .invalid)
@@ -51,7 +52,7 @@ import WharfAuth
 
     @Test("unknown users are limited exactly like known ones (the limit tells nothing)")
     func unknownUsersLimitedAlike() async throws {
-        let file = try Self.file([("carol", "carol-pw", 4)], limits: LoginLimits(perUser: FailureRate(failures: 2, per: .seconds(60))))
+        let file = try Self.file([("carol", "carol-pw", 4)], limits: LoginLimits(perUser: KeyedRate(failures: 2, per: .seconds(60))))
         for user in ["carol", "nobody"] {
             #expect(await file.verify(user: user, password: "a", client: "10.0.1.1") == .invalid)
             #expect(await file.verify(user: user, password: "b", client: "10.0.1.2") == .invalid)
@@ -63,7 +64,7 @@ import WharfAuth
 
     @Test("twenty identical first logins at once share one check: none is refused by a per-user limit of one")
     func identicalLoginsShareOneCheck() async throws {
-        let file = try Self.file([("robot", "robot-pw", 8)], limits: LoginLimits(perUser: FailureRate(failures: 1, per: .seconds(60))))
+        let file = try Self.file([("robot", "robot-pw", 8)], limits: LoginLimits(perUser: KeyedRate(failures: 1, per: .seconds(60))))
         let verdicts = await withTaskGroup(of: LoginVerdict.self) { group in
             for i in 0..<20 { group.addTask { await file.verify(user: "robot", password: "robot-pw", client: "10.0.2.\(i)") } }
             return await group.reduce(into: [LoginVerdict]()) { $0.append($1) }

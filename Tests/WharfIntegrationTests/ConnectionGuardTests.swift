@@ -95,7 +95,7 @@ struct ConnectionGuardTests {
                     "GET /v2/team/drain/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\n\r\n", port: wharf.port, bytesPerTick: 80 << 10,
                     tick: .milliseconds(10), stallFor: nil)
             }
-            #expect(try await Self.eventually { wharf.mirror.serving.isServing(digest) }, "the hit never started")
+            #expect(try await eventually { wharf.mirror.serving.isServing(digest) }, "the hit never started")
             wharf.server.beginShutdown()
             let slow = try await fetch.value
             let response = try #require(RawHTTP.parse(slow.bytes))
@@ -115,11 +115,11 @@ struct ConnectionGuardTests {
             defer { open.forEach { close($0) } }
             for _ in 0..<4 { open.append(try RawHTTP.connect(port: wharf.port)) }
             // Connections are admitted on their event loops, not always in the order they connected.
-            #expect(try await Self.eventually { wharf.server.openConnections == 4 })
+            #expect(try await eventually { wharf.server.openConnections == 4 })
             let refused = try await RawHTTP.request("GET /v2/ HTTP/1.1\r\nHost: w\r\n\r\n", port: wharf.port)
             #expect(refused.status == 429 && refused.bodyText.contains("TOOMANYREQUESTS") && refused.header("retry-after") == "1")
             close(open.removeLast())
-            let admitted = try await Self.eventually { try await RawHTTP.request("GET /v2/ HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port).status == 200 }
+            let admitted = try await eventually { try await RawHTTP.request("GET /v2/ HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port).status == 200 }
             #expect(admitted)
         }
     }
@@ -132,7 +132,7 @@ struct ConnectionGuardTests {
             var open: [Int32] = []
             defer { open.forEach { close($0) } }
             for _ in 0..<4 { open.append(try RawHTTP.connect(port: wharf.port)) }
-            #expect(try await Self.eventually { wharf.server.openConnections == 4 })
+            #expect(try await eventually { wharf.server.openConnections == 4 })
             // Connections 5 and 6 are the reserve.
             let hit = "GET /v2/team/guard/blobs/\(image.layers[0].digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n"
             let served = try await RawHTTP.request(hit, port: wharf.port)
@@ -141,9 +141,9 @@ struct ConnectionGuardTests {
             let miss = try await RawHTTP.request("GET /v2/team/guard/manifests/other HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
             #expect(miss.status == 503 && miss.bodyText.contains("connection limit"), "\(miss.status) \(miss.bodyText)")
             // Once the server has seen those three close, two more fill it.
-            #expect(try await Self.eventually { wharf.server.openConnections == 4 })
+            #expect(try await eventually { wharf.server.openConnections == 4 })
             for _ in 0..<2 { open.append(try RawHTTP.connect(port: wharf.port)) }
-            #expect(try await Self.eventually { wharf.server.openConnections == 6 })
+            #expect(try await eventually { wharf.server.openConnections == 6 })
             let full = try await RawHTTP.request("GET /healthz HTTP/1.1\r\nHost: w\r\n\r\n", port: wharf.port)
             #expect(full.status == 503 && full.bodyText.contains("UNAVAILABLE"))
         }
@@ -260,16 +260,6 @@ struct ConnectionGuardTests {
             exchange.closed = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)
             return exchange
         }
-    }
-
-    /// Retries `check` for up to 5 s: the server sees a client's close a moment after the client made it.
-    static func eventually(_ check: () async throws -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + .seconds(5)
-        while ContinuousClock.now < deadline {
-            if try await check() { return true }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return false
     }
 
     /// Runs `body` against a Wharf over a Distribution upstream holding `team/guard:v1` (one 200 KB layer).

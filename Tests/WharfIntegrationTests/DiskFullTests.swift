@@ -32,7 +32,7 @@ struct DiskFullTests {
             #expect(!wharf.cachedBlobHexes().contains(big.hex))
             let fits = try await RawHTTP.request("GET /v2/team/big/blobs/\(small.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
             #expect(fits.status == 200 && Digest.sha256(of: fits.body).description == small.digest)
-            #expect(await Self.eventually { wharf.cachedBlobHexes().contains(small.hex) })
+            #expect(await eventually { wharf.cachedBlobHexes().contains(small.hex) })
             #expect(wharf.tempFiles().isEmpty, "temp debris: \(wharf.tempFiles())")
 
             // The upstream gone too: an answer before any head, never a 200 with a short body.
@@ -47,13 +47,5 @@ struct DiskFullTests {
         await upstream.stop()
         _ = try? await CommandRunner.run(executable: "/bin/umount", arguments: ["-l", mountPoint], timeout: .seconds(10))  // lazy: the index may still be mapped
         try? FileManager.default.removeItem(atPath: mountPoint)
-    }
-
-    static func eventually(_ check: () -> Bool) async -> Bool {
-        for _ in 0..<250 {
-            if check() { return true }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return false
     }
 }

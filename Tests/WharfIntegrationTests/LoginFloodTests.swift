@@ -1,3 +1,4 @@
+import RateLimiting
 import Foundation
 import Logging
 import Testing
@@ -53,7 +54,7 @@ struct LoginFloodTests {
     func noEnumerationByTiming() async throws {
         let (dir, file) = try Self.htpasswd()
         // Limits out of the way: this measures the check itself.
-        let generous = LoginLimits(perAddress: FailureRate(failures: 10_000, per: .seconds(60)), perUser: FailureRate(failures: 10_000, per: .seconds(60)))
+        let generous = LoginLimits(perAddress: KeyedRate(failures: 10_000, per: .seconds(60)), perUser: KeyedRate(failures: 10_000, per: .seconds(60)))
         let wharf = try await Self.wharf(file, limits: generous)
         do {
             // Alternating pairs, so both sides of a pair see the same load on the machine.

@@ -8,15 +8,6 @@ import WharfTestSupport
 /// `/_ping`, `/healthz`, `/readyz`, `/stats`, `/metrics` and the dashboard report what actually happened.
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct ObservabilityTests {
-    /// Polls `check` every 10 ms for up to 5 s.
-    static func eventually(_ check: () -> Bool) async -> Bool {
-        for _ in 0..<500 {
-            if check() { return true }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return false
-    }
-
     static func get(_ path: String, _ port: Int) async throws -> RawHTTP.Response {
         try await RawHTTP.request("GET \(path) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: port)
     }
@@ -49,10 +40,10 @@ struct ObservabilityTests {
             // A fill commits just after its client got the last byte: each next request must find it indexed.
             let indexed = { (blob: GeneratedBlob) in (try? wharf.mirror.index.blob(Digest(parsing: blob.digest))) != nil }
             #expect(try await Self.get("/v2/team/app/blobs/\(l0.digest)", wharf.port).status == 200)
-            #expect(await Self.eventually { indexed(l0) && wharf.mirror.fills.inFlight == 0 }, "layer 0 was never indexed")
+            #expect(await eventually { indexed(l0) && wharf.mirror.fills.inFlight == 0 }, "layer 0 was never indexed")
             for _ in 0..<3 { #expect(try await Self.get("/v2/team/app/blobs/\(l0.digest)", wharf.port).status == 200) }
             #expect(try await Self.get("/v2/team/app/blobs/\(l1.digest)", wharf.port).status == 200)
-            #expect(await Self.eventually { indexed(l1) && wharf.mirror.fills.inFlight == 0 }, "layer 1 was never indexed")
+            #expect(await eventually { indexed(l1) && wharf.mirror.fills.inFlight == 0 }, "layer 1 was never indexed")
 
             let statsResponse = try await Self.get("/stats", wharf.port)
             #expect(statsResponse.status == 200)

@@ -35,7 +35,7 @@ struct OrphanFillTests {
                 var buffer = [UInt8](repeating: 0, count: 1024)
                 _ = recv(fd, &buffer, buffer.count, 0)
             }
-            #expect(await Self.eventually(seconds: 10) { wharf.mirror.fills.inFlight == 0 }, "the orphaned fill is still running")
+            #expect(await eventually(within: .seconds(10)) { wharf.mirror.fills.inFlight == 0 }, "the orphaned fill is still running")
             let elapsed = ContinuousClock.now - started
             #expect(elapsed < .seconds(6), "stopped after \(elapsed)")
             #expect(wharf.mirror.stats.fillsAbandoned.value == 1)
@@ -44,21 +44,12 @@ struct OrphanFillTests {
             // The same slowness with a client reading: not stopped.
             let r = try await RawHTTP.request("GET /v2/team/slow/blobs/\(smallDigest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
             #expect(r.status == 200 && Digest.sha256(of: r.body) == smallDigest)
-            #expect(await Self.eventually(seconds: 10) { wharf.cachedBlobHexes().contains(smallDigest.hex) })
+            #expect(await eventually(within: .seconds(10)) { wharf.cachedBlobHexes().contains(smallDigest.hex) })
             #expect(wharf.mirror.stats.fillsAbandoned.value == 1)
         } catch {
             Issue.record(error)
         }
         await wharf.stop()
         await upstream.stop()
-    }
-
-    static func eventually(seconds: Int64, _ check: () -> Bool) async -> Bool {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while ContinuousClock.now < deadline {
-            if check() { return true }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return false
     }
 }

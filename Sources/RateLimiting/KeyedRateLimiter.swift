@@ -1,6 +1,7 @@
-/// How many password checks that may fail one key (a client address or a user name) gets per window.
-public struct FailureRate: Sendable, Hashable {
-    /// Checks allowed in a burst, and per `window` in the long run.
+/// How many events one key (a client address, a user name) may have per window: failed password
+/// checks for logins, upstream look-ups for the mirror.
+public struct KeyedRate: Sendable, Hashable {
+    /// Events allowed in a burst, and per `window` in the long run.
     public var failures: Int
     public var window: Duration
 
@@ -9,27 +10,27 @@ public struct FailureRate: Sendable, Hashable {
         self.window = window > .zero ? window : .seconds(1)
     }
 
-    /// Ten per minute: one more every six seconds once the burst is spent.
-    public static let `default` = FailureRate(failures: 10, per: .seconds(60))
+    /// Ten per minute: one more every six seconds once the burst is spent (failed logins).
+    public static let `default` = KeyedRate(failures: 10, per: .seconds(60))
 
     /// Time one check costs (`window / failures`).
     var interval: Duration { self.window / self.failures }
 }
 
-/// A failure budget per key, as a value: a generic cell rate algorithm (a token bucket holding one
-/// instant per key), with a bounded table.
+/// A budget per key, as a value: a generic cell rate algorithm (a token bucket holding one instant
+/// per key), with a bounded table. The one rate-limiting mechanism of the project.
 ///
-/// A check is charged *before* it runs (``charge(_:now:)``) and refunded if it succeeds
-/// (``refund(_:now:)``), so concurrent attempts cannot all slip through before the first one fails.
+/// An event is charged *before* it runs (``charge(_:now:)``) and may be refunded (``refund(_:now:)``),
+/// so concurrent password checks cannot all slip through before the first one fails.
 /// No I/O and no clock of its own: every event takes `now`.
-public struct FailureLimiter: Sendable {
-    public let rate: FailureRate
+public struct KeyedRateLimiter: Sendable {
+    public let rate: KeyedRate
     /// Keys tracked at most; past it, the entries whose budget is furthest refilled go first.
     public let capacity: Int
     /// Per key: when its budget will be full again (the "theoretical arrival time"). Absent: full.
     private var refilledAt: [String: ContinuousClock.Instant] = [:]
 
-    public init(rate: FailureRate = .default, capacity: Int = 10_000) {
+    public init(rate: KeyedRate = .default, capacity: Int = 10_000) {
         self.rate = rate
         self.capacity = max(1, capacity)
     }
