@@ -195,7 +195,7 @@ struct BlobEndpoint: Sendable {
     /// corrupt or truncated upstream body never reaches a client as a complete response.
     private func follow(_ fill: BlobFill, digest: Digest, range: ByteRange?, writer: ResponseWriter) async throws {
         let following = fill.attach()
-        writer.connectionClosed?.whenComplete { _ in following.release() }
+        writer.clientGone?.whenComplete { _ in following.release() }
         defer { following.release() }
         let first = await fill.wait(for: .head)
         let total: Int64?

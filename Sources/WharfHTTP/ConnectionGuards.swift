@@ -69,20 +69,34 @@ final class ConnectionAdmissions: Sendable {
     }
 }
 
-/// First in a connection's pipeline: refuses a connection over the limits with an OCI error, and
-/// releases its count when it closes.
+/// First in a connection's pipeline: refuses a connection over the limits with an OCI error,
+/// releases its count when it closes, and tells when the client has gone (``clientGone``).
 final class ConnectionAdmission: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
 
     private let admissions: ConnectionAdmissions
     private let client: String
     let decision: ConnectionAdmissions.Decision
+    private let gone: EventLoopPromise<Void>
 
     init(_ admissions: ConnectionAdmissions, channel: any Channel) {
         self.admissions = admissions
         self.client = ConnectionAdmissions.clientKey(channel)
         self.decision = admissions.admit(self.client)
+        self.gone = channel.eventLoop.makePromise()
     }
+
+    /// Completes when the client closed its side (FIN; a half-closed client may still read, but it
+    /// sends nothing more) or the connection closed: a response waiting on a slow fill stops counting
+    /// as a reader then, even though no write has failed yet.
+    var clientGone: EventLoopFuture<Void> { self.gone.futureResult }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed { self.gone.succeed() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.gone.succeed() }
 
     var isRefused: Bool { self.decision == .refuseAll || self.decision == .refuseClient }
 
@@ -101,6 +115,7 @@ final class ConnectionAdmission: ChannelInboundHandler, RemovableChannelHandler 
 
     func channelInactive(context: ChannelHandlerContext) {
         if !self.isRefused { self.admissions.release(self.client) }
+        self.gone.succeed()
         context.fireChannelInactive()
     }
 

@@ -184,9 +184,8 @@ public final class RegistryServer: Service, Sendable {
         let id = self.connections.add(connection.channel)
         let files = QueuedFiles()
         let client = ConnectionAdmissions.clientKey(connection.channel)
-        let limits = self.configuration.connectionLimits
-        let reserveOnly = self.admissions.total > limits.maxTotal - limits.reserve
-            ? await Self.admissionDecision(connection.channel) == .reserve : false
+        let admission = await Self.admission(of: connection.channel)
+        let reserveOnly = admission?.decision == .reserve
         defer {
             files.closeAll()
             self.connections.remove(id)
@@ -213,7 +212,7 @@ public final class RegistryServer: Service, Sendable {
                     let writer = ResponseWriter(
                         outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: keepAlive,
                         isSecure: self.configuration.tls != nil, files: files, client: client)
-                    writer.connectionClosed = connection.channel.closeFuture
+                    writer.clientGone = admission?.clientGone ?? connection.channel.closeFuture
                     if refused {
                         try await writer.sendError(RegistryError(.unavailable, "the server is at its connection limit", headers: [("Retry-After", "1")]))
                     } else {
@@ -262,8 +261,12 @@ extension RegistryServer {
         }
     }
 
-    static func admissionDecision(_ channel: any Channel) async -> ConnectionAdmissions.Decision? {
-        try? await channel.eventLoop.submit { try channel.pipeline.syncOperations.handler(type: ConnectionAdmission.self).decision }.get()
+    /// The connection's admission: its decision and when its client has gone (one hop per connection).
+    static func admission(of channel: any Channel) async -> (decision: ConnectionAdmissions.Decision, clientGone: EventLoopFuture<Void>)? {
+        try? await channel.eventLoop.submit {
+            let admission = try channel.pipeline.syncOperations.handler(type: ConnectionAdmission.self)
+            return (admission.decision, admission.clientGone)
+        }.get()
     }
 }
 

@@ -44,8 +44,8 @@ final class ResponseWriter {
     var namespace: String?
     /// Whose credentials this request's upstream requests carry (set by client authentication).
     var identity: UpstreamIdentity = .mirror
-    /// Completes when the connection closes (a client may go away while its response waits).
-    var connectionClosed: EventLoopFuture<Void>?
+    /// Completes when the client closed its side or the connection closed (a client may go away while its response waits).
+    var clientGone: EventLoopFuture<Void>?
     /// The connection is TLS: files are read and written as buffers, since sendfile cannot encrypt.
     let isSecure: Bool
     /// The connection's files handed to the writer as `FileRegion`s.
