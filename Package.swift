@@ -88,7 +88,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// The SwiftNIO HTTP/1.1 front: routing, OCI responses, sendfile.
         .target(name: "WharfHTTP", dependencies: [
-            "OCIDistribution", "WharfStorage", "WharfMirror", "WharfUpstream", "WharfAuth",
+            "OCIDistribution", "WharfMirror", "WharfAuth",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -6,114 +6,54 @@ import NIOHTTP1
 import OCIDistribution
 import WharfAuth
 import WharfMirror
-import WharfStorage
-import WharfUpstream
 
-/// `GET`/`HEAD /v2/<name>/blobs/<digest>`: hits go out with sendfile; misses follow a ``BlobFill``.
+/// `GET`/`HEAD /v2/<name>/blobs/<digest>`: renders the ``ReadService``'s answer — a cached file
+/// with sendfile (buffers over TLS), a fill followed as it grows, an uncached relay, a redirect.
 struct BlobEndpoint: Sendable {
-    let mirror: Mirror
-    let access: RequestAccess
+    let reads: ReadService
     var edge: EdgeSettings? = nil
 
     func serve(name rawName: String, digest rawDigest: String, request: HTTPRequestHead, writer: ResponseWriter) async throws {
         let name = try RepositoryName(parsing: rawName)
         let digest = try Digest(parsing: rawDigest)
-        let mark = self.mirror.serving.markServing(digest)  // the evictor spares blobs being served
-        defer { mark.release() }
         let range = writer.isHead ? nil : try request.headers.first(name: "range").flatMap { try ByteRange(header: $0) }
-        let routed = try await self.access.route(name, writer)
-        let upstream = routed.client, repository = routed.repository
-        // Known in this repository (its manifests named it, or the upstream confirmed it): no more checks.
-        let found = try? self.mirror.index.blob(digest, linkedTo: upstream.configuration.name, repository: repository)
-        let linked = found?.linked ?? false
-        if found?.record == nil || !linked {
-            if writer.isHead, found?.record == nil, self.mirror.blobHeadMisses.contains(Self.headMissKey(upstream, repository, digest)) {
-                self.mirror.stats.negativeHits.add()
-                throw RegistryError(.blobUnknown, "blob unknown upstream (cached answer)")
-            }
-            // The answer needs the upstream (a fill, a HEAD, a confirmation): counted per client.
-            try self.mirror.lookups.charge(writer.client)
-        }
-        if let edge = self.edge, let cache = edge.redirectBlobsTo, !writer.isHead {
-            // Edge: the pull is authorized here; the bytes come from the cache the signed URL names.
-            if !linked {
-                try await self.mirror.linkGate.confirm(digest, kind: .blob, upstream: upstream, repository: repository, identity: writer.identity)
-            }
-            try await EdgeRedirect.send(edge, cache: cache, name: rawName, digest: digest.description, writer: writer)
-            return
-        }
-
-        if let record = found?.record {
-            if !linked {
-                try await self.mirror.linkGate.confirm(digest, kind: .blob, upstream: upstream, repository: repository, identity: writer.identity)
-            }
-            if writer.isHead {
-                writer.outcome = "hit"
-                self.mirror.stats.blobHits.add()
-                try await writer.send(status: .ok, headers: self.headers(writer, digest, length: record.size), body: nil)
-                return
-            }
-            if let file = self.mirror.store.open(digest) {
-                guard file.size == record.size else {
-                    close(file.fd)  // a damaged file: fall through and fetch it again
-                    return try await self.serveMiss(digest, routed, linked: true, range: range, writer: writer)
-                }
-                self.mirror.index.touch(digest)
-                try await self.sendHit(file, digest: digest, repository: repository, range: range, writer: writer)
-                return
-            }
-        }
-        if writer.isHead {
-            try await self.headMiss(upstream: upstream, repository: repository, digest: digest, writer: writer)
-            return
-        }
-        try await self.serveMiss(digest, routed, linked: linked, range: range, writer: writer)
-    }
-
-    /// Not (usable) in the cache: join or start the fill; it may also have just completed. Bytes
-    /// that came through another repository are served only once this repository is confirmed.
-    private func serveMiss(_ digest: Digest, _ routed: RoutedRequest, linked: Bool, range: ByteRange?, writer: ResponseWriter) async throws {
-        let upstream = routed.client, repository = routed.repository
-        let source: BlobFills.Source
-        do {
-            source = try self.mirror.fills.source(for: digest, upstream: upstream, repository: repository, identity: writer.identity)
-        } catch {
-            guard BlobFills.isCannotKeep(error) else { throw error }
-            return try await self.relay(digest, routed, range: range, writer: writer)
-        }
-        switch source {
-        case .cached:
-            if !linked {
-                try await self.mirror.linkGate.confirm(digest, kind: .blob, upstream: upstream, repository: repository, identity: writer.identity)
-            }
-            guard let file = self.mirror.store.open(digest) else { throw RegistryError(.blobUnknown, "blob vanished from the cache") }
-            try await self.sendHit(file, digest: digest, repository: repository, range: range, writer: writer)
-        case .fill(let fill):
-            if !linked, fill.origin != (upstream.configuration.name, repository) {
-                try await self.mirror.linkGate.confirm(digest, kind: .blob, upstream: upstream, repository: repository, identity: writer.identity)
-            }
-            writer.outcome = "miss"
-            self.mirror.stats.blobMisses.add()
-            defer {
-                self.mirror.stats.bytesFromFills.add(Int(writer.bytes))
-                self.mirror.stats.repository(repository, bytes: Int(writer.bytes))
-            }
+        let routed = try await self.reads.route(name, namespace: writer.namespace, identity: writer.identity)
+        writer.routed = routed
+        let cacheURL = writer.isHead ? nil : self.edge?.redirectBlobsTo
+        let query = BlobQuery(
+            digest: digest, isHead: writer.isHead, hasRange: range != nil, identity: writer.identity, client: writer.client,
+            redirectsGET: cacheURL != nil)
+        let answer = try await self.reads.blob(query, routed)
+        switch consume answer {
+        case .file(let file):
+            writer.cache = .hit
+            try await self.sendFile(file, digest: digest, range: range, writer: writer)
+        case .head(let size, let cache):
+            writer.cache = cache
+            try await writer.send(status: .ok, headers: self.headers(writer, digest, length: size), body: nil)
+        case .fill(let fill, let mark):
+            defer { mark.release() }
+            writer.cache = .miss
             do {
                 try await self.follow(fill, digest: digest, range: range, writer: writer)
-            } catch {
-                guard let e = error as? RegistryError, BlobFills.isCannotKeep(e), writer.status == 0 else { throw error }
-                try await self.relay(digest, routed, range: range, writer: writer)
+            } catch let error as RegistryError where ReadService.isCannotKeep(error) && writer.status == 0 {
+                let fallback = try await self.reads.relay(query, routed)
+                switch consume fallback {
+                case .relay(let relay): try await self.relay(relay, digest: digest, writer: writer)
+                default: throw error
+                }
             }
+        case .relay(let relay):
+            try await self.relay(relay, digest: digest, writer: writer)
+        case .redirect:
+            guard let edge = self.edge, let cacheURL else { throw RegistryError(.unsupported, "no cache to redirect to") }
+            try await EdgeRedirect.send(edge, cache: cacheURL, name: rawName, digest: digest.description, writer: writer)
         }
     }
 
-    /// The cache cannot keep this blob (disk full): stream it from the upstream uncached, verified
-    /// (``BlobRelay``), or answer 503 before any head when even that is impossible.
-    private func relay(_ digest: Digest, _ routed: RoutedRequest, range: ByteRange?, writer: ResponseWriter) async throws {
-        guard range == nil else { throw RegistryError(.unavailable, "the cache cannot store this blob right now; retry without Range") }
-        let relay = try await BlobRelay.open(
-            digest, upstream: routed.client, repository: routed.repository, identity: writer.identity, stats: self.mirror.stats)
-        writer.outcome = "relay"
+    /// Streams an uncached relay (the cache cannot keep the blob); the last chunk only once verified.
+    private func relay(_ relay: BlobRelay, digest: Digest, writer: ResponseWriter) async throws {
+        writer.cache = .relay
         var h = self.headers(writer, digest, length: relay.size)
         if relay.size == nil { h.add(name: "Transfer-Encoding", value: "chunked") }
         try await writer.sendHead(status: .ok, headers: h)
@@ -123,15 +63,6 @@ struct BlobEndpoint: Sendable {
             throw AbortResponse(reason: "uncached relay failed: \(error)")
         }
         try await writer.end()
-        self.mirror.stats.repository(routed.repository, bytes: Int(writer.bytes))
-    }
-
-    private func sendHit(_ file: (fd: Int32, size: Int64), digest: Digest, repository: String, range: ByteRange?, writer: ResponseWriter) async throws {
-        writer.outcome = "hit"
-        self.mirror.stats.blobHits.add()
-        try await self.sendFile(file, digest: digest, range: range, writer: writer)
-        self.mirror.stats.bytesFromDisk.add(Int(writer.bytes))
-        self.mirror.stats.repository(repository, bytes: Int(writer.bytes))
     }
 
     private func headers(_ writer: ResponseWriter, _ digest: Digest, length: Int64?) -> HTTPHeaders {
@@ -152,25 +83,28 @@ struct BlobEndpoint: Sendable {
 
     /// Zero-copy: the file goes out as a `FileRegion` (sendfile); ``FileRegionCloser`` closes it.
     /// Over TLS it goes out in buffers (see ``ResponseWriter/writeFileBody(fd:from:to:)``).
-    private func sendFile(_ file: (fd: Int32, size: Int64), digest: Digest, range: ByteRange?, writer: ResponseWriter) async throws {
-        let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: file.fd)
-        writer.files.track(handle)
-        let bounds: ClosedRange<Int64>?
-        do {
-            bounds = try range?.resolve(size: file.size)
-        } catch {
-            try? handle.close()
-            throw error
-        }
+    private func sendFile(_ file: consuming CachedFile, digest: Digest, range: ByteRange?, writer: ResponseWriter) async throws {
+        let size = file.size
+        let bounds = try range?.resolve(size: size)  // before the hand-off: a bad range drops (closes) the file
+        let (fd, finished) = file.handOff()
+        defer { finished() }
+        var h = self.headers(writer, digest, length: bounds.map { $0.upperBound - $0.lowerBound + 1 } ?? size)
+        if let b = bounds { h.add(name: "Content-Range", value: "bytes \(b.lowerBound)-\(b.upperBound)/\(size)") }
+        let status: HTTPResponseStatus = bounds == nil ? .ok : .partialContent
+        let start = Int(bounds?.lowerBound ?? 0), end = Int(bounds.map { $0.upperBound + 1 } ?? size)
         if writer.isSecure {
-            let fd = try handle.takeDescriptorOwnership()
-            try await self.sendFileBuffered(fd: fd, size: file.size, digest: digest, bounds: bounds, writer: writer)
+            do {
+                try await writer.sendHead(status: status, headers: h)
+            } catch {
+                close(fd)
+                throw error
+            }
+            try await writer.writeFileBody(fd: fd, from: Int64(start), to: Int64(end))
+            try await writer.end()
             return
         }
-        var h = self.headers(writer, digest, length: bounds.map { $0.upperBound - $0.lowerBound + 1 } ?? file.size)
-        let status: HTTPResponseStatus = bounds == nil ? .ok : .partialContent
-        if let b = bounds { h.add(name: "Content-Range", value: "bytes \(b.lowerBound)-\(b.upperBound)/\(file.size)") }
-        let start = Int(bounds?.lowerBound ?? 0), end = Int(bounds.map { $0.upperBound + 1 } ?? file.size)
+        let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
+        writer.files.track(handle)
         writer.status = Int(status.code)
         let head = HTTPResponseHead(version: .http1_1, status: status, headers: h)
         guard end > start else {
@@ -249,39 +183,5 @@ struct BlobEndpoint: Sendable {
             }
         }
         try await writer.end()
-    }
-
-    private func sendFileBuffered(fd: Int32, size: Int64, digest: Digest, bounds: ClosedRange<Int64>?, writer: ResponseWriter) async throws {
-        var h = self.headers(writer, digest, length: bounds.map { $0.upperBound - $0.lowerBound + 1 } ?? size)
-        if let b = bounds { h.add(name: "Content-Range", value: "bytes \(b.lowerBound)-\(b.upperBound)/\(size)") }
-        do {
-            try await writer.sendHead(status: bounds == nil ? .ok : .partialContent, headers: h)
-        } catch {
-            close(fd)
-            throw error
-        }
-        try await writer.writeFileBody(fd: fd, from: bounds?.lowerBound ?? 0, to: bounds.map { $0.upperBound + 1 } ?? size)
-        try await writer.end()
-    }
-
-    private static func headMissKey(_ upstream: UpstreamClient, _ repository: String, _ digest: Digest) -> String {
-        "\(upstream.configuration.name)\u{0}\(repository)\u{0}\(digest.hex)"
-    }
-
-    private func headMiss(upstream: UpstreamClient, repository: String, digest: Digest, writer: ResponseWriter) async throws {
-        let response: UpstreamResponse
-        self.mirror.stats.upstreamRequests.add()
-        do {
-            response = try await upstream.send(.HEAD, repository: repository, path: "blobs/\(digest)", as: writer.identity)
-        } catch {
-            throw RegistryError(.blobUnknown, "upstream unreachable")
-        }
-        guard response.status == 200 else {
-            if response.status == 404 { self.mirror.blobHeadMisses.insert(Self.headMissKey(upstream, repository, digest)) }
-            throw RegistryError(.blobUnknown, "blob unknown upstream (status \(response.status))")
-        }
-        writer.outcome = "miss"
-        self.mirror.stats.blobMisses.add()
-        try await writer.send(status: .ok, headers: self.headers(writer, digest, length: response.contentLength), body: nil)
     }
 }

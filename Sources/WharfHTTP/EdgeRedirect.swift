@@ -2,6 +2,7 @@ import Foundation
 import NIOHTTP1
 import OCIDistribution
 import WharfAuth
+import WharfMirror
 
 /// The two halves of the edge/cache split: the edge's signed `307`, and the cache's check of it.
 enum EdgeRedirect {
@@ -18,7 +19,7 @@ enum EdgeRedirect {
         var h = writer.headers()
         h.add(name: "Location", value: "\(cache)/v2/\(name)/blobs/\(digest)?\(query)")
         h.add(name: "Cache-Control", value: "no-store")
-        writer.outcome = "redirect"
+        writer.cache = .redirect
         try await writer.send(status: .temporaryRedirect, headers: h, body: nil)
     }
 

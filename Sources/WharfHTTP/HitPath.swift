@@ -7,8 +7,6 @@ import NIOHTTP1
 import OCIDistribution
 import WharfAuth
 import WharfMirror
-import WharfStorage
-import WharfUpstream
 
 /// Answers cache hits on the event loop, without a task hop: a blob GET/HEAD whose digest is cached
 /// and linked to its repository, a manifest by digest, or a tag within its TTL. Everything else —
@@ -26,29 +24,25 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let mirror: Mirror
+    private let reads: ReadService
     private let edge: EdgeSettings?
-    private let logger: Logger
-    private let logsRequests: Bool
     private let isShuttingDown: @Sendable () -> Bool
     /// Reads heads before the decoder, and where finished response bytes are written (below the HTTP encoder).
     private let front: HitFront
     /// This event loop's open descriptors of small blob files.
-    private let openFiles: OpenBlobFiles
+    private let openFiles: LoopOpenFiles
     let connection = HitConnection()
     /// Dropping the body parts of a request this handler answered.
     private var swallowing = false
 
     init(
-        mirror: Mirror, edge: EdgeSettings?, front: HitFront, openFiles: OpenBlobFiles, logger: Logger,
+        reads: ReadService, edge: EdgeSettings?, front: HitFront, openFiles: LoopOpenFiles,
         isShuttingDown: @escaping @Sendable () -> Bool
     ) {
         self.front = front
         self.openFiles = openFiles
-        self.mirror = mirror
+        self.reads = reads
         self.edge = edge
-        self.logger = logger
-        self.logsRequests = logger.logLevel <= .info
         self.isShuttingDown = isShuttingDown
         front.hitPath = self
     }
@@ -108,69 +102,62 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         guard let name = try? RepositoryName(parsing: rawName), let digest = try? Digest(parsing: rawDigest),
-              let routed = try? self.mirror.route(name, namespace: namespace),
-              let found = try? self.mirror.index.blob(digest, linkedTo: routed.client.configuration.name, repository: routed.repository),
-              let record = found.record, found.linked
+              let routed = self.reads.routeOpen(name, namespace: namespace)
         else { return false }
-        // Small blobs are read through the loop's open-file cache; big ones get their own descriptor for sendfile.
-        var file: (fd: Int32, owned: Bool) = (-1, false)
-        var touch = true
-        if !isHead {
-            if record.size <= Self.inlineBodyLimit {
-                guard let cached = self.openFiles.descriptor(digest, record: record, now: Clock.seconds()) else { return false }
-                file = (cached.fd, false)
-                touch = cached.touch
-            } else {
-                guard let opened = self.mirror.store.open(digest) else { return false }
-                guard opened.size == record.size else {
-                    Glibc.close(opened.fd)
-                    return false
-                }
-                file = (opened.fd, true)
-            }
-        }
-        // Counted before the write: a client that sees the connection close must see the stats too.
-        self.mirror.stats.blobHits.add()
-        self.finish(request, kind: .blob, status: 200, bytes: isHead ? 0 : record.size, started: started)
-        if isHead {
-            var response = Self.blobHead(digest, length: record.size, namespace: namespace, allocator: outlet.channel.allocator)
+        let query = BlobQuery(digest: digest, isHead: isHead, hasRange: false, identity: nil, client: "")
+        guard let answer = self.reads.cachedBlob(query, routed, files: self.openFiles) else { return false }
+        switch consume answer {
+        case .head(let size, _):
+            // Recorded before the write: a client that sees the connection close must see the stats too.
+            self.record(request, routed, kind: .blob, status: 200, bytes: 0, started: started)
+            var response = Self.blobHead(digest, length: size ?? 0, namespace: namespace, allocator: outlet.channel.allocator)
             response.finish(keepAlive: keepAlive)
             self.send(outlet, response.buffer, keepAlive: keepAlive)
-            return true
-        }
-        if touch { self.mirror.index.touch(digest) }
-        self.mirror.stats.bytesFromDisk.add(Int(record.size))
-        self.mirror.stats.repository(routed.repository, bytes: Int(record.size))
-        if !file.owned {
-            // Small: head and body in one buffer, one write.
-            var response = Self.blobHead(
-                digest, length: record.size, namespace: namespace, allocator: outlet.channel.allocator, bodyCapacity: Int(record.size))
-            response.finish(keepAlive: keepAlive)
-            guard response.appendFile(file.fd, count: Int(record.size)) else {
-                // The file shrank under us (it cannot: blobs are immutable); fail the connection rather than send less.
-                outlet.close(promise: nil)
-                return true
-            }
-            self.send(outlet, response.buffer, keepAlive: keepAlive)
-        } else {
-            // Big: the head, then the file with sendfile; the file stays marked as served until written.
-            var response = Self.blobHead(digest, length: record.size, namespace: namespace, allocator: outlet.channel.allocator)
-            response.finish(keepAlive: keepAlive)
-            if !keepAlive { self.connection.closing = true }
-            let mark = self.mirror.serving.markServing(digest)
-            let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: file.fd)
-            let region = FileRegion(fileHandle: handle, readerIndex: 0, endIndex: Int(record.size))
-            outlet.write(NIOAny(IOData.byteBuffer(response.buffer)), promise: nil)
-            let done = outlet.eventLoop.makePromise(of: Void.self)
-            outlet.writeAndFlush(NIOAny(IOData.fileRegion(region)), promise: done)
-            let channel = outlet.channel
-            done.futureResult.whenComplete { _ in
-                try? handle.close()
-                mark.release()
-                if !keepAlive { channel.close(promise: nil) }
-            }
+        case .file(let file):
+            self.sendFile(file, request, routed, digest: digest, namespace: namespace, outlet: outlet, started: started)
+        default:
+            preconditionFailure("cachedBlob answers hits only")
         }
         return true
+    }
+
+    private func sendFile(
+        _ file: consuming CachedFile, _ request: HitRequest, _ routed: RoutedRequest, digest: Digest, namespace: String?,
+        outlet: ChannelHandlerContext, started: ContinuousClock.Instant
+    ) {
+        let keepAlive = request.keepAlive, size = file.size
+        if file.isBorrowed {
+            // Small: head and body in one buffer, one write.
+            var response = Self.blobHead(
+                digest, length: size, namespace: namespace, allocator: outlet.channel.allocator, bodyCapacity: Int(size))
+            response.finish(keepAlive: keepAlive)
+            guard response.appendFile(file.descriptor, count: Int(size)) else {
+                // The file shrank under us (it cannot: blobs are immutable); fail the connection rather than send less.
+                self.record(request, routed, kind: .blob, status: 200, bytes: 0, aborted: true, started: started)
+                outlet.close(promise: nil)
+                return
+            }
+            self.record(request, routed, kind: .blob, status: 200, bytes: size, started: started)
+            self.send(outlet, response.buffer, keepAlive: keepAlive)
+            return
+        }
+        // Big: the head, then the file with sendfile; the file stays marked as served until written.
+        var response = Self.blobHead(digest, length: size, namespace: namespace, allocator: outlet.channel.allocator)
+        response.finish(keepAlive: keepAlive)
+        if !keepAlive { self.connection.closing = true }
+        let (fd, finished) = file.handOff()
+        let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
+        let region = FileRegion(fileHandle: handle, readerIndex: 0, endIndex: Int(size))
+        self.record(request, routed, kind: .blob, status: 200, bytes: size, started: started)
+        outlet.write(NIOAny(IOData.byteBuffer(response.buffer)), promise: nil)
+        let done = outlet.eventLoop.makePromise(of: Void.self)
+        outlet.writeAndFlush(NIOAny(IOData.fileRegion(region)), promise: done)
+        let channel = outlet.channel
+        done.futureResult.whenComplete { _ in
+            try? handle.close()
+            finished()
+            if !keepAlive { channel.close(promise: nil) }
+        }
     }
 
     private func answerManifest(
@@ -180,22 +167,17 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         guard let namespace = Self.namespace(of: target) else { return false }
         let keepAlive = request.keepAlive, isHead = request.isHead
         guard let name = try? RepositoryName(parsing: rawName), let reference = try? Reference(parsing: rawReference),
-              let routed = try? self.mirror.route(name, namespace: namespace)
+              let routed = self.reads.routeOpen(name, namespace: namespace)
         else { return false }
-        let manifest: StoredManifest?
-        switch reference {
-        case .digest(let d): manifest = self.mirror.manifests.cachedLinked(d, upstream: routed.client, repository: routed.repository)
-        case .tag(let t):
-            manifest = self.mirror.manifests.freshTag(
-                upstream: routed.client, repository: routed.repository, tag: t.value, accept: self.connection.acceptSet(request.accept))
-        }
-        guard let manifest else { return false }  // its media type was validated when stored and when read
+        let query = ManifestQuery(
+            reference: reference, accept: self.connection.acceptSet(request.accept), isHead: isHead, identity: nil, client: "")
+        guard let manifest = self.reads.cachedManifest(query, routed) else { return false }
         let notModified = ManifestEndpoint.matches(ifNoneMatch: request.ifNoneMatch, manifest.digest)
         let withBody = !notModified && !isHead
         var response = HitResponseHead(
             status: notModified ? "304 Not Modified" : "200 OK", allocator: outlet.channel.allocator,
             bodyCapacity: withBody ? manifest.bytes.count : 0)
-        response.add("Content-Type", manifest.mediaType)
+        response.add("Content-Type", manifest.mediaType)  // validated when stored and when read
         let digestText = manifest.digest.description
         response.add("Docker-Content-Digest", digestText)
         response.addQuoted("ETag", digestText)
@@ -203,16 +185,9 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         if let namespace { response.add("OCI-Namespace", namespace) }
         response.finish(keepAlive: keepAlive)
         if withBody { response.append(manifest.bytes) }
-        let stats = self.mirror.stats
-        stats.manifestHits.add()
-        self.finish(request, kind: .manifest, status: notModified ? 304 : 200, bytes: withBody ? Int64(manifest.bytes.count) : 0, started: started)
-        if withBody {
-            stats.repository(routed.repository, pull: true)
-            if case .tag(let t) = reference {
-                self.mirror.notifier.emit(.tagPulled(
-                    upstream: routed.client.configuration.name, repository: routed.repository, tag: t.value, digest: digestText))
-            }
-        }
+        self.record(
+            request, routed, kind: .manifest, status: notModified ? 304 : 200, bytes: withBody ? Int64(manifest.bytes.count) : 0,
+            isPull: !isHead, started: started)
         self.send(outlet, response.buffer, keepAlive: keepAlive)
         return true
     }
@@ -221,10 +196,6 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     private static func namespace(of target: ParsedTarget) -> String?? {
         do { return .some(try RequestRouter.namespace(of: target)) } catch { return nil }
     }
-
-    /// Blobs up to this size go out read into the response buffer (head and body in one write):
-    /// cheaper than a separate sendfile for the few pages of a small layer or config.
-    static let inlineBodyLimit: Int64 = 64 << 10
 
     private static func blobHead(
         _ digest: Digest, length: Int64, namespace: String?, allocator: ByteBufferAllocator, bodyCapacity: Int = 0
@@ -253,14 +224,15 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    private func finish(_ request: HitRequest, kind: MirrorStats.RequestKind, status: Int, bytes: Int64, started: ContinuousClock.Instant) {
-        let elapsed = ContinuousClock.now - started
-        self.mirror.stats.request(kind, duration: elapsed)
-        guard self.logsRequests else { return }
-        self.logger.info("request", metadata: [
-            "id": "\(RegistryHandler.nextRequestID())", "method": "\(request.isHead ? "HEAD" : "GET")", "path": "\(request.uri.prefix(512))",
-            "status": "\(status)", "bytes": "\(bytes)", "us": "\(Int(elapsed / .microseconds(1)))", "cache": "hit",
-        ])
+    /// The request's outcome, recorded when its response is queued (a client that sees the answer sees the stats).
+    private func record(
+        _ request: HitRequest, _ routed: RoutedRequest, kind: MirrorStats.RequestKind, status: Int, bytes: Int64, aborted: Bool = false,
+        isPull: Bool = false, started: ContinuousClock.Instant
+    ) {
+        self.reads.outcomes.record(RequestOutcome(
+            kind: kind, method: request.isHead ? "HEAD" : "GET", path: request.uri, upstream: routed.upstreamName,
+            repository: routed.repository, cache: .hit, status: status, bytes: bytes, aborted: aborted, isPull: isPull,
+            duration: ContinuousClock.now - started))
     }
 }
 

@@ -3,46 +3,32 @@ import NIOCore
 import NIOHTTP1
 import OCIDistribution
 import WharfMirror
-import WharfStorage
-import WharfUpstream
 
-/// `GET`/`HEAD /v2/<name>/manifests/<reference>`.
+/// `GET`/`HEAD /v2/<name>/manifests/<reference>`: renders the ``ReadService``'s answer.
 struct ManifestEndpoint: Sendable {
-    let mirror: Mirror
-    let access: RequestAccess
+    let reads: ReadService
 
     func serve(name rawName: String, reference rawReference: String, request: HTTPRequestHead, writer: ResponseWriter) async throws {
         let name = try RepositoryName(parsing: rawName)
         let reference = try Reference(parsing: rawReference)
-        let accept = AcceptSet(lines: request.headers["accept"])
-        let routed = try await self.access.route(name, writer)
-        let repository = routed.repository
-        if !self.mirror.manifests.isCachedAnswer(upstream: routed.client, repository: repository, reference: reference, accept: accept) {
-            try self.mirror.lookups.charge(writer.client)
-        }
-        let answer = try await self.mirror.manifests.resolve(
-            upstream: routed.client, repository: repository, reference: reference, accept: accept, identity: writer.identity)
-        let manifest = answer.manifest
-        writer.outcome = answer.stale ? "stale" : (answer.fromCache ? "hit" : "miss")
-        let stats = self.mirror.stats
-        (answer.fromCache ? stats.manifestHits : stats.manifestMisses).add()
-        if !writer.isHead {
-            stats.repository(repository, pull: true)
-            if case .tag(let t) = reference {
-                self.mirror.notifier.emit(.tagPulled(upstream: routed.client.configuration.name, repository: repository, tag: t.value, digest: manifest.digest.description))
-            }
-        }
+        let routed = try await self.reads.route(name, namespace: writer.namespace, identity: writer.identity)
+        writer.routed = routed
+        let query = ManifestQuery(
+            reference: reference, accept: AcceptSet(lines: request.headers["accept"]), isHead: writer.isHead, identity: writer.identity,
+            client: writer.client)
+        let answer = try await self.reads.manifest(query, routed)
+        writer.cache = answer.cacheOutcome
         var h = writer.headers()
-        h.add(name: "Content-Type", value: manifest.mediaType)
-        h.add(name: "Docker-Content-Digest", value: manifest.digest.description)
-        h.add(name: "ETag", value: "\"\(manifest.digest)\"")
+        h.add(name: "Content-Type", value: answer.mediaType)
+        h.add(name: "Docker-Content-Digest", value: answer.digest.description)
+        h.add(name: "ETag", value: "\"\(answer.digest)\"")
         if answer.stale { h.add(name: "Warning", value: "110 wharf \"Response is Stale\""); h.add(name: "X-Wharf-Stale", value: "true") }
-        if Self.matches(ifNoneMatch: request.headers["if-none-match"], manifest.digest) {
+        if Self.matches(ifNoneMatch: request.headers["if-none-match"], answer.digest) {
             try await writer.send(status: .notModified, headers: h, body: nil)
             return
         }
-        var body = writer.allocator.buffer(capacity: manifest.bytes.count)
-        body.writeBytes(manifest.bytes)
+        var body = writer.allocator.buffer(capacity: answer.bytes.count)
+        body.writeBytes(answer.bytes)
         try await writer.send(status: .ok, headers: h, body: body)
     }
 

@@ -3,12 +3,10 @@ import NIOCore
 import NIOHTTP1
 import OCIDistribution
 import WharfMirror
-import WharfUpstream
 
 /// `tags/list` (with `n`/`last` paging and `Link`) and `referrers/<digest>`, answered from the upstream.
 struct MetadataEndpoint: Sendable {
-    let mirror: Mirror
-    let access: RequestAccess
+    let reads: ReadService
     static let maxPageSize = 10_000
 
     func tags(name rawName: String, target: ParsedTarget, writer: ResponseWriter) async throws {
@@ -22,11 +20,12 @@ struct MetadataEndpoint: Sendable {
         }
         let last = target.queryValue("last")
         if let last { _ = try Tag(parsing: last) }
-        let routed = try await self.access.route(name, writer)
+        let routed = try await self.reads.route(name, namespace: writer.namespace, identity: writer.identity)
+        writer.routed = routed
         var query: [String] = []
         if let n { query.append("n=\(n)") }
         if let last { query.append("last=\(RequestRouter.percentEncode(last))") }
-        let body = try await self.fetchJSON(routed, path: "tags/list", query: query.joined(separator: "&"), kind: "tags", writer: writer)
+        let body = try await self.reads.upstreamDocument(routed, path: "tags/list", query: query.joined(separator: "&"), kind: .tags, identity: writer.identity)
         struct TagList: Decodable { let tags: [String]? }
         guard let list = try? JSONDecoder().decode(TagList.self, from: body.data) else {
             throw RegistryError(.unknown, "upstream sent an invalid tag list", status: 502)
@@ -45,47 +44,22 @@ struct MetadataEndpoint: Sendable {
             h.add(name: "Link", value: "<\(link)>; rel=\"next\"")
         }
         let json = "{\"name\":\(JSONString.quote(name.value)),\"tags\":[" + tags.map(JSONString.quote).joined(separator: ",") + "]}"
-        writer.outcome = "tags"
+        writer.cache = .upstream
         try await writer.send(status: .ok, headers: h, body: writer.allocator.buffer(string: json))
     }
 
     func referrers(name rawName: String, digest rawDigest: String, target: ParsedTarget, writer: ResponseWriter) async throws {
         let name = try RepositoryName(parsing: rawName)
         let digest = try Digest(parsing: rawDigest)
-        let routed = try await self.access.route(name, writer)
+        let routed = try await self.reads.route(name, namespace: writer.namespace, identity: writer.identity)
+        writer.routed = routed
         var query = ""
         if let t = target.queryValue("artifactType") { query = "artifactType=\(RequestRouter.percentEncode(t))" }
-        let body = try await self.fetchJSON(routed, path: "referrers/\(digest)", query: query, kind: "referrers", writer: writer)
+        let body = try await self.reads.upstreamDocument(routed, path: "referrers/\(digest)", query: query, kind: .referrers, identity: writer.identity)
         var h = writer.headers()
         h.add(name: "Content-Type", value: MediaType.ociIndex)
         if let f = body.filtersApplied { h.add(name: "OCI-Filters-Applied", value: f) }
-        writer.outcome = "referrers"
+        writer.cache = .upstream
         try await writer.send(status: .ok, headers: h, body: ByteBuffer(bytes: body.data))
-    }
-
-    private struct Fetched {
-        let data: Data
-        let upstreamHasMore: Bool
-        let filtersApplied: String?
-    }
-
-    private func fetchJSON(_ routed: RoutedRequest, path: String, query: String, kind: String, writer: ResponseWriter) async throws -> Fetched {
-        let response: UpstreamResponse
-        let buffer: ByteBuffer
-        do {
-            response = try await routed.client.send(.GET, repository: routed.repository, path: path, query: query, as: writer.identity)
-            buffer = try await response.collect(upTo: 4 << 20)
-        } catch {
-            throw RegistryError(.unavailable, "upstream unreachable")
-        }
-        guard response.status == 200 else {
-            if response.status == 404 || response.status == 401 || response.status == 403 {
-                throw RegistryError(kind == "tags" ? .nameUnknown : .notFound, "\(kind) not found upstream")
-            }
-            if response.status == 429 { throw RegistryError(.tooManyRequests, "upstream rate limit reached") }
-            throw RegistryError(.unavailable, "upstream answered \(response.status)")
-        }
-        let link = response.headers.first(name: "link") ?? ""
-        return Fetched(data: Data(buffer.readableBytesView), upstreamHasMore: link.contains("rel=\"next\""), filtersApplied: response.headers.first(name: "oci-filters-applied"))
     }
 }

@@ -2,55 +2,58 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import OCIDistribution
-import Synchronization
 import WharfAuth
 import WharfMirror
 
-/// Routes one request to the handler for its endpoint and writes the access log line.
-///
-/// Blob serving (``BlobEndpoint``) is kept apart from tag/manifest resolution (``ManifestEndpoint``),
-/// so blob GETs can later be answered by a separate cache node.
+/// The async side: routes one request to the renderer for its endpoint and records its
+/// ``RequestOutcome``. What to answer is decided by the ``ReadService``; the endpoints render it.
 struct RegistryHandler: Sendable {
     let mirror: Mirror
+    let reads: ReadService
     let auth: ClientAuthenticator
     let edge: EdgeSettings?
-    let logger: Logger
     let manifests: ManifestEndpoint
     let blobs: BlobEndpoint
     let metadata: MetadataEndpoint
     let status: StatusEndpoint
-    private static let requestCounter = Atomic<UInt64>(0)
 
     init(mirror: Mirror, auth: ClientAuthenticator, edge: EdgeSettings? = nil, logger: Logger) {
         self.mirror = mirror
         self.auth = auth
         self.edge = edge
-        self.logger = logger
-        let access = RequestAccess(mirror: mirror, auth: auth)
-        self.manifests = ManifestEndpoint(mirror: mirror, access: access)
-        self.blobs = BlobEndpoint(mirror: mirror, access: access, edge: edge)
-        self.metadata = MetadataEndpoint(mirror: mirror, access: access)
+        let reads = ReadService(mirror: mirror, logger: logger) { identity, upstream, repository async throws(RegistryError) in
+            try await auth.authorizePull(identity: identity, upstream: upstream, repository: repository)
+        }
+        self.reads = reads
+        self.manifests = ManifestEndpoint(reads: reads)
+        self.blobs = BlobEndpoint(reads: reads, edge: edge)
+        self.metadata = MetadataEndpoint(reads: reads)
         self.status = StatusEndpoint(mirror: mirror)
     }
 
     func handle(_ head: HTTPRequestHead, _ writer: ResponseWriter) async throws {
         let started = ContinuousClock.now
-        let id = Self.nextRequestID()
         var kind = MirrorStats.RequestKind.other
+        var aborted = false
         defer {
-            let elapsed = ContinuousClock.now - started
-            self.mirror.stats.request(kind, duration: elapsed)
-            let micros = elapsed / .microseconds(1)
-            self.logger.info("request", metadata: [
-                "id": "\(id)", "method": "\(head.method.rawValue)", "path": "\(head.uri.prefix(512))", "status": "\(writer.status)",
-                "bytes": "\(writer.bytes)", "us": "\(Int(micros))", "cache": "\(writer.outcome)",
-            ])
+            self.reads.outcomes.record(RequestOutcome(
+                kind: kind, method: head.method.rawValue, path: head.uri, upstream: writer.routed?.upstreamName,
+                repository: writer.routed?.repository, cache: writer.cache, errorCode: writer.errorCode, status: writer.status,
+                bytes: writer.bytes, aborted: aborted,
+                isPull: kind == .manifest && !writer.isHead && (writer.status == 200 || writer.status == 304),
+                duration: ContinuousClock.now - started))
         }
         do {
             try await self.dispatch(head, writer, kind: &kind)
         } catch let error as RegistryError {
-            guard writer.status == 0 else { throw AbortResponse(reason: "\(error)") }
+            guard writer.status == 0 else {
+                aborted = true
+                throw AbortResponse(reason: "\(error)")
+            }
             try await writer.sendError(error)
+        } catch {
+            aborted = writer.status != 0
+            throw error
         }
     }
 
@@ -67,7 +70,7 @@ struct RegistryHandler: Sendable {
                     authorization: head.headers.first(name: "authorization"), isSecure: writer.isSecure, client: writer.client,
                     requireCredentials: target.route == .base)
             } catch {
-                self.mirror.stats.authRefusals.add()
+                self.reads.noteAuthRefusal()
                 throw error
             }
         default:
@@ -110,13 +113,10 @@ struct RegistryHandler: Sendable {
             }
             return names
         } catch {
-            self.mirror.stats.authRefusals.add()
+            self.reads.noteAuthRefusal()
             throw error
         }
     }
-
-    /// Request ids for the access log, shared with ``HitPath``.
-    static func nextRequestID() -> UInt64 { Self.requestCounter.add(1, ordering: .relaxed).newValue }
 
     private static func kind(of route: Route) -> MirrorStats.RequestKind {
         switch route {

@@ -8,7 +8,6 @@ import ServiceLifecycle
 import Synchronization
 import WharfAuth
 import WharfMirror
-import WharfStorage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -55,7 +54,7 @@ public final class RegistryServer: Service, Sendable {
         self.configuration = configuration
         self.handler = RegistryHandler(mirror: mirror, auth: auth ?? .open(logger: logger), edge: edge, logger: logger)
         self.logger = logger
-        self.openFiles = OpenFilesPerLoop(store: mirror.store, capacity: configuration.openFileCacheSize)
+        self.openFiles = OpenFilesPerLoop(mirror: mirror, capacity: configuration.openFileCacheSize)
         self.admissions = ConnectionAdmissions(limits: configuration.connectionLimits)
     }
 
@@ -83,7 +82,7 @@ public final class RegistryServer: Service, Sendable {
 
     public func run() async throws {
         let config = self.configuration
-        let mirror = self.handler.mirror, logger = self.logger, connections = self.connections, edge = self.handler.edge
+        let reads = self.handler.reads, connections = self.connections, edge = self.handler.edge
         let openFiles = self.openFiles, admissions = self.admissions
         // Synchronous hits need open access (authentication is async) and sendfile (plain HTTP).
         let hitPath = self.handler.auth.mode == .open && config.hitPath
@@ -121,7 +120,7 @@ public final class RegistryServer: Service, Sendable {
                         try sync.addHandler(FileRegionCloser())
                         if let front {
                             try sync.addHandler(HitPath(
-                                mirror: mirror, edge: edge, front: front, openFiles: openFiles.forLoop(channel.eventLoop), logger: logger,
+                                reads: reads, edge: edge, front: front, openFiles: openFiles.forLoop(channel.eventLoop),
                                 isShuttingDown: { connections.isShuttingDown }))
                         }
                         return try NIOAsyncChannel(
@@ -267,41 +266,6 @@ extension RegistryServer {
             let admission = try channel.pipeline.syncOperations.handler(type: ConnectionAdmission.self)
             return (admission.decision, admission.clientGone)
         }.get()
-    }
-}
-
-/// One ``OpenBlobFiles`` per event loop, made on first use on that loop.
-final class OpenFilesPerLoop: Sendable {
-    private let store: BlobStore
-    private let capacity: Int
-    private let caches = Mutex<[ObjectIdentifier: NIOLoopBound<OpenBlobFiles>]>([:])
-
-    init(store: BlobStore, capacity: Int) {
-        self.store = store
-        self.capacity = capacity
-    }
-
-    /// The cache of `loop`; call on `loop`.
-    func forLoop(_ loop: any EventLoop) -> OpenBlobFiles {
-        self.caches.withLock { caches in
-            if let bound = caches[ObjectIdentifier(loop)] { return bound.value }
-            let cache = OpenBlobFiles(store: self.store, capacity: self.capacity)
-            caches[ObjectIdentifier(loop)] = NIOLoopBound(cache, eventLoop: loop)
-            return cache
-        }
-    }
-
-    /// Closes every cached descriptor, each on its own loop.
-    func closeAll() async {
-        for bound in self.caches.withLock({ Array($0.values) }) {
-            try? await bound.eventLoop.submit { bound.value.closeAll() }.get()
-        }
-    }
-
-    static func defaultCapacity() -> Int {
-        var limit = rlimit()
-        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
-        return Int(min(4096, limit.rlim_cur / 8))
     }
 }
 

@@ -2,7 +2,7 @@ import NIOCore
 import NIOHTTP1
 import OCIDistribution
 import Synchronization
-import WharfUpstream
+import WharfMirror
 
 /// Thrown to end a response early by closing the connection, so the client never sees it as complete.
 struct AbortResponse: Error {
@@ -39,11 +39,15 @@ final class ResponseWriter {
     let keepAlive: Bool
     var status = 0
     var bytes: Int64 = 0
-    var outcome = "-"
+    /// How the cache answered, and the error code of a refusal: the request's ``RequestOutcome``.
+    var cache: RequestOutcome.Cache = .none
+    var errorCode: String?
+    /// Where the request was routed, once it was.
+    var routed: RoutedRequest?
     /// containerd's `ns` query parameter, echoed as `OCI-Namespace`.
     var namespace: String?
     /// Whose credentials this request's upstream requests carry (set by client authentication).
-    var identity: UpstreamIdentity = .mirror
+    var identity: ClientIdentity?
     /// Completes when the client closed its side or the connection closed (a client may go away while its response waits).
     var clientGone: EventLoopFuture<Void>?
     /// The connection is TLS: files are read and written as buffers, since sendfile cannot encrypt.
@@ -115,7 +119,7 @@ final class ResponseWriter {
         h.add(name: "Content-Type", value: "application/json; charset=utf-8")
         for (name, value) in error.headers { h.add(name: name, value: value) }
         if error.status == 405 { h.add(name: "Allow", value: "GET, HEAD") }
-        if self.outcome == "-" { self.outcome = error.code.name }
+        if self.cache == .none { self.errorCode = error.code.name }
         try await self.send(status: .init(statusCode: error.status), headers: h, body: self.allocator.buffer(string: error.jsonBody))
     }
 }

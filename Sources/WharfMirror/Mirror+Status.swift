@@ -1,0 +1,36 @@
+import Foundation
+import Synchronization
+import WharfStorage
+import WharfUpstream
+
+/// The questions the status pages ask of the mirror.
+extension Mirror {
+    /// Nil when ready: the index answers and the cache folder takes writes.
+    public func readinessProblem() -> String? {
+        do { _ = try self.index.counts() } catch { return "index unavailable: \(error)" }
+        let probe = self.layout.tempDirectory + "/.ready-probe-\(UInt32.random(in: 0...UInt32.max))"
+        guard FileManager.default.createFile(atPath: probe, contents: Data("ok".utf8)) else { return "cache folder is not writable" }
+        try? FileManager.default.removeItem(atPath: probe)
+        return nil
+    }
+
+    /// Each upstream's name and whether its last request got an answer (nil: none yet).
+    public func upstreamReachability() -> [(name: String, reachable: Bool?)] {
+        self.upstreams.map { ($0.configuration.name, $0.health.reachable) }
+    }
+
+    /// The `/stats` document; `showNames`: whether it may name repositories.
+    public func statsSnapshot(showNames: Bool) -> StatsSnapshot { StatsSnapshot(mirror: self, showNames: showNames) }
+
+    /// `/metrics`: every counter and gauge in Prometheus text format.
+    public func prometheusText() -> [UInt8] {
+        let health = self.upstream.health
+        let allUp = self.upstreams.allSatisfy { $0.health.reachable != false }
+        return self.stats.prometheusText(
+            fillsInFlight: self.fills.inFlight, entries: try? self.index.counts(), upstreamUp: allUp,
+            rateLimitRemaining: health.rateLimitRemaining.flatMap { Double($0.split(separator: ";").first.map(String.init) ?? "") },
+            diskUsed: self.budget.occupiedBytes, diskLimit: self.budget.limits?.maxBytes,
+            evictedBlobs: self.evictor.counters.evictedBlobs.load(ordering: .relaxed),
+            evictedBytes: self.evictor.counters.evictedBytes.load(ordering: .relaxed))
+    }
+}

@@ -1,0 +1,165 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOHTTP1
+import OCIDistribution
+import WharfStorage
+import WharfUpstream
+
+/// A `GET`/`HEAD` of `/v2/<name>/blobs/<digest>`.
+public struct BlobQuery: Sendable {
+    public var digest: Digest
+    public var isHead: Bool
+    /// The GET has a `Range` header (an uncached relay cannot honour one).
+    public var hasRange: Bool
+    public var identity: ClientIdentity?
+    public var client: String
+    /// An edge redirects blob GETs to a cache: the answer is ``BlobAnswer/redirect`` once the pull is authorized.
+    public var redirectsGET: Bool
+
+    public init(digest: Digest, isHead: Bool, hasRange: Bool, identity: ClientIdentity?, client: String, redirectsGET: Bool = false) {
+        self.digest = digest
+        self.isHead = isHead
+        self.hasRange = hasRange
+        self.identity = identity
+        self.client = client
+        self.redirectsGET = redirectsGET
+    }
+}
+
+/// The answer to a blob request, which the HTTP layer renders.
+public enum BlobAnswer: ~Copyable {
+    /// A GET of a cached blob: send this file (whole, or the requested range).
+    case file(CachedFile)
+    /// A HEAD: the blob's headers only (`size` nil when the upstream gave none); `cache` says whence.
+    case head(size: Int64?, cache: RequestOutcome.Cache)
+    /// A GET of a blob being downloaded: follow the fill (its last byte only once verified); release
+    /// the mark when done sending (the evictor spares the blob until then).
+    case fill(BlobFill, ServingMark)
+    /// The cache cannot keep the blob: stream it from the upstream uncached, verified.
+    case relay(BlobRelay)
+    /// An edge: redirect the GET to a cache with a signed URL (the pull is authorized).
+    case redirect
+}
+
+extension ReadService {
+    /// A cached blob linked to its repository, answered on the event loop: `.file` (GET) or `.head`,
+    /// nil for anything that needs the async side (a miss, an unconfirmed link, a damaged file).
+    /// Files up to ``inlineBodyLimit`` come from `files`, the loop's open-file cache.
+    public func cachedBlob(_ query: BlobQuery, _ routed: RoutedRequest, files: LoopOpenFiles) -> BlobAnswer? {
+        let digest = query.digest
+        guard let found = try? self.mirror.index.blob(digest, linkedTo: routed.upstreamName, repository: routed.repository),
+              let record = found.record, found.linked
+        else { return nil }
+        if query.isHead { return .head(size: record.size, cache: .hit) }
+        if record.size <= Self.inlineBodyLimit {
+            guard let cached = files.cache.descriptor(digest, record: record, now: Clock.seconds()) else { return nil }
+            if cached.touch { self.mirror.index.touch(digest) }
+            return .file(CachedFile(descriptor: cached.fd, size: record.size, owned: false, mark: nil))
+        }
+        let mark = self.mirror.serving.markServing(digest)
+        guard let opened = self.mirror.store.open(digest) else { return nil }
+        guard opened.size == record.size else {
+            close(opened.fd)
+            return nil
+        }
+        self.mirror.index.touch(digest)
+        return .file(CachedFile(descriptor: opened.fd, size: opened.size, owned: true, mark: mark))
+    }
+
+    /// The answer for any blob request: the cached file, the upstream's answer to a HEAD, a fill to
+    /// follow, an uncached relay, or a redirect (edge). Throws the registry error to send instead.
+    public func blob(_ query: BlobQuery, _ routed: RoutedRequest) async throws(RegistryError) -> BlobAnswer {
+        let digest = query.digest, upstream = routed.client, repository = routed.repository
+        let identity = query.identity ?? .mirror
+        // Known in this repository (its manifests named it, or the upstream confirmed it): no more checks.
+        let found = try? self.mirror.index.blob(digest, linkedTo: upstream.configuration.name, repository: repository)
+        let linked = found?.linked ?? false
+        if found?.record == nil || !linked {
+            if query.isHead, found?.record == nil, self.mirror.blobHeadMisses.contains(Self.headMissKey(routed, digest)) {
+                self.mirror.stats.negativeHits.add()
+                throw RegistryError(.blobUnknown, "blob unknown upstream (cached answer)")
+            }
+            // The answer needs the upstream (a fill, a HEAD, a confirmation): counted per client.
+            try self.mirror.lookups.charge(query.client)
+        }
+        if query.redirectsGET, !query.isHead {
+            // Edge: the pull is authorized here; the bytes come from the cache the signed URL names.
+            if !linked { try await self.confirm(digest, routed, identity) }
+            return .redirect
+        }
+        if let record = found?.record {
+            if !linked { try await self.confirm(digest, routed, identity) }
+            if query.isHead { return .head(size: record.size, cache: .hit) }
+            let mark = self.mirror.serving.markServing(digest)
+            if let file = self.mirror.store.open(digest) {
+                if file.size == record.size {
+                    self.mirror.index.touch(digest)
+                    return .file(CachedFile(descriptor: file.fd, size: file.size, owned: true, mark: mark))
+                }
+                close(file.fd)  // a damaged file: fetch it again
+                return try await self.miss(query, routed, linked: true)
+            }
+        }
+        if query.isHead { return try await self.headMiss(routed, digest, identity) }
+        return try await self.miss(query, routed, linked: linked)
+    }
+
+    /// The uncached relay, for a client whose fill turned out unkeepable before anything was sent.
+    public func relay(_ query: BlobQuery, _ routed: RoutedRequest) async throws(RegistryError) -> BlobAnswer {
+        guard !query.hasRange else { throw RegistryError(.unavailable, "the cache cannot store this blob right now; retry without Range") }
+        return .relay(try await BlobRelay.open(
+            query.digest, upstream: routed.client, repository: routed.repository, identity: query.identity ?? .mirror, stats: self.mirror.stats))
+    }
+
+    /// True for the error a fill fails with when the cache cannot keep its blob (disk full): the
+    /// request may still be answered with ``relay(_:_:)`` if nothing was sent yet.
+    public static func isCannotKeep(_ error: RegistryError) -> Bool { BlobFills.isCannotKeep(error) }
+
+    /// Not (usable) in the cache: join or start the fill; it may also have just completed. Bytes
+    /// that came through another repository are served only once this repository is confirmed.
+    private func miss(_ query: BlobQuery, _ routed: RoutedRequest, linked: Bool) async throws(RegistryError) -> BlobAnswer {
+        let digest = query.digest, identity = query.identity ?? .mirror
+        let source: BlobFills.Source
+        do {
+            source = try self.mirror.fills.source(for: digest, upstream: routed.client, repository: routed.repository, identity: identity)
+        } catch {
+            guard BlobFills.isCannotKeep(error) else { throw error }
+            return try await self.relay(query, routed)
+        }
+        switch source {
+        case .cached:
+            if !linked { try await self.confirm(digest, routed, identity) }
+            let mark = self.mirror.serving.markServing(digest)
+            guard let file = self.mirror.store.open(digest) else { throw RegistryError(.blobUnknown, "blob vanished from the cache") }
+            return .file(CachedFile(descriptor: file.fd, size: file.size, owned: true, mark: mark))
+        case .fill(let fill):
+            if !linked, fill.origin != (routed.upstreamName, routed.repository) { try await self.confirm(digest, routed, identity) }
+            return .fill(fill, self.mirror.serving.markServing(digest))
+        }
+    }
+
+    private func confirm(_ digest: Digest, _ routed: RoutedRequest, _ identity: UpstreamIdentity) async throws(RegistryError) {
+        try await self.mirror.linkGate.confirm(digest, kind: .blob, upstream: routed.client, repository: routed.repository, identity: identity)
+    }
+
+    private static func headMissKey(_ routed: RoutedRequest, _ digest: Digest) -> String {
+        "\(routed.upstreamName)\u{0}\(routed.repository)\u{0}\(digest.hex)"
+    }
+
+    /// A HEAD of a blob not cached here: asked upstream (a 404 is remembered briefly).
+    private func headMiss(_ routed: RoutedRequest, _ digest: Digest, _ identity: UpstreamIdentity) async throws(RegistryError) -> BlobAnswer {
+        let response: UpstreamResponse
+        self.mirror.stats.upstreamRequests.add()
+        do {
+            response = try await routed.client.send(.HEAD, repository: routed.repository, path: "blobs/\(digest)", as: identity)
+        } catch {
+            throw RegistryError(.blobUnknown, "upstream unreachable")
+        }
+        guard response.status == 200 else {
+            if response.status == 404 { self.mirror.blobHeadMisses.insert(Self.headMissKey(routed, digest)) }
+            throw RegistryError(.blobUnknown, "blob unknown upstream (status \(response.status))")
+        }
+        return .head(size: response.contentLength, cache: .miss)
+    }
+}

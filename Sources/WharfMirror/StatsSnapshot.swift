@@ -1,0 +1,110 @@
+import Foundation
+import Synchronization
+import WharfStorage
+import WharfUpstream
+
+/// The `/stats` document: a consistent-enough snapshot of ``MirrorStats`` plus index and upstream state.
+public struct StatsSnapshot: Codable, Sendable {
+    public struct Cache: Codable, Sendable {
+        public var blobHits, blobMisses, manifestHits, manifestMisses, staleServes, revalidations, negativeHits: Int
+        public var hitRatioByRequests: Double
+        public var hitRatioByBytes: Double
+    }
+    public struct Bytes: Codable, Sendable {
+        public var servedFromDisk, servedFromFills, fetchedFromUpstream, saved: Int
+    }
+    public struct Fills: Codable, Sendable {
+        public var inFlight, started, completed, failed, digestMismatches, followersJoined: Int
+    }
+    public struct Upstream: Codable, Sendable {
+        public var name, url: String
+        public var requests, errors: Int
+        public var health: UpstreamHealth
+    }
+    public struct Evictions: Codable, Sendable {
+        public var count: Int
+        public var bytes: Int64
+        public var passes: Int
+        /// Why blobs were removed: Wharf evicts least-recently-used blobs when use passes the high watermark.
+        public var reason: String
+        /// Verified fills streamed to clients but not kept because they would not fit.
+        public var declinedFills: Int
+        public var declinedBytes: Int64
+    }
+    public struct Disk: Codable, Sendable {
+        public var usedBytes: Int64
+        public var limitBytes: Int64?
+        public var highWatermarkBytes: Int64?
+        public var lowWatermarkBytes: Int64?
+    }
+    public struct Entries: Codable, Sendable {
+        public var blobs, manifests, tags: Int
+    }
+    public struct Repository: Codable, Sendable {
+        public var name: String
+        public var bytes, pulls: Int
+    }
+
+    public var uptimeSeconds: Double
+    public var startedAt: UInt64
+    public var requests: [String: Int]
+    public var cache: Cache
+    public var bytes: Bytes
+    public var fills: Fills
+    public var upstreams: [Upstream]
+    public var evictions: Evictions
+    public var disk: Disk
+    public var entries: Entries
+    /// False when the caller may not see repository names: the two lists below are then empty.
+    public var repositoryNamesShown: Bool
+    public var topRepositoriesByBytes: [Repository]
+    public var topRepositoriesByPulls: [Repository]
+
+    public init(mirror: Mirror, showNames: Bool) {
+        let s = mirror.stats
+        let uptime = ContinuousClock.now - s.startedAt
+        self.uptimeSeconds = Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18
+        self.startedAt = s.startedAtWall
+        self.requests = Dictionary(uniqueKeysWithValues: s.requests.map { ($0.key.rawValue, $0.value.value) })
+        let hits = s.blobHits.value + s.manifestHits.value
+        let lookups = hits + s.blobMisses.value + s.manifestMisses.value
+        let disk = s.bytesFromDisk.value, fills = s.bytesFromFills.value
+        self.cache = Cache(
+            blobHits: s.blobHits.value, blobMisses: s.blobMisses.value, manifestHits: s.manifestHits.value,
+            manifestMisses: s.manifestMisses.value, staleServes: s.staleServes.value,
+            revalidations: s.revalidations.value, negativeHits: s.negativeHits.value,
+            hitRatioByRequests: lookups == 0 ? 0 : Double(hits) / Double(lookups),
+            hitRatioByBytes: disk + fills == 0 ? 0 : Double(disk) / Double(disk + fills))
+        self.bytes = Bytes(
+            servedFromDisk: disk, servedFromFills: fills, fetchedFromUpstream: s.bytesFetched.value,
+            saved: max(0, disk + fills - s.bytesFetched.value))
+        self.fills = Fills(
+            inFlight: mirror.fills.inFlight, started: s.fillsStarted.value, completed: s.fillsCompleted.value,
+            failed: s.fillsFailed.value, digestMismatches: s.digestMismatches.value, followersJoined: s.followersJoined.value)
+        self.upstreams = mirror.upstreams.map { u in
+            let (requests, errors) = u.requestCounts
+            return Upstream(name: u.configuration.name, url: u.configuration.url, requests: requests, errors: errors, health: u.health)
+        }
+        let ev = mirror.evictor.counters, budget = mirror.budget
+        self.evictions = Evictions(
+            count: ev.evictedBlobs.load(ordering: .relaxed), bytes: ev.evictedBytes.load(ordering: .relaxed),
+            passes: ev.passes.load(ordering: .relaxed), reason: "lru-high-watermark",
+            declinedFills: budget.declinedFills.load(ordering: .relaxed), declinedBytes: budget.declinedBytes.load(ordering: .relaxed))
+        self.disk = Disk(
+            usedBytes: budget.occupiedBytes, limitBytes: budget.limits?.maxBytes,
+            highWatermarkBytes: budget.limits?.highWatermarkBytes, lowWatermarkBytes: budget.limits?.lowWatermarkBytes)
+        let c = (try? mirror.index.counts()) ?? (blobs: 0, manifests: 0, tags: 0)
+        self.entries = Entries(blobs: c.blobs, manifests: c.manifests, tags: c.tags)
+        self.repositoryNamesShown = showNames
+        let top = showNames ? s.topRepositories() : (byBytes: [], byPulls: [])
+        self.topRepositoriesByBytes = top.byBytes.map { Repository(name: $0.0, bytes: $0.1.bytes, pulls: $0.1.pulls) }
+        self.topRepositoriesByPulls = top.byPulls.map { Repository(name: $0.0, bytes: $0.1.bytes, pulls: $0.1.pulls) }
+    }
+}
+
+extension StatsSnapshot.Upstream {
+    /// `up`, `down`, or `unknown` before the first request.
+    public var state: String { self.health.reachable.map { $0 ? "up" : "down" } ?? "unknown" }
+    /// The last rate-limit remaining the upstream reported.
+    public var rateLimitRemaining: String? { self.health.rateLimitRemaining }
+}
