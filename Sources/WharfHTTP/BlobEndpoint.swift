@@ -33,7 +33,6 @@ struct BlobEndpoint: Sendable {
             try await writer.send(status: .ok, headers: self.headers(writer, digest, length: size), body: nil)
         case .fill(let fill, let mark):
             defer { mark.release() }
-            writer.cache = .miss
             do {
                 try await self.follow(fill, digest: digest, range: range, writer: writer)
             } catch let error as RegistryError where ReadService.isCannotKeep(error) && writer.status == 0 {
@@ -139,6 +138,7 @@ struct BlobEndpoint: Sendable {
         case .complete(let size): total = size
         case .connecting: throw RegistryError(.blobUnknown, "fill did not start")
         }
+        writer.cache = .miss  // a fill that failed before its first byte is a refusal, not a miss
         var h = self.headers(writer, digest, length: nil)
         var start: Int64 = 0
         var endExclusive: Int64? = total

@@ -74,11 +74,11 @@ final class WharfInstance: Sendable {
         upstreams: [MirrorUpstream], dataDirectory: String? = nil, maxSize: Int64? = nil,
         auth: ((Logger) throws -> ClientAuthenticator)? = nil, tls: TLSCertificate? = nil, edge: EdgeSettings? = nil,
         notifier: ((HTTPClient, Logger) -> Notifier)? = nil, idleTimeout: TimeAmount? = nil, httpClients: UpstreamHTTPClients? = nil,
-        configure: (inout RegistryServer.Configuration) -> Void = { _ in }
+        logger customLogger: Logger? = nil, configure: (inout RegistryServer.Configuration) -> Void = { _ in }
     ) async throws -> WharfInstance {
         let dir = try dataDirectory ?? TempDirectory.make("wharf")
-        var logger = Logger(label: "wharf-test")
-        logger.logLevel = ProcessInfo.processInfo.environment["WHARF_TEST_LOG"] == nil ? .error : .debug
+        var logger = customLogger ?? Logger(label: "wharf-test")
+        if customLogger == nil { logger.logLevel = ProcessInfo.processInfo.environment["WHARF_TEST_LOG"] == nil ? .error : .debug }
         let http = httpClients ?? UpstreamHTTPClients.make()
         let limits = try maxSize.map { try CacheLimits(maxBytes: $0) }
         let mirror = try Mirror(
