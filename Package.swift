@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
@@ -90,6 +91,7 @@ let package = Package(
         .target(name: "WharfHTTP", dependencies: [
             "OCIDistribution", "WharfMirror", "WharfAuth",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOExtras", package: "swift-nio-extras"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -150,6 +152,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfUpstreamTests", dependencies: ["WharfUpstream"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfMirrorTests", dependencies: ["WharfMirror"], swiftSettings: swiftSettings),
+        .testTarget(name: "WharfHTTPTests", dependencies: ["WharfHTTP"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfTestSupportTests", dependencies: ["WharfTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfAuthTests", dependencies: [
             "WharfAuth", "RateLimiting",

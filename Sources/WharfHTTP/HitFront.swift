@@ -75,7 +75,7 @@ final class HitFront: ChannelDuplexHandler, RemovableChannelHandler {
         self.pendingSearched = 0
         self.processing = true
         defer { self.processing = false }
-        while buffer.readableBytes > 0, !hitPath.connection.closing {
+        while buffer.readableBytes > 0, !hitPath.isEnding {
             guard context.channel.isWritable else {
                 self.paused = true
                 self.deadline?.paused()
@@ -104,7 +104,7 @@ final class HitFront: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         // The last answers filled the outbound side: read nothing more until it drains.
-        if !context.channel.isWritable, !hitPath.connection.closing {
+        if !context.channel.isWritable, !hitPath.isEnding {
             self.paused = true
             self.deadline?.paused()
         }
@@ -146,14 +146,10 @@ final class HitFront: ChannelDuplexHandler, RemovableChannelHandler {
 
 /// Per-connection state that ``HitFront`` (below the HTTP codec) and ``HitPath`` (above it) share.
 final class HitConnection {
-    /// Requests handed to the async side whose response has not ended yet.
-    var forwarded = 0
     /// Responses written since the last flush; flushed when the read batch is done.
     var unflushed = false
     /// Heads the front already offered to ``HitPath`` and passed on to the decoder.
     var triedHeads = 0
-    /// A response without keep-alive was written: later requests are dropped.
-    var closing = false
     /// The last `Accept` lines and their parse: a client sends the same ones on every request.
     private var lastAccept: (lines: [String], set: AcceptSet)?
 

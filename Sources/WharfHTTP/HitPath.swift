@@ -32,14 +32,17 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// This event loop's open descriptors of small blob files.
     private let openFiles: LoopOpenFiles
     let connection = HitConnection()
+    /// The connection's state (what is in flight, closing, quiescing), shared with the async side's end.
+    private let lifecycle: ConnectionLifecycle
     /// Dropping the body parts of a request this handler answered.
     private var swallowing = false
 
     init(
-        reads: ReadService, edge: EdgeSettings?, front: HitFront, openFiles: LoopOpenFiles,
+        reads: ReadService, edge: EdgeSettings?, front: HitFront, lifecycle: ConnectionLifecycle, openFiles: LoopOpenFiles,
         isShuttingDown: @escaping @Sendable () -> Bool
     ) {
         self.front = front
+        self.lifecycle = lifecycle
         self.openFiles = openFiles
         self.reads = reads
         self.edge = edge
@@ -57,7 +60,6 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             self.swallowing = false
-            self.connection.forwarded += 1
             context.fireChannelRead(data)
         case .body:
             if !self.swallowing { context.fireChannelRead(data) }
@@ -66,14 +68,12 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = self.unwrapOutboundIn(data), self.connection.forwarded > 0 { self.connection.forwarded -= 1 }
-        context.write(data, promise: promise)
-    }
+    /// Nothing more is answered on this connection (a response closed it, or it is quiescing).
+    var isEnding: Bool { self.lifecycle.isEnding }
 
     /// Answers `request` if it is a cache hit and nothing is ahead of it on the connection.
     func tryAnswer(_ request: HitRequest) -> Bool {
-        guard self.connection.forwarded == 0, !self.connection.closing, !self.isShuttingDown(), let outlet = self.front.context else { return false }
+        guard self.lifecycle.mayAnswerOnLoop, !self.isShuttingDown(), let outlet = self.front.context else { return false }
         return self.answer(request, outlet: outlet)
     }
 
@@ -144,19 +144,20 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         // Big: the head, then the file with sendfile; the file stays marked as served until written.
         var response = Self.blobHead(digest, length: size, namespace: namespace, allocator: outlet.channel.allocator)
         response.finish(keepAlive: keepAlive)
-        if !keepAlive { self.connection.closing = true }
+        if !keepAlive { self.lifecycle.responseWithoutKeepAlive() }
         let (fd, finished) = file.handOff()
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
         let region = FileRegion(fileHandle: handle, readerIndex: 0, endIndex: Int(size))
         self.record(request, routed, kind: .blob, status: 200, bytes: size, started: started)
         outlet.write(NIOAny(IOData.byteBuffer(response.buffer)), promise: nil)
         let done = outlet.eventLoop.makePromise(of: Void.self)
+        self.lifecycle.hitSendStarted()
         outlet.writeAndFlush(NIOAny(IOData.fileRegion(region)), promise: done)
-        let channel = outlet.channel
-        done.futureResult.whenComplete { _ in
+        let channel = outlet.channel, lifecycle = self.lifecycle
+        done.futureResult.assumeIsolated().whenComplete { _ in
             try? handle.close()
             finished()
-            if !keepAlive { channel.close(promise: nil) }
+            if keepAlive { lifecycle.hitSendFinished() } else { channel.close(promise: nil) }
         }
     }
 
@@ -218,7 +219,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
             outlet.write(NIOAny(IOData.byteBuffer(bytes)), promise: nil)
             self.connection.unflushed = true
         } else {
-            self.connection.closing = true
+            self.lifecycle.responseWithoutKeepAlive()
             let channel = outlet.channel
             outlet.writeAndFlush(NIOAny(IOData.byteBuffer(bytes))).whenComplete { _ in channel.close(promise: nil) }
         }

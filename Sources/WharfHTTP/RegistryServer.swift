@@ -1,5 +1,6 @@
 import Logging
 import NIOCore
+import NIOExtras
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
@@ -14,8 +15,10 @@ import Glibc
 
 /// The HTTP/1.1 front: accepts connections, parses requests, hands them to ``RegistryHandler``.
 ///
-/// Runs as a `Service`: on graceful shutdown it stops accepting, lets requests in progress finish
-/// (up to `drainTimeout`), and closes idle keep-alive connections at once.
+/// Runs as a `Service`: on graceful shutdown it stops accepting (NIO's `ServerQuiescingHelper`),
+/// lets every response in flight finish on both request paths — a big hit's sendfile included — up
+/// to `drainTimeout`, and closes each connection once it has nothing in flight
+/// (``ConnectionLifecycle``); what is still open at the drain timeout is closed.
 public final class RegistryServer: Service, Sendable {
     public struct Configuration: Sendable {
         public var host: String
@@ -46,6 +49,8 @@ public final class RegistryServer: Service, Sendable {
     private let handler: RegistryHandler
     private let logger: Logger
     private let connections = ConnectionRegistry()
+    private let quiesce = ServerQuiescingHelper(group: MultiThreadedEventLoopGroup.singleton)
+    private let quiesced = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Void.self)
     private let openFiles: OpenFilesPerLoop
     private let admissions: ConnectionAdmissions
     private let bound = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, any Error>], serverChannel: (any Channel)?)>((nil, [], nil))
@@ -75,15 +80,19 @@ public final class RegistryServer: Service, Sendable {
 
     /// Begins a graceful shutdown (also triggered by ServiceLifecycle's signals).
     public func beginShutdown() {
+        guard self.connections.shutdown() else { return }  // once
         let channel = self.bound.withLock { $0.serverChannel }
-        channel?.close(promise: nil)
-        self.connections.shutdown()
+        if channel != nil {
+            self.quiesce.initiateShutdown(promise: self.quiesced)
+        } else {
+            self.quiesced.succeed()  // not listening yet: nothing to drain
+        }
     }
 
     public func run() async throws {
         let config = self.configuration
         let reads = self.handler.reads, connections = self.connections, edge = self.handler.edge
-        let openFiles = self.openFiles, admissions = self.admissions
+        let openFiles = self.openFiles, admissions = self.admissions, quiesce = self.quiesce
         // Synchronous hits need open access (authentication is async) and sendfile (plain HTTP).
         let hitPath = self.handler.auth.mode == .open && config.hitPath
         let serverChannel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
@@ -91,6 +100,12 @@ public final class RegistryServer: Service, Sendable {
             serverChannel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelInitializer { channel in
+                    // Collects accepted connections, so a graceful shutdown can quiesce each of them.
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                    }
+                }
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 // A client that sends its request and then shuts down its side still gets the answer.
@@ -118,11 +133,13 @@ public final class RegistryServer: Service, Sendable {
                         try sync.addHandler(HeadArrivalNotifier(deadline))
                         try sync.addHandler(ProtocolErrorResponder())
                         try sync.addHandler(FileRegionCloser())
+                        let lifecycle = ConnectionLifecycle()
                         if let front {
                             try sync.addHandler(HitPath(
-                                reads: reads, edge: edge, front: front, openFiles: openFiles.forLoop(channel.eventLoop),
+                                reads: reads, edge: edge, front: front, lifecycle: lifecycle, openFiles: openFiles.forLoop(channel.eventLoop),
                                 isShuttingDown: { connections.isShuttingDown }))
                         }
+                        try sync.addHandler(lifecycle)
                         return try NIOAsyncChannel(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(
@@ -166,12 +183,14 @@ public final class RegistryServer: Service, Sendable {
                         group.addTask { await self.serve(connection) }
                     }
                 }
-                // Listener closed: give requests in progress time to finish, then close the rest.
+                // Listener closed: every connection closes once what it has in flight is sent; the
+                // drain timeout closes what is left.
+                self.beginShutdown()  // no-op when the shutdown is what closed the listener
                 group.addTask {
                     try? await Task.sleep(for: config.drainTimeout)
                     self.connections.closeAll()
                 }
-                while self.connections.count > 0 { try await Task.sleep(for: .milliseconds(50)) }
+                try? await self.quiesced.futureResult.get()
                 group.cancelAll()
             }
         } onGracefulShutdown: {
@@ -204,7 +223,6 @@ public final class RegistryServer: Service, Sendable {
                         case .head: throw AbortResponse(reason: "request head inside a request")
                         }
                     }
-                    guard self.connections.setBusy(id, true) else { return }
                     // Admitted into the reserve: probes (and, on the event loop, cache hits) only.
                     let refused = reserveOnly && !Self.isProbe(head.uri)
                     let keepAlive = head.isKeepAlive && !self.connections.isShuttingDown && !refused
@@ -217,7 +235,7 @@ public final class RegistryServer: Service, Sendable {
                     } else {
                         try await self.handler.handle(head, writer)
                     }
-                    guard self.connections.setBusy(id, false), keepAlive else {
+                    guard keepAlive else {
                         // Closing now would drop response bytes still queued (a big FileRegion):
                         // half-close after they are written, then wait for the client to hang up.
                         outbound.finish()
@@ -269,55 +287,27 @@ extension RegistryServer {
     }
 }
 
-/// Open connections and whether each is in the middle of a request, for graceful shutdown.
+/// Open connections, for the drain timeout's last resort, and whether a graceful shutdown began.
 final class ConnectionRegistry: Sendable {
-    private struct State {
-        var next = 0
-        var channels: [Int: (channel: any Channel, busy: Bool)] = [:]
-        var shuttingDown = false
-    }
-
-    private let state = Mutex(State())
-
-    var count: Int { self.state.withLock { $0.channels.count } }
-    /// Read on every hit, so kept outside the lock too.
+    private let channels = Mutex<(next: Int, open: [Int: any Channel])>((0, [:]))
+    /// Read on every hit, so an atomic.
     private let shuttingDownFlag = Atomic<Bool>(false)
     var isShuttingDown: Bool { self.shuttingDownFlag.load(ordering: .relaxed) }
 
     func add(_ channel: any Channel) -> Int {
-        let (id, close) = self.state.withLock { s in
-            s.next += 1
-            s.channels[s.next] = (channel, false)
-            return (s.next, s.shuttingDown)
-        }
-        if close { channel.close(promise: nil) }
-        return id
-    }
-
-    func remove(_ id: Int) { self.state.withLock { _ = $0.channels.removeValue(forKey: id) } }
-
-    /// Marks a connection busy/idle; returns false if it should stop (shutting down and now idle).
-    func setBusy(_ id: Int, _ busy: Bool) -> Bool {
-        self.state.withLock { s in
-            s.channels[id]?.busy = busy
-            return !(s.shuttingDown && !busy)
+        self.channels.withLock { c in
+            c.next += 1
+            c.open[c.next] = channel
+            return c.next
         }
     }
 
-    func shutdown() {
-        let idle = self.state.withLock { s in
-            s.shuttingDown = true
-            self.shuttingDownFlag.store(true, ordering: .relaxed)
-            return s.channels.values.filter { !$0.busy }.map(\.channel)
-        }
-        // Idle on the async side, but perhaps still sending a hit the event loop answered (a big
-        // blob by sendfile): closed once what is queued has gone out (the drain timeout still applies).
-        idle.forEach { channel in
-            RegistryServer.queuedBytesWritten(channel).whenComplete { _ in channel.close(promise: nil) }
-        }
-    }
+    func remove(_ id: Int) { self.channels.withLock { _ = $0.open.removeValue(forKey: id) } }
+
+    /// Marks the shutdown begun; true the first time.
+    func shutdown() -> Bool { !self.shuttingDownFlag.exchange(true, ordering: .relaxed) }
 
     func closeAll() {
-        self.state.withLock { $0.channels.values.map(\.channel) }.forEach { $0.close(promise: nil) }
+        self.channels.withLock { Array($0.open.values) }.forEach { $0.close(promise: nil) }
     }
 }
