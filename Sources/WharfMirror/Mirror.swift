@@ -5,33 +5,36 @@ import WharfStorage
 import WharfUpstream
 
 /// Everything behind the HTTP front: the cache on disk, its index, the fills, the manifest resolver
-/// and the upstream(s).
+/// and the upstream(s). Outside this package it is a façade of questions — what to answer
+/// (``ReadService``), how it is doing (``statsSnapshot(showNames:)``, ``prometheusText()``,
+/// ``readinessProblem()``), upkeep (``runMaintenance(fillDrain:)``); its parts are package-internal,
+/// for the command line's tools and the tests.
 public final class Mirror: Sendable {
-    public let layout: CacheLayout
-    public let index: CacheIndex
-    public let store: BlobStore
-    public let fills: BlobFills
-    public let manifests: ManifestResolver
+    package let layout: CacheLayout
+    package let index: CacheIndex
+    package let store: BlobStore
+    package let fills: BlobFills
+    package let manifests: ManifestResolver
     /// The default upstream (or the first one configured).
-    public let upstream: UpstreamClient
+    package let upstream: UpstreamClient
     /// Every configured upstream, in configuration order.
-    public var upstreams: [UpstreamClient] { self.router.routes.map(\.client) }
-    public let router: UpstreamRouter
+    package var upstreams: [UpstreamClient] { self.router.routes.map(\.client) }
+    package let router: UpstreamRouter
     /// Cross-repository access check for digests (links, else an upstream HEAD).
-    public let linkGate: RepositoryLinkGate
+    package let linkGate: RepositoryLinkGate
     public let stats = MirrorStats()
     /// Upstream look-ups per client address (uncached requests).
-    public let lookups = UpstreamLookupLimiter()
+    package let lookups = UpstreamLookupLimiter()
     /// Blob `HEAD`s the upstream answered 404, per (upstream, repository, digest), for a short time.
-    public let blobHeadMisses = NegativeCache(ttl: .seconds(10))
+    package let blobHeadMisses = NegativeCache(ttl: .seconds(10))
     /// The size bound, the running total of cached bytes, and which fills are kept.
-    public let budget: CacheBudget
+    package let budget: CacheBudget
     /// Digests being sent to clients (the blob endpoint marks them; the evictor spares them).
-    public let serving = ServingRegistry()
-    public let evictor: Evictor
-    public let startupReconcile: StartupReconcile
+    package let serving = ServingRegistry()
+    package let evictor: Evictor
+    package let startupReconcile: StartupReconcile
     /// Webhooks (disabled without endpoints).
-    public let notifier: Notifier
+    package let notifier: Notifier
     public let logger: Logger
 
     /// Opens (or creates) the cache under `dataDirectory` and removes leftovers of unfinished fills.
