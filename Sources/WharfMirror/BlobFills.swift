@@ -12,9 +12,9 @@ import WharfUpstream
 
 /// Starts at most one upstream download per digest and lets every other request join it.
 ///
-/// A fill runs in its own task: a client that disconnects does not cancel it. The bytes are hashed
-/// and written to a temp file as they arrive; only a fill whose size and digest check out is fsynced,
-/// renamed into `blobs/` and committed to the index.
+/// A fill runs in its own task: a client that disconnects does not cancel it. The bytes go through a
+/// ``BlobIngest``: written to a temp file and hashed as they arrive; only a fill whose size and
+/// digest check out is fsynced, renamed into `blobs/` and committed to the index.
 public final class BlobFills: Sendable {
     public enum Source: Sendable {
         case cached(BlobRecord)
@@ -54,15 +54,18 @@ public final class BlobFills: Sendable {
             if let record = try? self.index.blob(digest), FileSystemCalls.fileSize(self.store.layout.blobPath(digest)) == record.size {
                 return .success(.cached(record))
             }
-            let temp: (fd: Int32, path: String)
-            do { temp = try self.store.createTempFile(for: digest) } catch {
+            let ingest: BlobIngest
+            do { ingest = try BlobIngest.begin(digest, store: self.store, index: self.index, hashing: .byCaller) } catch {
                 self.logger.error("cannot create temp file", metadata: ["error": "\(error)"])
                 return .failure(Self.cannotKeep("\(error)"))
             }
-            let fill = BlobFill(digest: digest, origin: (upstream.configuration.name, repository), fd: temp.fd, tempPath: temp.path)
+            guard let fill = BlobFill(digest: digest, origin: (upstream.configuration.name, repository), ingest: ingest) else {
+                ingest.abort()
+                return .failure(Self.cannotKeep("no descriptor left"))
+            }
             fills[digest] = fill
             self.stats.fillsStarted.add()
-            Task { await self.run(fill, upstream: upstream, repository: repository, identity: identity) }
+            Task { await self.run(fill, ingest: ingest, upstream: upstream, repository: repository, identity: identity) }
             return .success(.fill(fill))
         }
         return try result.get()
@@ -73,9 +76,11 @@ public final class BlobFills: Sendable {
     /// True while a fill for `digest` runs (from its start until after its index commit or failure).
     public func isFilling(_ digest: Digest) -> Bool { self.active.withLock { $0[digest] != nil } }
 
-    private func run(_ fill: BlobFill, upstream: UpstreamClient, repository: String, identity: UpstreamIdentity) async {
+    private func run(_ fill: BlobFill, ingest: BlobIngest, upstream: UpstreamClient, repository: String, identity: UpstreamIdentity) async {
         let digest = fill.digest
         let started = ContinuousClock.now
+        var ingest = ingest
+        var open = true  // the ingest is neither committed nor aborted yet
         do {
             self.stats.upstreamRequests.add()
             let response = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", timeout: .hours(6), as: identity)
@@ -84,7 +89,7 @@ public final class BlobFills: Sendable {
             }
             let expected = response.contentLength
             if let expected {
-                do { try self.store.reserve(fill.fd, size: expected, path: fill.tempPath) } catch {
+                do { try ingest.expect(size: expected) } catch {
                     self.logger.warning("no room to cache a blob", metadata: ["digest": "\(digest)", "bytes": "\(expected)", "error": "\(error)"])
                     throw Self.cannotKeep("\(error)")  // before any client got a head: they relay instead
                 }
@@ -93,46 +98,48 @@ public final class BlobFills: Sendable {
             // Small blobs are hashed inline; big ones beside the download (see FillHasher).
             let background = (expected ?? Int64.max) > Self.inlineHashLimit ? FillHasher() : nil
             var hasher = StreamingSHA256()
-            var written: Int64 = 0
             for try await chunk in body {
                 try chunk.withUnsafeReadableBytes { raw in
-                    try Self.writeAll(fill.fd, raw, at: written)
+                    do { try ingest.append(raw) } catch BlobIngest.Failure.exceedsExpectedSize {
+                        throw RegistryError(.blobUnknown, "upstream sent more bytes than announced")
+                    } catch {
+                        throw RegistryError(.blobUnknown, "cache disk write failed: \(error)")
+                    }
                     if background == nil { hasher.update(raw) }
                 }
-                written += Int64(chunk.readableBytes)
-                if let expected, written > expected { throw RegistryError(.blobUnknown, "upstream sent more bytes than announced") }
-                fill.progressed(to: written)  // followers send these bytes now; the last one waits for the digest
+                fill.progressed(to: ingest.written)  // followers send these bytes now; the last one waits for the digest
                 if fill.isAbandoned(self.orphans.withLock { $0 }) {
                     self.stats.fillsAbandoned.add()
                     throw RegistryError(.blobUnknown, "no client follows this fill and it is below the throughput floor")
                 }
                 await background?.submit(chunk)
             }
-            if let expected, written != expected {
-                throw RegistryError(.blobUnknown, "upstream body ended after \(written) of \(expected) bytes")
+            if let expected, ingest.written != expected {
+                throw RegistryError(.blobUnknown, "upstream body ended after \(ingest.written) of \(expected) bytes")
             }
             let computed = if let background { await background.finalize() } else { hasher.finalize() }
-            guard computed == digest.hex else {
+            do { try ingest.verify(computedHex: computed) } catch {
                 self.stats.digestMismatches.add()
                 throw RegistryError(.blobUnknown, "upstream content does not match digest \(digest)")
             }
             // Verified: followers may send their last byte now. Durability (fsync, rename, index)
             // follows; if it fails the client still got correct bytes, and nothing is indexed.
-            fill.completed(size: written)
+            fill.completed(size: ingest.written)
+            let written = ingest.written
             self.stats.bytesFetched.add(Int(written))
-            let (store, index, origin, size) = (self.store, self.index, fill.origin, written)
-            try await BlockingIO.run {
-                try store.publish(tempPath: fill.tempPath, fd: fill.fd, as: digest)
-                try index.commitBlob(digest, size: size, link: origin)
-            }
+            let (verified, origin) = (ingest, fill.origin)
+            open = false
+            let outcome = try await BlockingIO.run { try verified.commit(link: origin) }
             self.stats.fillsCompleted.add()
             self.notifier?.emit(.blobFilled(digest: digest.description, size: written, upstream: upstream.configuration.name, repository: repository))
             self.stats.fillFinished(after: ContinuousClock.now - started)
-            self.logger.info("blob cached", metadata: [
-                "digest": "\(digest)", "bytes": "\(written)", "duration": "\(ContinuousClock.now - started)",
-            ])
+            if case .cached = outcome {
+                self.logger.info("blob cached", metadata: [
+                    "digest": "\(digest)", "bytes": "\(written)", "duration": "\(ContinuousClock.now - started)",
+                ])
+            }
         } catch {
-            unlink(fill.tempPath)
+            if open { ingest.abort() }
             let failure = UpstreamErrors.from(error, kind: .blob)
             if !(error is RegistryError) || failure.status >= 500 { self.stats.upstreamErrors.add() }
             self.stats.fillsFailed.add()
@@ -158,14 +165,4 @@ public final class BlobFills: Sendable {
 
     /// Blobs up to this size are hashed on the fill's own task.
     static let inlineHashLimit: Int64 = 1 << 20
-
-    private static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, at offset: Int64) throws {
-        var done = 0
-        while done < raw.count {
-            let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
-            if n > 0 { done += n; continue }
-            if n < 0, errno == EINTR { continue }
-            throw RegistryError(.blobUnknown, "cache disk write failed (errno \(errno))")
-        }
-    }
 }
