@@ -106,6 +106,9 @@ public final class BlobFill: Sendable {
 
     public var snapshot: Snapshot { self.state.withLock { $0.machine.snapshot } }
 
+    /// Tasks suspended in ``wait(for:)`` now.
+    var waiterCount: Int { self.state.withLock { $0.machine.waiterCount } }
+
     /// One client following the fill, until ``release()`` (called when it has sent all, and when its
     /// connection closes, whichever comes first: a client that went away may be waiting for bytes).
     public final class Following: Sendable {
