@@ -3,7 +3,7 @@ import Synchronization
 /// A one-waiter wake-up call: ``fire()`` resumes the task suspended in ``wait(timeout:)``, or, if
 /// none is waiting, makes the next wait return at once. Wake-ups do not queue up: many fires
 /// before a wait count as one.
-final class WakeSignal: Sendable {
+package final class WakeSignal: Sendable {
     private struct State {
         var fired = false
         var waiter: CheckedContinuation<Void, Never>?
@@ -11,7 +11,9 @@ final class WakeSignal: Sendable {
 
     private let state = Mutex(State())
 
-    func fire() {
+    package init() {}
+
+    package func fire() {
         let waiter = self.state.withLock { s -> CheckedContinuation<Void, Never>? in
             guard let w = s.waiter else {
                 s.fired = true
@@ -24,7 +26,7 @@ final class WakeSignal: Sendable {
     }
 
     /// Suspends until fired, `timeout` passes, or the task is cancelled. Only one task may wait at a time.
-    func wait(timeout: Duration) async {
+    package func wait(timeout: Duration) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await Task.sleep(for: timeout) }
             group.addTask { await self.waitForFire() }
