@@ -35,6 +35,7 @@ let package = Package(
         // MARK: - System libraries (Debian: liblmdb-dev, zlib1g-dev, libssl-dev)
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        /// Only the SHA-256 benchmark links libcrypto (to compare it with swift-crypto).
         .systemLibrary(name: "COpenSSLCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // MARK: - Library targets
@@ -45,7 +46,6 @@ let package = Package(
         /// OCI distribution domain: names, digests, media types, ranges, errors, auth challenges.
         .target(name: "OCIDistribution", dependencies: [
             .product(name: "Crypto", package: "swift-crypto"),
-            "COpenSSLCrypto",
         ], swiftSettings: swiftSettings),
         /// On-disk content-addressed blob files plus the LMDB index.
         .target(name: "WharfStorage", dependencies: [
