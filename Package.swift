@@ -74,6 +74,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// The YAML configuration file: schema, defaults, validation with line numbers.
         .target(name: "WharfConfig", dependencies: [
+            "OCIDistribution",
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: swiftSettings),
         /// Client authentication: htpasswd (bcrypt) and pass-through of client credentials to the upstream.
