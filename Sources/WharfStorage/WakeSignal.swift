@@ -2,7 +2,12 @@ import Synchronization
 
 /// A one-waiter wake-up call: ``fire()`` resumes the task suspended in ``wait(timeout:)``, or, if
 /// none is waiting, makes the next wait return at once. Wake-ups do not queue up: many fires
-/// before a wait count as one.
+/// before a wait count as one. Used by ``CacheBudget`` (the evictor waits for pressure) and the
+/// fills' drain at shutdown.
+///
+/// Not an `AsyncStream<Void>`: a task cancelled while awaiting a stream's `next()` terminates the
+/// stream for good, so the first timed-out or cancelled wait would leave every later wait returning
+/// at once. One continuation behind a lock has no such state to lose.
 package final class WakeSignal: Sendable {
     private struct State {
         var fired = false
