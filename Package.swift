@@ -36,6 +36,7 @@ let package = Package(
         // MARK: - System libraries (Debian: liblmdb-dev, zlib1g-dev, libssl-dev)
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        /// Only the SHA-256 benchmark links libcrypto (to compare it with swift-crypto).
         .systemLibrary(name: "COpenSSLCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // MARK: - Library targets
@@ -46,7 +47,6 @@ let package = Package(
         /// OCI distribution domain: names, digests, media types, ranges, errors, auth challenges.
         .target(name: "OCIDistribution", dependencies: [
             .product(name: "Crypto", package: "swift-crypto"),
-            "COpenSSLCrypto",
         ], swiftSettings: swiftSettings),
         /// On-disk content-addressed blob files plus the LMDB index.
         .target(name: "WharfStorage", dependencies: [
@@ -75,6 +75,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// The YAML configuration file: schema, defaults, validation with line numbers.
         .target(name: "WharfConfig", dependencies: [
+            "OCIDistribution",
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: swiftSettings),
         /// Client authentication: htpasswd (bcrypt) and pass-through of client credentials to the upstream.
@@ -151,7 +152,14 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfUpstreamTests", dependencies: ["WharfUpstream"], swiftSettings: swiftSettings),
-        .testTarget(name: "WharfMirrorTests", dependencies: ["WharfMirror"], swiftSettings: swiftSettings),
+        .testTarget(name: "WharfStorageTests", dependencies: [
+            "WharfStorage", "OCIDistribution",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+        .testTarget(name: "WharfMirrorTests", dependencies: [
+            "WharfMirror", "WharfStorage", "OCIDistribution",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfHTTPTests", dependencies: ["WharfHTTP"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfTestSupportTests", dependencies: ["WharfTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfAuthTests", dependencies: [

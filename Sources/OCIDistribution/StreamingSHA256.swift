@@ -1,21 +1,20 @@
-import COpenSSLCrypto
 import Crypto
 
 /// Incremental SHA-256 used on every byte of every cache fill.
 ///
 /// A value type (copy-on-write): copying a hasher forks its state, and it is
 /// `Sendable`, so it can be stored in handlers, captured, or moved between
-/// tasks freely. Backed by ``OpenSSLSHA256`` (the system libcrypto's EVP
-/// SHA-256). `wharf-digest-bench` (release, 1 GiB, six runs) found both
-/// backends using SHA-NI at ~1.1-1.2 GB/s on the target VM, within noise of
-/// each other; OpenSSL averaged ~1% ahead at 16 KiB and 1 MiB chunks and won
-/// 11 of 18 per-chunk-size comparisons, so it is the backend. Switching to
-/// ``SwiftCryptoSHA256`` (kept for the benchmark) is a one-line change.
+/// tasks freely. Backed by ``SwiftCryptoSHA256`` (swift-crypto's `SHA256`,
+/// BoringSSL on Linux). `wharf-digest-bench` (release, 1 GiB in 1 MiB chunks,
+/// best of 3) measured swift-crypto at 1801 MB/s and the system libcrypto's
+/// EVP SHA-256 at 1801 MB/s (16 KiB: 1800 vs 1804; 64 KiB: 1798 vs 1801):
+/// no measurable difference, so the cache needs no libcrypto of its own. The
+/// OpenSSL wrapper lives on in the benchmark (`loadtest/DigestBench`).
 public struct StreamingSHA256: Sendable {
     /// The backend in use, for logs and benchmarks.
-    public static let backendName = "OpenSSL EVP"
+    public static let backendName = "swift-crypto"
 
-    private var backend = OpenSSLSHA256()
+    private var backend = SwiftCryptoSHA256()
 
     /// Starts a new, empty hash.
     public init() {}
@@ -34,77 +33,6 @@ public struct StreamingSHA256: Sendable {
     /// hasher to the empty state, ready for reuse.
     public mutating func finalize() -> String {
         backend.finalize()
-    }
-}
-
-// MARK: - OpenSSL backend
-
-/// SHA-256 through OpenSSL 3's EVP interface (`EVP_DigestInit_ex` /
-/// `EVP_DigestUpdate` / `EVP_DigestFinal_ex`), which uses SHA-NI / AVX2 code
-/// paths when the CPU has them. Copy-on-write value semantics.
-public struct OpenSSLSHA256: Sendable {
-    var context: EVPContext
-
-    /// Starts a new, empty hash.
-    public init() {
-        context = EVPContext()
-    }
-
-    /// Feeds `bytes` into the hash.
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
-        if !isKnownUniquelyReferenced(&context) { context = context.copy() }
-        let rc = EVP_DigestUpdate(context.ctx, base, bytes.count)
-        precondition(rc == 1, "EVP_DigestUpdate failed")
-    }
-
-    /// Returns the digest as 64 lowercase hex characters and resets the hasher.
-    public mutating func finalize() -> String {
-        if !isKnownUniquelyReferenced(&context) { context = context.copy() }
-        var digest = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))  // 32 bytes
-        var length: UInt32 = 0
-        let rc = withUnsafeMutableBytes(of: &digest) { raw in
-            EVP_DigestFinal_ex(context.ctx, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), &length)
-        }
-        precondition(rc == 1 && length == 32, "EVP_DigestFinal_ex failed")
-        context.reset()
-        return withUnsafeBytes(of: &digest) { lowercaseHex($0) }
-    }
-}
-
-/// Owns one `EVP_MD_CTX`. Only mutated when uniquely referenced (see
-/// ``OpenSSLSHA256``), so sharing an instance between copies is safe.
-final class EVPContext: @unchecked Sendable {
-    /// The SHA-256 implementation, fetched once (avoids an implicit fetch on every init).
-    nonisolated(unsafe) private static let sha256: OpaquePointer = {
-        guard let md = EVP_MD_fetch(nil, "SHA256", nil) else { fatalError("OpenSSL has no SHA256") }
-        return md
-    }()
-
-    let ctx: OpaquePointer
-
-    init() {
-        guard let ctx = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new failed") }
-        self.ctx = ctx
-        reset()
-    }
-
-    private init(copying other: EVPContext) {
-        guard let ctx = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new failed") }
-        self.ctx = ctx
-        precondition(EVP_MD_CTX_copy_ex(ctx, other.ctx) == 1, "EVP_MD_CTX_copy_ex failed")
-    }
-
-    deinit {
-        EVP_MD_CTX_free(ctx)
-    }
-
-    func copy() -> EVPContext {
-        EVPContext(copying: self)
-    }
-
-    func reset() {
-        precondition(EVP_DigestInit_ex(ctx, Self.sha256, nil) == 1, "EVP_DigestInit_ex failed")
     }
 }
 

@@ -158,8 +158,7 @@ struct ImportCommand: ParsableCommand {
                         continue
                     }
                     guard let e = entries["blobs/sha256/\(blob.hex)"], e.size == size else { throw BundleError("blob \(b) is missing or has the wrong size") }
-                    try Self.copy(fd: fd, entry: e, digest: blob, store: store)
-                    try cache.commitBlob(blob, size: e.size, link: (self.upstream, repository))
+                    try Self.copy(fd: fd, entry: e, digest: blob, store: store, index: cache, link: (self.upstream, repository))
                     blobCount += 1
                     bytes += e.size
                 }
@@ -168,31 +167,27 @@ struct ImportCommand: ParsableCommand {
         print("imported \(index.manifests.count) image(s): \(manifestCount) manifest(s), \(blobCount) new blob(s), \(ByteFormat.string(bytes)); every digest verified")
     }
 
-    /// Copies one member into a temp file while hashing it, and publishes it only if the digest matches.
-    static func copy(fd: Int32, entry: Tar.Entry, digest: Digest, store: BlobStore) throws {
-        let temp = try store.createTempFile(for: digest)
-        var hasher = StreamingSHA256()
-        var done: Int64 = 0
+    /// Copies one member through a ``BlobIngest`` (hashed as it is written), which publishes and
+    /// indexes it, linked to `link`, only if its size and digest match.
+    static func copy(fd: Int32, entry: Tar.Entry, digest: Digest, store: BlobStore, index: CacheIndex, link: (upstream: String, repository: String)) throws {
+        var ingest = try BlobIngest.begin(digest, store: store, index: index, expectedSize: entry.size)
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         do {
-            while done < entry.size {
-                let want = Int(min(Int64(buffer.count), entry.size - done))
-                let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(entry.offset + done)) }
+            while ingest.written < entry.size {
+                let want = Int(min(Int64(buffer.count), entry.size - ingest.written))
+                let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(entry.offset + ingest.written)) }
+                if n < 0, errno == EINTR { continue }
                 guard n > 0 else { throw BundleError("cannot read \(digest)") }
-                try buffer.withUnsafeBytes { raw in
-                    let chunk = UnsafeRawBufferPointer(rebasing: raw[0..<n])
-                    hasher.update(chunk)
-                    guard pwrite(temp.fd, chunk.baseAddress, n, off_t(done)) == n else { throw BundleError("cannot write \(temp.path)") }
-                }
-                done += Int64(n)
+                try buffer.withUnsafeBytes { raw in try ingest.append(UnsafeRawBufferPointer(rebasing: raw[0..<n])) }
             }
-            guard hasher.finalize() == digest.hex else { throw BundleError("blob \(digest) does not match its digest") }
-            try store.publish(tempPath: temp.path, fd: temp.fd, as: digest)
-            close(temp.fd)
         } catch {
-            close(temp.fd)
-            unlink(temp.path)
+            ingest.abort()
             throw error
+        }
+        do {
+            _ = try ingest.commit(link: link)
+        } catch BlobIngest.Failure.digestMismatch {
+            throw BundleError("blob \(digest) does not match its digest")
         }
     }
 }

@@ -1,3 +1,5 @@
+import OCIDistribution
+
 /// Shape checks for names that appear in the configuration.
 enum Syntax {
     static func isLowerAlnum(_ c: Character) -> Bool { c.isASCII && (c.isLowercase || c.isNumber) }
@@ -17,24 +19,6 @@ enum Syntax {
                 previousWasSeparator = false
             } else if c == "." || c == "_" || c == "-", !previousWasSeparator {
                 previousWasSeparator = true
-            } else {
-                return false
-            }
-        }
-        return true
-    }
-
-    /// OCI repository component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-    static func isRepositoryComponent(_ s: Substring) -> Bool {
-        guard let first = s.first, let last = s.last, isLowerAlnum(first), isLowerAlnum(last) else { return false }
-        var separator = ""
-        for c in s {
-            if isLowerAlnum(c) {
-                guard separator.isEmpty || separator == "." || separator == "_" || separator == "__" || separator.allSatisfy({ $0 == "-" })
-                else { return false }
-                separator = ""
-            } else if c == "." || c == "_" || c == "-" {
-                separator.append(c)
             } else {
                 return false
             }
@@ -126,8 +110,10 @@ enum Syntax {
            rest[..<slash].contains(where: { $0 == "." || $0 == ":" }) || rest[..<slash] == "localhost" {
             rest = rest[rest.index(after: slash)...]
         }
-        guard !rest.isEmpty, rest.split(separator: "/", omittingEmptySubsequences: false).allSatisfy(isRepositoryComponent) else {
-            return "expected REPO[:TAG] or REPO@sha256:DIGEST with a lowercase repository name such as library/alpine"
+        do {
+            _ = try RepositoryName(parsing: rest)  // the grammar the server checks requests against
+        } catch {
+            return "\(error.message); expected REPO[:TAG] or REPO@sha256:DIGEST with a lowercase repository name such as library/alpine"
         }
         return nil
     }

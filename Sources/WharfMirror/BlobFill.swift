@@ -3,13 +3,14 @@ import Glibc
 #endif
 import OCIDistribution
 import Synchronization
+import WharfStorage
 
 /// One in-progress download of a blob into a temp file, which any number of clients follow.
 ///
-/// The fill owns the temp file's descriptor; followers send from duplicates of it (sendfile) while it
-/// grows, never past the bytes written (and never the last byte before verification). The descriptor
+/// The bytes go through a ``BlobIngest``; the fill keeps a duplicate of its descriptor, and followers
+/// send from further duplicates (sendfile) while the file grows, never past the bytes written (and never the last byte before verification). The descriptor
 /// stays valid after the file is renamed into place (or unlinked on failure) and is closed when the
-/// last follower lets go of the fill.
+/// last follower lets go of the fill. Its state is a ``FillStateMachine`` behind one lock.
 public final class BlobFill: Sendable {
     public enum Phase: Sendable {
         case connecting
@@ -30,19 +31,10 @@ public final class BlobFill: Sendable {
         public let written: Int64
     }
 
-    private struct Waiter {
-        let condition: Condition
-        let continuation: CheckedContinuation<Snapshot, Never>
-    }
-
     private struct State {
-        var phase: Phase = .connecting
-        var written: Int64 = 0
-        var waiters: [Waiter] = []
-        /// Clients following the fill now, and since when (and from which byte) it has had none.
-        var followers = 0
-        var orphanedSince: ContinuousClock.Instant? = .now
-        var writtenWhenOrphaned: Int64 = 0
+        var machine: FillStateMachine
+        var continuations: [FillStateMachine.WaiterID: CheckedContinuation<Snapshot, Never>] = [:]
+        var nextWaiter: FillStateMachine.WaiterID = 0
     }
 
     /// When a fill that no client follows any more is stopped: after `grace` without a follower, if
@@ -62,29 +54,46 @@ public final class BlobFill: Sendable {
     /// The upstream and repository the bytes come from: a client asking through another repository
     /// must have that digest confirmed for its own repository before following this fill.
     public let origin: (upstream: String, repository: String)
+    /// A duplicate of the ingest's descriptor, owned by the fill: valid after the ingest commits or
+    /// aborts (the file renamed or unlinked), closed with the fill.
     let fd: Int32
-    let tempPath: String
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
-    init(digest: Digest, origin: (upstream: String, repository: String), fd: Int32, tempPath: String) {
+    /// A fill of the file `ingest` writes; nil if its descriptor cannot be duplicated.
+    init?(digest: Digest, origin: (upstream: String, repository: String), ingest: BlobIngest, now: ContinuousClock.Instant = .now) {
+        let fd = dup(ingest.descriptor)
+        guard fd >= 0 else { return nil }
         self.digest = digest
         self.origin = origin
         self.fd = fd
-        self.tempPath = tempPath
+        self.state = Mutex(State(machine: FillStateMachine(now: now)))
     }
 
     deinit { close(self.fd) }
 
-    /// Suspends until `condition` holds or the fill has ended.
+    /// Suspends until `condition` holds or the fill has ended. A cancelled task stops waiting at once
+    /// (it gets the snapshot of that moment); the fill goes on.
     public func wait(for condition: Condition) async -> Snapshot {
-        await withCheckedContinuation { (c: CheckedContinuation<Snapshot, Never>) in
-            let ready: Snapshot? = self.state.withLock { s in
-                let snap = Snapshot(phase: s.phase, written: s.written)
-                if Self.holds(condition, snap) { return snap }
-                s.waiters.append(Waiter(condition: condition, continuation: c))
-                return nil
+        let id = self.state.withLock { s in
+            defer { s.nextWaiter += 1 }
+            return s.nextWaiter
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Snapshot, Never>) in
+                let ready: Snapshot? = self.state.withLock { s in
+                    // A cancellation that came first has set the flag already: do not suspend.
+                    if Task.isCancelled { return s.machine.snapshot }
+                    switch s.machine.waiterAdded(id, for: condition) {
+                    case .resumeNow(let snapshot): return snapshot
+                    case .suspend:
+                        s.continuations[id] = c
+                        return nil
+                    }
+                }
+                if let ready { c.resume(returning: ready) }
             }
-            if let ready { c.resume(returning: ready) }
+        } onCancel: {
+            self.execute { $0.waiterCancelled(id) }
         }
     }
 
@@ -95,7 +104,10 @@ public final class BlobFill: Sendable {
         return fd >= 0 ? fd : nil
     }
 
-    public var snapshot: Snapshot { self.state.withLock { Snapshot(phase: $0.phase, written: $0.written) } }
+    public var snapshot: Snapshot { self.state.withLock { $0.machine.snapshot } }
+
+    /// Tasks suspended in ``wait(for:)`` now.
+    var waiterCount: Int { self.state.withLock { $0.machine.waiterCount } }
 
     /// One client following the fill, until ``release()`` (called when it has sent all, and when its
     /// connection closes, whichever comes first: a client that went away may be waiting for bytes).
@@ -113,69 +125,37 @@ public final class BlobFill: Sendable {
 
     /// A client starts following the fill.
     public func attach() -> Following {
-        self.state.withLock { s in
-            s.followers += 1
-            s.orphanedSince = nil
-        }
+        self.state.withLock { $0.machine.followerAttached() }
         return Following(self)
     }
 
     private func detach() {
-        self.state.withLock { s in
-            s.followers -= 1
-            if s.followers == 0 {
-                s.orphanedSince = .now
-                s.writtenWhenOrphaned = s.written
-            }
-        }
+        let now = ContinuousClock.now
+        self.state.withLock { $0.machine.followerDetached(now: now) }
     }
 
     /// True when nobody has followed the fill for the policy's grace and it is slower than its floor.
     func isAbandoned(_ policy: OrphanPolicy, now: ContinuousClock.Instant = .now) -> Bool {
-        self.state.withLock { s in
-            guard s.followers == 0, let since = s.orphanedSince, now - since >= policy.grace else { return false }
-            let seconds = max(Double((now - since).components.seconds), 1)
-            return Double(s.written - s.writtenWhenOrphaned) / seconds < Double(policy.floorBytesPerSecond)
-        }
+        self.state.withLock { $0.machine.orphanCheck(now: now, policy: policy) } == .stopAbandoned
     }
 
     // MARK: Producer side
 
-    func started(size: Int64?) { self.update { $0.phase = .streaming(size: size) } }
-    func progressed(to written: Int64) { self.update { $0.written = written } }
-    func completed(size: Int64) { self.update { $0.phase = .complete(size: size); $0.written = size } }
-    func failed(_ error: RegistryError) {
-        self.update { s in
-            if case .complete = s.phase { return }  // verified bytes stay servable to followers
-            s.phase = .failed(error)
-        }
-    }
+    func started(size: Int64?) { self.execute { $0.started(size: size) } }
+    func progressed(to written: Int64) { self.execute { $0.progressed(to: written) } }
+    func completed(size: Int64) { self.execute { $0.completed(size: size) } }
+    /// No effect on an already verified fill: its bytes stay servable to followers.
+    func failed(_ error: RegistryError) { self.execute { $0.failed(error) } }
 
-    private func update(_ change: (inout State) -> Void) {
-        let ready: [(CheckedContinuation<Snapshot, Never>, Snapshot)] = self.state.withLock { s in
-            change(&s)
-            let snap = Snapshot(phase: s.phase, written: s.written)
-            var fire: [(CheckedContinuation<Snapshot, Never>, Snapshot)] = []
-            s.waiters.removeAll { w in
-                guard Self.holds(w.condition, snap) else { return false }
-                fire.append((w.continuation, snap))
-                return true
-            }
-            return fire
-        }
-        for (c, snap) in ready { c.resume(returning: snap) }
-    }
-
-    private static func holds(_ condition: Condition, _ s: Snapshot) -> Bool {
-        switch s.phase {
-        case .failed, .complete: return true
-        case .connecting: return false
-        case .streaming:
-            switch condition {
-            case .head: return true
-            case .bytes(let n): return s.written >= n
-            case .complete: return false
+    /// Feeds one event to the machine under the lock, then resumes the waiters it names, outside it.
+    private func execute(_ event: (inout FillStateMachine) -> FillStateMachine.Action) {
+        let ready: ([CheckedContinuation<Snapshot, Never>], Snapshot)? = self.state.withLock { s in
+            switch event(&s.machine) {
+            case .none: return nil
+            case .resume(let ids, let snapshot): return (ids.compactMap { s.continuations.removeValue(forKey: $0) }, snapshot)
             }
         }
+        guard let (continuations, snapshot) = ready else { return }
+        for c in continuations { c.resume(returning: snapshot) }
     }
 }

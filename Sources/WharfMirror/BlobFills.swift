@@ -12,19 +12,56 @@ import WharfUpstream
 
 /// Starts at most one upstream download per digest and lets every other request join it.
 ///
-/// A fill runs in its own task: a client that disconnects does not cancel it. The bytes are hashed
-/// and written to a temp file as they arrive; only a fill whose size and digest check out is fsynced,
-/// renamed into `blobs/` and committed to the index.
+/// Fills run as child tasks of ``run()``, the fills' run loop (started by ``Mirror/runMaintenance(fillDrain:)``):
+/// a client that disconnects does not cancel its fill, and shutdown (``stop(drain:)``) waits for
+/// the fills in flight, up to a bound, then cancels the rest (their temp files are removed). The
+/// bytes go through a ``BlobIngest``: written to a temp file and hashed as they arrive; only a
+/// fill whose size and digest check out is fsynced, renamed into `blobs/` and committed to the index.
+///
+/// Outside the run loop's life: a fill requested before ``run()`` started (a mirror used without
+/// maintenance, or a request in the moment between the listener opening and maintenance
+/// starting) runs in a task of its own, still cancelled at the drain bound; one requested after
+/// ``stop(drain:)`` is not started and fails like a fill the cache cannot keep (``isCannotKeep(_:)``),
+/// so its client is relayed the blob from the upstream, uncached, instead of waiting.
 public final class BlobFills: Sendable {
     public enum Source: Sendable {
         case cached(BlobRecord)
         case fill(BlobFill)
     }
 
+    /// One fill to run: what ``source(for:upstream:repository:identity:)`` hands the run loop.
+    struct Job: Sendable {
+        let fill: BlobFill
+        let ingest: BlobIngest
+        let upstream: UpstreamClient
+        let repository: String
+        let identity: UpstreamIdentity
+    }
+
+    private enum Loop {
+        case notStarted
+        case running(AsyncStream<Job>.Continuation)
+        case stopped
+    }
+
+    private struct State {
+        /// Every fill from its start until after its index commit or failure.
+        var fills: [Digest: BlobFill] = [:]
+        /// Jobs handed to the run loop that no child task has taken yet.
+        var queued: [Digest: Job] = [:]
+        var loop = Loop.notStarted
+        /// Tasks of the fills started before the run loop (see the type's notes).
+        var early: [Task<Void, Never>] = []
+        /// How long ``run()`` waits for fills in flight once stopped.
+        var drain: Duration = .zero
+    }
+
     private let store: BlobStore
     private let index: CacheIndex
     private let logger: Logger
-    private let active = Mutex<[Digest: BlobFill]>([:])
+    private let state = Mutex(State())
+    /// Fired when the last fill in flight ended (the drain waits for it).
+    private let idle = WakeSignal()
     private let stats: MirrorStats
 
     private let notifier: Notifier?
@@ -46,36 +83,149 @@ public final class BlobFills: Sendable {
     public func source(
         for digest: Digest, upstream: UpstreamClient, repository: String, identity: UpstreamIdentity = .mirror
     ) throws(RegistryError) -> Source {
-        let result: Result<Source, RegistryError> = self.active.withLock { fills in
-            if let running = fills[digest] {
+        let result: Result<Source, RegistryError> = self.state.withLock { s in
+            if let running = s.fills[digest] {
                 self.stats.followersJoined.add()
                 return .success(.fill(running))
             }
             if let record = try? self.index.blob(digest), FileSystemCalls.fileSize(self.store.layout.blobPath(digest)) == record.size {
                 return .success(.cached(record))
             }
-            let temp: (fd: Int32, path: String)
-            do { temp = try self.store.createTempFile(for: digest) } catch {
+            if case .stopped = s.loop { return .failure(Self.cannotKeep("the cache is shutting down")) }
+            let ingest: BlobIngest
+            do { ingest = try BlobIngest.begin(digest, store: self.store, index: self.index, hashing: .byCaller) } catch {
                 self.logger.error("cannot create temp file", metadata: ["error": "\(error)"])
                 return .failure(Self.cannotKeep("\(error)"))
             }
-            let fill = BlobFill(digest: digest, origin: (upstream.configuration.name, repository), fd: temp.fd, tempPath: temp.path)
-            fills[digest] = fill
+            guard let fill = BlobFill(digest: digest, origin: (upstream.configuration.name, repository), ingest: ingest) else {
+                ingest.abort()
+                return .failure(Self.cannotKeep("no descriptor left"))
+            }
+            s.fills[digest] = fill
             self.stats.fillsStarted.add()
-            Task { await self.run(fill, upstream: upstream, repository: repository, identity: identity) }
+            let job = Job(fill: fill, ingest: ingest, upstream: upstream, repository: repository, identity: identity)
+            switch s.loop {
+            case .running(let jobs):
+                s.queued[digest] = job
+                jobs.yield(job)
+            case .notStarted:
+                s.early.append(Task { await self.perform(job) })
+            case .stopped:
+                preconditionFailure("checked above")
+            }
             return .success(.fill(fill))
         }
         return try result.get()
     }
 
-    public var inFlight: Int { self.active.withLock { $0.count } }
+    public var inFlight: Int { self.state.withLock { $0.fills.count } }
 
     /// True while a fill for `digest` runs (from its start until after its index commit or failure).
-    public func isFilling(_ digest: Digest) -> Bool { self.active.withLock { $0[digest] != nil } }
+    public func isFilling(_ digest: Digest) -> Bool { self.state.withLock { $0.fills[digest] != nil } }
 
-    private func run(_ fill: BlobFill, upstream: UpstreamClient, repository: String, identity: UpstreamIdentity) async {
+    // MARK: Run loop
+
+    /// True while ``run()`` takes fills (for tests).
+    var isRunning: Bool { self.state.withLock { if case .running = $0.loop { true } else { false } } }
+    /// True once ``stop(drain:)`` was called or the run loop ended (for tests).
+    var hasStopped: Bool { self.state.withLock { if case .stopped = $0.loop { true } else { false } } }
+
+    /// Runs every fill as a child task until ``stop(drain:)``; then waits for the fills in flight,
+    /// cancels those still running after the drain bound, and returns once all have ended. Call it
+    /// once, from a task that shutdown does not cancel (cancelling it cancels every fill at once).
+    public func run() async {
+        let (jobs, continuation) = AsyncStream.makeStream(of: Job.self)
+        let started = self.state.withLock { s -> Bool in
+            guard case .notStarted = s.loop else { return false }
+            s.loop = .running(continuation)
+            return true
+        }
+        guard started else {
+            self.logger.error("the fills' run loop was started twice, or after it stopped")
+            return
+        }
+        await withDiscardingTaskGroup { group in
+            for await job in jobs {
+                group.addTask {
+                    guard self.state.withLock({ $0.queued.removeValue(forKey: job.fill.digest) != nil }) else { return }  // failed as leftover
+                    await self.perform(job)
+                }
+            }
+            // Stopped (or cancelled): jobs still in the stream's buffer never reach a child task.
+            let leftover = self.state.withLock { s in
+                defer { s.queued = [:] }
+                return Array(s.queued.values)
+            }
+            for job in leftover { self.fail(job, RegistryError(.unavailable, "the cache is shutting down")) }
+            let bound = self.state.withLock { s -> Duration in
+                if case .running = s.loop { s.loop = .stopped }  // cancelled without stop(drain:)
+                return s.drain
+            }
+            if await !self.waitUntilIdle(within: bound) {
+                let early = self.state.withLock { $0.early }
+                self.logger.warning("fills still running at shutdown are cancelled", metadata: ["count": "\(self.inFlight)"])
+                group.cancelAll()
+                for task in early { task.cancel() }
+            }
+        }
+        for task in self.state.withLock({ $0.early }) { await task.value }
+    }
+
+    /// Ends the run loop: no new fill starts (see the type's notes); those in flight get `drain` to
+    /// finish before they are cancelled. ``run()`` returns once all have ended.
+    public func stop(drain: Duration) {
+        let jobs: AsyncStream<Job>.Continuation? = self.state.withLock { s in
+            s.drain = drain
+            switch s.loop {
+            case .running(let jobs):
+                s.loop = .stopped
+                return jobs
+            case .notStarted, .stopped:
+                s.loop = .stopped
+                return nil
+            }
+        }
+        jobs?.finish()
+    }
+
+    /// Waits until no fill is in flight or `bound` has passed; true if none is.
+    private func waitUntilIdle(within bound: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + bound
+        while self.inFlight > 0 {
+            let now = ContinuousClock.now
+            guard now < deadline else { return false }
+            await self.idle.wait(timeout: deadline - now)
+        }
+        return true
+    }
+
+    /// Runs one job: downloads, verifies and commits, then forgets the fill.
+    private func perform(_ job: Job) async {
+        await self.download(job.fill, ingest: job.ingest, upstream: job.upstream, repository: job.repository, identity: job.identity)
+        self.finished(job.fill)
+    }
+
+    /// A job that never ran: its followers get `error`, its temp file goes.
+    private func fail(_ job: Job, _ error: RegistryError) {
+        job.ingest.abort()
+        self.stats.fillsFailed.add()
+        job.fill.failed(error)
+        self.finished(job.fill)
+    }
+
+    private func finished(_ fill: BlobFill) {
+        let empty = self.state.withLock { s in
+            if s.fills[fill.digest] === fill { s.fills[fill.digest] = nil }
+            return s.fills.isEmpty
+        }
+        if empty { self.idle.fire() }
+    }
+
+    private func download(_ fill: BlobFill, ingest: BlobIngest, upstream: UpstreamClient, repository: String, identity: UpstreamIdentity) async {
         let digest = fill.digest
         let started = ContinuousClock.now
+        var ingest = ingest
+        var open = true  // the ingest is neither committed nor aborted yet
         do {
             self.stats.upstreamRequests.add()
             let response = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", timeout: .hours(6), as: identity)
@@ -84,7 +234,7 @@ public final class BlobFills: Sendable {
             }
             let expected = response.contentLength
             if let expected {
-                do { try self.store.reserve(fill.fd, size: expected, path: fill.tempPath) } catch {
+                do { try ingest.expect(size: expected) } catch {
                     self.logger.warning("no room to cache a blob", metadata: ["digest": "\(digest)", "bytes": "\(expected)", "error": "\(error)"])
                     throw Self.cannotKeep("\(error)")  // before any client got a head: they relay instead
                 }
@@ -93,54 +243,55 @@ public final class BlobFills: Sendable {
             // Small blobs are hashed inline; big ones beside the download (see FillHasher).
             let background = (expected ?? Int64.max) > Self.inlineHashLimit ? FillHasher() : nil
             var hasher = StreamingSHA256()
-            var written: Int64 = 0
             for try await chunk in body {
+                try Task.checkCancellation()  // shutdown's drain bound passed
                 try chunk.withUnsafeReadableBytes { raw in
-                    try Self.writeAll(fill.fd, raw, at: written)
+                    do { try ingest.append(raw) } catch BlobIngest.Failure.exceedsExpectedSize {
+                        throw RegistryError(.blobUnknown, "upstream sent more bytes than announced")
+                    } catch {
+                        throw RegistryError(.blobUnknown, "cache disk write failed: \(error)")
+                    }
                     if background == nil { hasher.update(raw) }
                 }
-                written += Int64(chunk.readableBytes)
-                if let expected, written > expected { throw RegistryError(.blobUnknown, "upstream sent more bytes than announced") }
-                fill.progressed(to: written)  // followers send these bytes now; the last one waits for the digest
+                fill.progressed(to: ingest.written)  // followers send these bytes now; the last one waits for the digest
                 if fill.isAbandoned(self.orphans.withLock { $0 }) {
                     self.stats.fillsAbandoned.add()
                     throw RegistryError(.blobUnknown, "no client follows this fill and it is below the throughput floor")
                 }
                 await background?.submit(chunk)
             }
-            if let expected, written != expected {
-                throw RegistryError(.blobUnknown, "upstream body ended after \(written) of \(expected) bytes")
+            if let expected, ingest.written != expected {
+                throw RegistryError(.blobUnknown, "upstream body ended after \(ingest.written) of \(expected) bytes")
             }
             let computed = if let background { await background.finalize() } else { hasher.finalize() }
-            guard computed == digest.hex else {
+            do { try ingest.verify(computedHex: computed) } catch {
                 self.stats.digestMismatches.add()
                 throw RegistryError(.blobUnknown, "upstream content does not match digest \(digest)")
             }
             // Verified: followers may send their last byte now. Durability (fsync, rename, index)
             // follows; if it fails the client still got correct bytes, and nothing is indexed.
-            fill.completed(size: written)
+            fill.completed(size: ingest.written)
+            let written = ingest.written
             self.stats.bytesFetched.add(Int(written))
-            let (store, index, origin, size) = (self.store, self.index, fill.origin, written)
-            try await BlockingIO.run {
-                try store.publish(tempPath: fill.tempPath, fd: fill.fd, as: digest)
-                try index.commitBlob(digest, size: size, link: origin)
-            }
+            let (verified, origin) = (ingest, fill.origin)
+            open = false
+            let outcome = try await BlockingIO.run { try verified.commit(link: origin) }
             self.stats.fillsCompleted.add()
             self.notifier?.emit(.blobFilled(digest: digest.description, size: written, upstream: upstream.configuration.name, repository: repository))
             self.stats.fillFinished(after: ContinuousClock.now - started)
-            self.logger.info("blob cached", metadata: [
-                "digest": "\(digest)", "bytes": "\(written)", "duration": "\(ContinuousClock.now - started)",
-            ])
+            if case .cached = outcome {
+                self.logger.info("blob cached", metadata: [
+                    "digest": "\(digest)", "bytes": "\(written)", "duration": "\(ContinuousClock.now - started)",
+                ])
+            }
         } catch {
-            unlink(fill.tempPath)
-            let failure = UpstreamErrors.from(error, kind: .blob)
-            if !(error is RegistryError) || failure.status >= 500 { self.stats.upstreamErrors.add() }
+            if open { ingest.abort() }
+            let cancelled = Task.isCancelled && !(error is RegistryError)
+            let failure = cancelled ? RegistryError(.unavailable, "the cache is shutting down") : UpstreamErrors.from(error, kind: .blob)
+            if !cancelled, !(error is RegistryError) || failure.status >= 500 { self.stats.upstreamErrors.add() }
             self.stats.fillsFailed.add()
             self.logger.warning("blob fill failed", metadata: ["digest": "\(digest)", "error": "\(failure)"])
             fill.failed(failure)  // no effect on followers of an already verified fill
-        }
-        self.active.withLock { fills in
-            if fills[digest] === fill { fills[digest] = nil }
         }
     }
 
@@ -158,14 +309,4 @@ public final class BlobFills: Sendable {
 
     /// Blobs up to this size are hashed on the fill's own task.
     static let inlineHashLimit: Int64 = 1 << 20
-
-    private static func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, at offset: Int64) throws {
-        var done = 0
-        while done < raw.count {
-            let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
-            if n > 0 { done += n; continue }
-            if n < 0, errno == EINTR { continue }
-            throw RegistryError(.blobUnknown, "cache disk write failed (errno \(errno))")
-        }
-    }
 }

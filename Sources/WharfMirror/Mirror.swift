@@ -93,11 +93,15 @@ public final class Mirror: Sendable {
         try self.router.route(name, namespace: namespace)
     }
 
-    /// Background upkeep until cancelled: the index ↔ disk check once, eviction when over the high
-    /// watermark, and batched last-access writes once a second. Start it once the server listens.
-    /// When cancelled it gives fills in flight up to `fillDrain` to finish (so a blob a client already
-    /// received is not lost to a clean shutdown), then writes the last access times.
+    /// Background upkeep until cancelled: the fills' run loop, the index ↔ disk check once, eviction
+    /// when over the high watermark, and batched last-access writes once a second. Start it once the
+    /// server listens. When cancelled it stops starting fills and gives those in flight up to
+    /// `fillDrain` to finish (so a blob a client already received is not lost to a clean shutdown),
+    /// cancels the rest, then writes the last access times.
     public func runMaintenance(fillDrain: Duration = .seconds(10)) async {
+        // The fills' task group runs in a task this one's cancellation does not reach: shutdown
+        // must let fills finish within `fillDrain`, not cancel them with the rest. Awaited below.
+        let fills = Task { await self.fills.run() }
         await withDiscardingTaskGroup { group in
             group.addTask { await self.startupReconcile.run() }
             group.addTask { await self.evictor.run() }
@@ -109,10 +113,8 @@ public final class Mirror: Sendable {
                 }
             }
         }
-        let deadline = ContinuousClock.now + fillDrain
-        await Task {  // not cancelled with this task, so its sleeps really wait
-            while self.fills.inFlight > 0, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
-        }.value
+        self.fills.stop(drain: fillDrain)
+        await fills.value
         _ = try? self.index.flushAccessTimes()
     }
 }

@@ -6,7 +6,7 @@ import OCIDistribution
 /// Content-addressed blob files: temp files for fills, atomic publish, open for serving.
 public struct BlobStore: Sendable {
     public let layout: CacheLayout
-    /// Asked before each publish whether the blob is kept; nil keeps everything.
+    /// Asked by each ``BlobIngest`` commit whether the blob is kept; nil keeps everything.
     public let budget: CacheBudget?
     /// Every unlink or replacement of a published file, for caches of open descriptors (``OpenBlobFiles``).
     public let changes = BlobFileChanges()
@@ -36,20 +36,9 @@ public struct BlobStore: Sendable {
         if rc == ENOSPC || rc == EDQUOT || rc == EFBIG { throw FileSystemCalls.Failure(call: "fallocate", path: path, errno: rc) }
     }
 
-    /// fsync the data, rename the temp file to its final place, fsync the folder.
-    ///
-    /// If the ``budget`` declines the blob (too large to ever stay cached), the temp file is unlinked
-    /// instead: open descriptors (the fill's followers) keep reading it, and the index's commit for
-    /// this digest records nothing.
+    /// fsync the data, rename the temp file to its final place, fsync the folder. Asks no budget and
+    /// indexes nothing: blobs enter the cache through ``BlobIngest``, which calls this.
     public func publish(tempPath: String, fd: Int32, as digest: Digest) throws {
-        if let budget = self.budget {
-            var st = stat()
-            guard fstat(fd, &st) == 0 else { throw FileSystemCalls.Failure(call: "fstat", path: tempPath, errno: errno) }
-            guard budget.shouldCache(digest, size: Int64(st.st_size)) else {
-                unlink(tempPath)
-                return
-            }
-        }
         guard fsync(fd) == 0 else { throw FileSystemCalls.Failure(call: "fsync", path: tempPath, errno: errno) }
         let final = self.layout.blobPath(digest)
         try FileSystemCalls.makeParents(of: final, below: self.layout.root)

@@ -3,20 +3,18 @@ import OCIDistribution
 import Synchronization
 
 /// What the cache may hold and what it holds now: the running total of blob bytes, the blobs being
-/// published, and the admission decision for each verified fill.
+/// published, and the admission decision for each verified blob.
 ///
-/// ``CacheIndex`` reports every change of its stored total here; ``BlobStore/publish(tempPath:fd:as:)``
-/// asks ``shouldCache(_:size:)`` before a verified fill is renamed into `blobs/`. A declined fill has
-/// already reached its clients from the temp file; it is unlinked instead of published, and the
-/// index's next ``CacheIndex/commitBlob(_:size:link:)`` for that digest records no blob.
+/// ``CacheIndex`` reports every change of its stored total here; ``BlobIngest/commit(link:computedHex:)``
+/// asks ``admit(_:size:)`` before a verified blob is renamed into `blobs/`, and returns the decision
+/// to its caller. A declined fill has already reached its clients from the temp file; it is
+/// unlinked instead of published.
 public final class CacheBudget: Sendable {
     private struct State {
         /// Bytes of the blobs recorded in the index.
         var indexed: Int64 = 0
-        /// Verified blobs admitted by ``shouldCache(_:size:)`` whose index commit has not been seen yet.
+        /// Verified blobs admitted by ``admit(_:size:)`` whose index commit has not been seen yet.
         var publishing: [Digest: Int64] = [:]
-        /// Fills that were declined; their commit must not index them.
-        var declined: Set<Digest> = []
     }
 
     /// Nil: the cache is unbounded and nothing is ever evicted or declined.
@@ -47,23 +45,28 @@ public final class CacheBudget: Sendable {
         return self.occupiedBytes > limits.highWatermarkBytes
     }
 
-    /// Whether a verified blob of `size` bytes is kept. A blob larger than the high watermark never
-    /// is: keeping it would start an eviction that, after everything older, removes the blob itself.
-    /// Admitted blobs count as occupied at once, and wake the evictor when they pass the high mark.
-    public func shouldCache(_ digest: Digest, size: Int64) -> Bool {
-        guard let limits else { return true }
+    /// Whether a verified blob of `size` bytes is kept: nil if it is, else why not. A blob larger
+    /// than the high watermark never is: keeping it would start an eviction that, after everything
+    /// older, removes the blob itself. Admitted blobs count as occupied at once (until their index
+    /// commit, or ``withdraw(_:)``), and wake the evictor when they pass the high mark.
+    public func admit(_ digest: Digest, size: Int64) -> BlobIngest.DeclineReason? {
+        guard let limits else { return nil }
         guard size <= limits.highWatermarkBytes else {
-            self.state.withLock { _ = $0.declined.insert(digest) }
             self.declinedFills.add(1, ordering: .relaxed)
             self.declinedBytes.add(size, ordering: .relaxed)
             self.logger.notice("blob larger than the cache's high watermark: served, not cached", metadata: [
                 "digest": "\(digest)", "bytes": "\(size)", "high-watermark": "\(limits.highWatermarkBytes)",
             ])
-            return false
+            return .largerThanHighWatermark(size: size, highWatermark: limits.highWatermarkBytes)
         }
         self.state.withLock { $0.publishing[digest] = size }
         if self.needsEviction { self.pressure.fire() }
-        return true
+        return nil
+    }
+
+    /// An admitted blob will not be committed after all (its publish failed).
+    public func withdraw(_ digest: Digest) {
+        self.state.withLock { _ = $0.publishing.removeValue(forKey: digest) }
     }
 
     /// Suspends until an admitted blob pushed the cache past its high watermark, or `timeout` passes.
@@ -77,16 +80,10 @@ public final class CacheBudget: Sendable {
     public func forgetPublishing(where ended: (Digest) -> Bool) {
         self.state.withLock { s in
             s.publishing = s.publishing.filter { !ended($0.key) }
-            s.declined = s.declined.filter { !ended($0) }
         }
     }
 
     // MARK: Called by the index
-
-    /// Consumes the decline of `digest`, if there was one.
-    func takeDeclined(_ digest: Digest) -> Bool {
-        self.state.withLock { $0.declined.remove(digest) != nil }
-    }
 
     /// The index's stored total is now `total`; `committed` (if any) is no longer publishing.
     func indexChanged(total: Int64, committed: Digest?) {

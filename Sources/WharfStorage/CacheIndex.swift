@@ -23,7 +23,7 @@ public final class CacheIndex: Sendable {
     let meta: Database
     let pendingAccess = Mutex<[Digest: UInt64]>([:])
     let totalBytes = Atomic<Int64>(0)
-    /// Told about every change of the blob-bytes total; decides which fills are not indexed.
+    /// Told about every change of the blob-bytes total.
     public let budget: CacheBudget?
 
     static let totalKey = Array("blob-bytes".utf8)
@@ -67,22 +67,21 @@ public final class CacheIndex: Sendable {
         }
     }
 
-    /// Records a verified blob (and, optionally, that it was seen in `repository`) in one transaction.
-    /// A blob the ``budget`` declined is not recorded (its link still is).
-    public func commitBlob(_ digest: Digest, size: Int64, link: (upstream: String, repository: String)?) throws {
-        if self.budget?.takeDeclined(digest) == true {
-            if let link { try self.link([digest], upstream: link.upstream, repository: link.repository) }
-            return
-        }
+    /// Records a verified blob (and, optionally, that it was seen in `repository`) in one transaction;
+    /// returns its record. Blobs enter the cache through ``BlobIngest``, which calls this once the file is in place.
+    @discardableResult
+    public func commitBlob(_ digest: Digest, size: Int64, link: (upstream: String, repository: String)?) throws -> BlobRecord {
         let now = Clock.seconds()
+        let record = BlobRecord(size: size, createdAt: now, lastAccess: now)
         let total = try self.environment.write { txn in
             let key = Self.key(digest)
             let old = try txn.withValue(self.blobs, key) { BlobRecord(decoding: $0) } ?? nil
-            try txn.put(self.blobs, key, BlobRecord(size: size, createdAt: now, lastAccess: now).encoded)
+            try txn.put(self.blobs, key, record.encoded)
             if let link { try txn.put(self.links, Self.linkKey(link.upstream, link.repository, digest), Self.confirmedLink) }
             return try self.adjustTotal(txn, by: size - (old?.size ?? 0))
         }
         self.indexChanged(total: total, committed: digest)
+        return record
     }
 
     /// Removes one blob's entry (the caller removes the file).

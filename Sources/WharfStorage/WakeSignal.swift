@@ -2,8 +2,13 @@ import Synchronization
 
 /// A one-waiter wake-up call: ``fire()`` resumes the task suspended in ``wait(timeout:)``, or, if
 /// none is waiting, makes the next wait return at once. Wake-ups do not queue up: many fires
-/// before a wait count as one.
-final class WakeSignal: Sendable {
+/// before a wait count as one. Used by ``CacheBudget`` (the evictor waits for pressure) and the
+/// fills' drain at shutdown.
+///
+/// Not an `AsyncStream<Void>`: a task cancelled while awaiting a stream's `next()` terminates the
+/// stream for good, so the first timed-out or cancelled wait would leave every later wait returning
+/// at once. One continuation behind a lock has no such state to lose.
+package final class WakeSignal: Sendable {
     private struct State {
         var fired = false
         var waiter: CheckedContinuation<Void, Never>?
@@ -11,7 +16,9 @@ final class WakeSignal: Sendable {
 
     private let state = Mutex(State())
 
-    func fire() {
+    package init() {}
+
+    package func fire() {
         let waiter = self.state.withLock { s -> CheckedContinuation<Void, Never>? in
             guard let w = s.waiter else {
                 s.fired = true
@@ -24,7 +31,7 @@ final class WakeSignal: Sendable {
     }
 
     /// Suspends until fired, `timeout` passes, or the task is cancelled. Only one task may wait at a time.
-    func wait(timeout: Duration) async {
+    package func wait(timeout: Duration) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await Task.sleep(for: timeout) }
             group.addTask { await self.waitForFire() }
