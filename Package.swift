@@ -149,7 +149,19 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfUpstreamTests", dependencies: ["WharfUpstream"], swiftSettings: swiftSettings),
-        .testTarget(name: "WharfMirrorTests", dependencies: ["WharfMirror"], swiftSettings: swiftSettings),
+        .testTarget(name: "WharfMirrorTests", dependencies: [
+            "WharfMirror", "WharfUpstream", "OCIDistribution",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+        /// The HTTP front without sockets: the hit-path request scanner against NIO's decoder, in EmbeddedChannels.
+        .testTarget(name: "WharfHTTPTests", dependencies: [
+            "WharfHTTP", "WharfMirror", "WharfUpstream", "OCIDistribution",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfTestSupportTests", dependencies: ["WharfTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfAuthTests", dependencies: [
             "WharfAuth", "RateLimiting",

@@ -9,7 +9,7 @@ import WharfUpstream
 
 /// Who gets private content, per client-auth mode, against Distribution 2.8 with token auth:
 /// `private/secret` is readable by alice only, `team/public` by anyone.
-@Suite(.serialized, .timeLimit(.minutes(10)))
+@Suite(.serialized, .timeLimit(.minutes(10)), .tags(.integration, .realClients))
 struct ClientAuthTests {
     static let alice = UpstreamCredentials(username: "alice", password: "alice-secret")
 

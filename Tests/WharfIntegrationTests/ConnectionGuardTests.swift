@@ -13,7 +13,7 @@ import Glibc
 /// Slow-loris, connection floods and half-closed clients (issue #12, concerns): a request head has a
 /// deadline however slowly it trickles, connections are capped in total and per client address with
 /// a reserve for probes and cache hits, and every request is answered or its connection closed.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct ConnectionGuardTests {
     @Test("a head trickled one byte at a time is cut off at the head deadline; a slow but whole head is answered")
     func slowLoris() async throws {

@@ -7,7 +7,7 @@ import WharfUpstream
 
 /// Docker Trusted Registry's content-cache model: an edge Wharf authorizes pulls and answers blob
 /// GETs with a signed, short-lived 307 to a cache Wharf near the client, which checks the signature.
-@Suite(.serialized, .timeLimit(.minutes(10)))
+@Suite(.serialized, .timeLimit(.minutes(10)), .tags(.integration, .realClients, .needsRoot))
 struct EdgeCacheTests {
     static let secret = Array("edge-and-cache-share-this-secret".utf8)
 

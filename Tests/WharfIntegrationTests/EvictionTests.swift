@@ -10,7 +10,7 @@ import WharfStorage
 import WharfTestSupport
 
 /// Size-bounded LRU eviction: skopeo pulls far more than `--max-size` through Wharf.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration, .realClients))
 struct EvictionTests {
     static let maxSize: Int64 = 8 << 20  // high watermark 7.2 MiB, low 6.4 MiB
 

@@ -5,7 +5,7 @@ import WharfTestSupport
 import WharfUpstream
 
 /// Tag TTLs, HEAD revalidation, stale-if-error, 429 back-off, negative caching and the circuit breaker.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration, .realClients))
 struct FreshnessTests {
     static let acceptAll = "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json\r\n"
 

@@ -7,7 +7,7 @@ import WharfTestSupport
 
 /// Hits answered on the event loop (`HitPath`) and requests left to the async handler share a
 /// connection: pipelined requests must still be answered in order, each with its own bytes.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct HitPathTests {
     @Test("pipelined miss, hit, manifest and HEAD on one connection come back in order and intact")
     func pipelinedOrder() async throws {

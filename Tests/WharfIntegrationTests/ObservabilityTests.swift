@@ -6,7 +6,7 @@ import WharfStorage
 import WharfTestSupport
 
 /// `/_ping`, `/healthz`, `/readyz`, `/stats`, `/metrics` and the dashboard report what actually happened.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct ObservabilityTests {
     static func get(_ path: String, _ port: Int) async throws -> RawHTTP.Response {
         try await RawHTTP.request("GET \(path) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: port)

@@ -12,7 +12,7 @@ import Glibc
 /// Issue #12, bug 5: a fill whose clients are all gone kept its upstream connection for hours (63
 /// orphaned slow fills held 64 pooled connections). Now a fill nobody follows is stopped once it
 /// falls below a throughput floor; one with a reader runs to the end however slow.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct OrphanFillTests {
     @Test("a slow fill its client walked away from is stopped; a slow fill with a reader completes")
     func orphanedSlowFillsStop() async throws {

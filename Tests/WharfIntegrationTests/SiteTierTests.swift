@@ -4,7 +4,7 @@ import WharfMirror
 import WharfTestSupport
 
 /// A remote site: a site Wharf whose upstream is a central Wharf, which fronts the real registry.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration, .realClients))
 struct SiteTierTests {
     @Test("a pull through the site fills both tiers; the site never re-asks central for what it has, and serves it with central and the registry down")
     func siteAndCentral() async throws {

@@ -11,7 +11,7 @@ import WharfTestSupport
 import WharfUpstream
 
 /// Upstream tokens that live 5 s: Wharf refreshes them and pulls spanning longer still succeed.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration, .realClients))
 struct TokenExpiryTests {
     struct Outcome {
         let tokenRequestsBefore: Int

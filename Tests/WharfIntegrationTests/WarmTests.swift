@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// `wharf warm`: images fetched into the cache ahead of demand, per platform, under a bandwidth cap.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct WarmTests {
     @Test("warm caches the chosen platform's blobs only, then all; a bandwidth cap slows it down; a missing image fails the run")
     func warmPlatformsAndRate() async throws {
