@@ -155,7 +155,7 @@ struct EdgeCacheTests {
             #expect(served.status == 200 && served.body.count == layer.size)
             #expect(served.header("docker-content-digest") == layer.digest)
             #expect(try await request("/v2/library/alpine/blobs/\(layer.digest)", c.port).status == 401, "the cache wants a signature")
-            for _ in 0..<100 where CacheFiles.blobs(in: work + "/cache")[layer.hex] == nil { try await Task.sleep(for: .milliseconds(20)) }
+            await eventually("the cache did not store the layer") { CacheFiles.blobs(in: work + "/cache")[layer.hex] != nil }
             #expect(CacheFiles.blobs(in: work + "/cache")[layer.hex] == Int64(layer.size))
             #expect(CacheFiles.blobs(in: work + "/edge").isEmpty, "the edge keeps no blobs")
         } catch {
