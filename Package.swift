@@ -157,10 +157,18 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfMirrorTests", dependencies: [
-            "WharfMirror", "WharfStorage", "OCIDistribution",
+            "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
-        .testTarget(name: "WharfHTTPTests", dependencies: ["WharfHTTP"], swiftSettings: swiftSettings),
+        /// The HTTP front without sockets: connection state, the hit-path request scanner against NIO's decoder, in EmbeddedChannels.
+        .testTarget(name: "WharfHTTPTests", dependencies: [
+            "WharfHTTP", "WharfMirror", "WharfUpstream", "OCIDistribution",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfTestSupportTests", dependencies: ["WharfTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfAuthTests", dependencies: [
             "WharfAuth", "RateLimiting",

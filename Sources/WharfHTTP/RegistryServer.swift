@@ -49,6 +49,7 @@ public final class RegistryServer: Service, Sendable {
     private let handler: RegistryHandler
     private let logger: Logger
     private let connections = ConnectionRegistry()
+    private let unserved = UnservedConnections()
     private let quiesce = ServerQuiescingHelper(group: MultiThreadedEventLoopGroup.singleton)
     private let quiesced = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Void.self)
     private let openFiles: OpenFilesPerLoop
@@ -92,7 +93,7 @@ public final class RegistryServer: Service, Sendable {
     public func run() async throws {
         let config = self.configuration
         let reads = self.handler.reads, connections = self.connections, edge = self.handler.edge
-        let openFiles = self.openFiles, admissions = self.admissions, quiesce = self.quiesce
+        let openFiles = self.openFiles, admissions = self.admissions, quiesce = self.quiesce, unserved = self.unserved
         // Synchronous hits need open access (authentication is async) and sendfile (plain HTTP).
         let hitPath = self.handler.auth.mode == .open && config.hitPath
         let serverChannel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
@@ -140,11 +141,13 @@ public final class RegistryServer: Service, Sendable {
                                 isShuttingDown: { connections.isShuttingDown }))
                         }
                         try sync.addHandler(lifecycle)
-                        return try NIOAsyncChannel(
+                        let wrapped = try NIOAsyncChannel(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(
                                 isOutboundHalfClosureEnabled: true,
                                 inboundType: HTTPServerRequestPart.self, outboundType: HTTPServerResponsePart.self))
+                        unserved.accepted(wrapped)
+                        return wrapped
                     }
                 }
         } catch {
@@ -180,9 +183,11 @@ public final class RegistryServer: Service, Sendable {
             try await withThrowingDiscardingTaskGroup { group in
                 try await serverChannel.executeThenClose { inbound in
                     for try await connection in inbound {
+                        self.unserved.served(connection.channel)
                         group.addTask { await self.serve(connection) }
                     }
                 }
+                self.unserved.listenerClosed()
                 // Listener closed: every connection closes once what it has in flight is sent; the
                 // drain timeout closes what is left.
                 self.beginShutdown()  // no-op when the shutdown is what closed the listener
@@ -284,6 +289,39 @@ extension RegistryServer {
             let admission = try channel.pipeline.syncOperations.handler(type: ConnectionAdmission.self)
             return (admission.decision, admission.clientGone)
         }.get()
+    }
+}
+
+/// Connections accepted but not yet handed to ``RegistryServer/serve(_:)``. One accepted as the
+/// listener closes may never be handed over (the bootstrap drops it); an async channel dropped
+/// unfinished traps, so those are finished and closed here instead.
+final class UnservedConnections: Sendable {
+    private typealias Wrapped = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+    private let state = Mutex<(closed: Bool, pending: [ObjectIdentifier: Wrapped])>((false, [:]))
+
+    func accepted(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) {
+        let tooLate = self.state.withLock { s in
+            if !s.closed { s.pending[ObjectIdentifier(connection.channel)] = connection }
+            return s.closed
+        }
+        if tooLate { Self.discard(connection) }
+    }
+
+    func served(_ channel: any Channel) { self.state.withLock { _ = $0.pending.removeValue(forKey: ObjectIdentifier(channel)) } }
+
+    /// Nothing will be served any more: what is pending (and anything accepted later) is closed.
+    func listenerClosed() {
+        let left = self.state.withLock { s in
+            s.closed = true
+            defer { s.pending = [:] }
+            return Array(s.pending.values)
+        }
+        left.forEach(Self.discard)
+    }
+
+    private static func discard(_ connection: Wrapped) {
+        connection.outbound.finish()
+        connection.channel.close(promise: nil)
     }
 }
 

@@ -26,8 +26,13 @@ public struct ManifestResolver: Sendable {
     private let negative: NegativeCache
     private let gate: RepositoryLinkGate
     private let logger: Logger
+    private let clock: MirrorClock
 
-    public init(index: CacheIndex, stats: MirrorStats, gate: RepositoryLinkGate, negativeTTL: Duration = .seconds(30), logger: Logger) {
+    public init(
+        index: CacheIndex, stats: MirrorStats, gate: RepositoryLinkGate, negativeTTL: Duration = .seconds(30), logger: Logger,
+        clock: MirrorClock = .system
+    ) {
+        self.clock = clock
         self.index = index
         self.stats = stats
         self.gate = gate
@@ -63,7 +68,7 @@ public struct ManifestResolver: Sendable {
                 await self.store(fetched, upstream: upstream, repository: repository, tag: (tag.value, accept.classKey))
                 return ManifestAnswer(manifest: fetched, stale: false, fromCache: false)
             }
-            if Clock.seconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds) {
+            if self.clock.wallSeconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds) {
                 return ManifestAnswer(manifest: manifest, stale: false, fromCache: true)
             }
             do {
@@ -81,7 +86,7 @@ public struct ManifestResolver: Sendable {
     /// synchronous hit path); nil when the answer would need the upstream.
     public func freshTag(upstream: UpstreamClient, repository: String, tag: String, accept: AcceptSet) -> StoredManifest? {
         guard let (record, manifest) = self.cachedTag(upstream: upstream.configuration.name, repository: repository, tag: tag, accept: accept),
-              Clock.seconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds)
+              self.clock.wallSeconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds)
         else { return nil }
         return manifest
     }

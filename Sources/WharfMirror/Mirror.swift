@@ -41,7 +41,7 @@ public final class Mirror: Sendable {
     /// `limits` bounds the cache (nil: unbounded). The index ↔ disk check runs later, in ``runMaintenance()``.
     public init(
         dataDirectory: String, upstreams: [MirrorUpstream], httpClients: UpstreamHTTPClients, logger: Logger, limits: CacheLimits? = nil,
-        notifier: Notifier? = nil
+        notifier: Notifier? = nil, clock: MirrorClock = .system
     ) throws {
         precondition(!upstreams.isEmpty, "a mirror needs at least one upstream")
         let notifier = notifier ?? .disabled(logger: logger)
@@ -55,7 +55,7 @@ public final class Mirror: Sendable {
         if removed > 0 { logger.notice("removed unfinished fills from a previous run", metadata: ["count": "\(removed)"]) }
         self.fills = BlobFills(store: self.store, index: self.index, stats: self.stats, notifier: notifier, logger: logger)
         self.linkGate = RepositoryLinkGate(index: self.index, stats: self.stats, logger: logger)
-        self.manifests = ManifestResolver(index: self.index, stats: self.stats, gate: self.linkGate, logger: logger)
+        self.manifests = ManifestResolver(index: self.index, stats: self.stats, gate: self.linkGate, logger: logger, clock: clock)
         var routes: [UpstreamRoute] = []
         var pins: [(upstream: String, images: PinnedImages)] = []
         for u in upstreams {

@@ -2,7 +2,7 @@ import LMDB
 import Synchronization
 import Testing
 
-@Suite struct ConcurrencyTests {
+@Suite(.tags(.unit)) struct ConcurrencyTests {
     /// 64 reader tasks check snapshot consistency while one writer commits
     /// 500 transactions. Each commit adds `item-i` and sets `n` to i + 1, so
     /// every snapshot must satisfy `count == n + 1` and contain `item-(n-1)`.

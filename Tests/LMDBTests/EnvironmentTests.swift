@@ -2,7 +2,7 @@ import Foundation
 import LMDB
 import Testing
 
-@Suite struct EnvironmentTests {
+@Suite(.tags(.unit)) struct EnvironmentTests {
     @Test func putGetDeleteRoundtrip() throws {
         let dir = TemporaryDirectory()
         let env = try Environment(path: dir.path + "/nested/env")

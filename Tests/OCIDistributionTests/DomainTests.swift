@@ -1,7 +1,7 @@
 import OCIDistribution
 import Testing
 
-@Suite struct DigestTests {
+@Suite(.tags(.unit)) struct DigestTests {
     static let hex = String(repeating: "0123456789abcdef", count: 4)
 
     @Test func parsesValidDigests() throws {
@@ -37,7 +37,7 @@ import Testing
     }
 }
 
-@Suite struct NameAndTagTests {
+@Suite(.tags(.unit)) struct NameAndTagTests {
     @Test(arguments: ["alpine", "library/alpine", "a/b/c", "my-org/my_app", "a__b", "a.b", "a---b", "x0/y1"])
     func validNames(_ n: String) throws { _ = try RepositoryName(parsing: n) }
 
@@ -56,7 +56,7 @@ import Testing
     func invalidTags(_ t: String) { #expect(throws: RegistryError.self) { try Tag(parsing: t) } }
 }
 
-@Suite struct ReferenceTests {
+@Suite(.tags(.unit)) struct ReferenceTests {
     @Test func tagsDigestsAndEscapedColons() throws {
         let hex = String(repeating: "ab", count: 32)
         #expect(try Reference(parsing: "v1.2-rc_3") == .tag(Tag(parsing: "v1.2-rc_3")))
@@ -71,7 +71,7 @@ import Testing
     }
 }
 
-@Suite struct RangeTests {
+@Suite(.tags(.unit)) struct RangeTests {
     @Test func resolvesSingleRanges() throws {
         #expect(try ByteRange(header: "bytes=0-99")!.resolve(size: 1000) == 0...99)
         #expect(try ByteRange(header: "bytes=900-")!.resolve(size: 1000) == 900...999)
@@ -88,7 +88,7 @@ import Testing
     }
 }
 
-@Suite struct AcceptTests {
+@Suite(.tags(.unit)) struct AcceptTests {
     @Test func mergesLinesAndClasses() {
         let docker = AcceptSet(lines: [MediaType.dockerManifest, MediaType.dockerManifestList + ", " + MediaType.ociIndex + ";q=0.5"])
         #expect(docker.accepts(MediaType.dockerManifest))
@@ -116,7 +116,7 @@ import Testing
     }
 }
 
-@Suite struct ChallengeTests {
+@Suite(.tags(.unit)) struct ChallengeTests {
     @Test func parsesBearerWithQuotedCommas() {
         let c = AuthChallenge.parse(#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:foo/bar:pull,push repository:x:pull""#)
         #expect(c.count == 1)
@@ -147,7 +147,7 @@ import Testing
 }
 
 /// RFC 6838 media types: what may be stored and sent as `Content-Type` (issue #12, bug 2).
-@Suite struct MediaTypeGrammarTests {
+@Suite(.tags(.unit)) struct MediaTypeGrammarTests {
     @Test(arguments: [
         MediaType.ociManifest, MediaType.dockerManifestList, "application/vnd.oci.image.layer.v1.tar+gzip", "text/plain",
         "application/vnd.cncf.helm.config.v1+json", "a/b", "application/x-" + String(repeating: "a", count: 125),

@@ -3,7 +3,7 @@ import Testing
 import WharfAuth
 
 /// ``KeyedRateLimiter`` and ``LoginThrottle`` as values: events in, decisions out, a clock that only moves when told.
-@Suite struct FailureLimiterTests {
+@Suite(.tags(.unit)) struct FailureLimiterTests {
     let t0 = ContinuousClock.now
 
     @Test("ten checks fit a fresh key, the eleventh waits one interval, and the budget refills over the window")

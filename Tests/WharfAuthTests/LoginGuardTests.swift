@@ -5,7 +5,7 @@ import Testing
 import WharfAuth
 
 /// ``HtpasswdFile`` and ``LoginGuard`` with real bcrypt (cheap costs), no sockets.
-@Suite struct LoginGuardTests {
+@Suite(.tags(.unit)) struct LoginGuardTests {
     static let logger = Logger(label: "test")
 
     /// An htpasswd file with `users` (name, password, cost).

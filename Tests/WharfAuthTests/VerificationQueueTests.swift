@@ -2,7 +2,7 @@ import Testing
 import WharfAuth
 
 /// ``VerificationQueue`` as a value: workers, two lanes, caps.
-@Suite struct VerificationQueueTests {
+@Suite(.tags(.unit)) struct VerificationQueueTests {
     typealias Queue = VerificationQueue<Int>
 
     @Test("free workers run at once; then attempts wait up to each lane's cap and the rest are rejected")

@@ -3,7 +3,7 @@ import Testing
 import WharfConfig
 
 /// Defaults, the shipped example, and every YAML block in the documentation.
-@Suite struct DefaultsAndExamplesTests {
+@Suite(.tags(.unit)) struct DefaultsAndExamplesTests {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     @Test func emptyFileGivesDefaults() throws {

@@ -6,7 +6,7 @@ import Yams
 /// Schema sanity of everything under deploy/: Kubernetes manifests, compose files, HAProxy configs,
 /// client snippets, the Dockerfile and the systemd unit. (scripts/check-deploy.sh runs the real tools:
 /// haproxy -c, systemd-analyze verify, wharf config check.)
-@Suite struct DeployManifestTests {
+@Suite(.tags(.unit)) struct DeployManifestTests {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let deploy = packageRoot.appendingPathComponent("deploy")
 

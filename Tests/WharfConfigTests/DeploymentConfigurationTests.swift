@@ -2,7 +2,7 @@ import Testing
 import WharfConfig
 
 /// `edge`, `webhooks` and `warm`: what they parse to, and how their mistakes are reported.
-@Suite struct DeploymentConfigurationTests {
+@Suite(.tags(.unit)) struct DeploymentConfigurationTests {
     @Test func fullSectionsParse() throws {
         let config = try ConfigurationLoader.parse(yaml: """
             edge:

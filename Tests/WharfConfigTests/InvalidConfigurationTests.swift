@@ -11,7 +11,7 @@ struct BadConfig: Sendable, CustomTestStringConvertible {
 }
 
 /// Every bad configuration reports its mistake at the right line with a clear message.
-@Suite struct InvalidConfigurationTests {
+@Suite(.tags(.unit)) struct InvalidConfigurationTests {
     static let upstreamsAB = """
         upstreams:
           - name: a

@@ -2,7 +2,7 @@ import Testing
 import WharfConfig
 
 /// Sizes, durations, listen addresses, and validation of configurations built in code.
-@Suite struct UnitsTests {
+@Suite(.tags(.unit)) struct UnitsTests {
     @Test(arguments: [
         ("0", 0), ("1048576", 1_048_576), ("512MiB", 512 << 20), ("200GiB", 200 << 30), ("1TB", 1_000_000_000_000),
         ("1tib", 1 << 40), ("10 KB", 10_000), ("1.5KiB", 1536), ("7B", 7), ("  2GB ", 2_000_000_000), ("1kb", 1000),

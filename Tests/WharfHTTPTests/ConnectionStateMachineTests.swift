@@ -2,7 +2,7 @@ import Testing
 @testable import WharfHTTP
 
 /// Every event in every state of ``ConnectionStateMachine``, without sockets.
-@Suite struct ConnectionStateMachineTests {
+@Suite(.tags(.unit)) struct ConnectionStateMachineTests {
     typealias Machine = ConnectionStateMachine
 
     @Test("the event loop answers only while nothing is in flight, so responses stay in request order")

@@ -10,7 +10,7 @@ import Glibc
 /// A client that pipelines requests without reading the answers holds a bounded amount of the
 /// server's memory and descriptors (issue #12, bug 1): the hit front stops answering and stops
 /// reading while the connection's outbound side is full, and resumes, in order, when it drains.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct BackpressureTests {
     @Test("pipelined hits that are never read: RSS and open files stay bounded, other clients are served")
     func floodIsBounded() async throws {

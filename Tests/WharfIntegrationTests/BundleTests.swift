@@ -6,7 +6,7 @@ import WharfUpstream
 
 /// Air-gapped sites: `wharf export` writes cached images as an OCI image layout tarball, `wharf
 /// import` verifies and loads it into an empty cache with no upstream, and skopeo pulls from that.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration, .realClients))
 struct BundleTests {
     @Test("export from one cache, import into an empty one with no upstream, pull with skopeo; a damaged bundle is refused")
     func exportImportPull() async throws {

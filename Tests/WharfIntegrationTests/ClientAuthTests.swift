@@ -9,7 +9,7 @@ import WharfUpstream
 
 /// Who gets private content, per client-auth mode, against Distribution 2.8 with token auth:
 /// `private/secret` is readable by alice only, `team/public` by anyone.
-@Suite(.serialized, .timeLimit(.minutes(10)))
+@Suite(.serialized, .timeLimit(.minutes(10)), .tags(.integration, .realClients))
 struct ClientAuthTests {
     static let alice = UpstreamCredentials(username: "alice", password: "alice-secret")
 
@@ -48,12 +48,10 @@ struct ClientAuthTests {
     }
 
     /// The fill commits just after the client got its last byte.
-    static func eventuallyCached(_ wharf: WharfInstance, _ digest: String) async -> Bool {
-        for _ in 0..<200 {
-            if wharf.cachedBlobHexes().contains(String(digest.dropFirst(7))) { return true }
-            try? await Task.sleep(for: .milliseconds(10))
+    static func eventuallyCached(_ wharf: WharfInstance, _ digest: String, sourceLocation: SourceLocation = #_sourceLocation) async {
+        await eventually(within: .seconds(2), "\(digest) was not cached", sourceLocation: sourceLocation) {
+            wharf.cachedBlobHexes().contains(String(digest.dropFirst(7)))
         }
-        return false
     }
 
     /// No answer may carry the upstream's challenge or anything that looks like its token.
@@ -74,7 +72,7 @@ struct ClientAuthTests {
             #expect(manifest.status == 200)
             let layer = try await Self.get("/v2/private/secret/blobs/\(privateLayer)", wharf.port)
             #expect(layer.status == 200 && Digest.sha256(of: layer.body).description == privateLayer)
-            #expect(await Self.eventuallyCached(wharf, privateLayer))
+            await Self.eventuallyCached(wharf, privateLayer)
 
             // Cached now, but team/public never had it: refused, even though Wharf holds the bytes.
             let before = try f.upstream.registry.requestCount(method: "HEAD", pathContaining: "/v2/team/public/blobs/")
@@ -190,7 +188,7 @@ struct ClientAuthTests {
                 source: "docker://\(wharf.host)/private/secret:v1", destinationDirectory: out + "/a", extraArguments: ["--src-creds", "alice:alice-secret"])
             #expect(pulled.status == 0, "\(pulled.output)")
             #expect(try SkopeoDir.verify(directory: out + "/a", expected: f.secret.blobs) == [])
-            #expect(await Self.eventuallyCached(wharf, privateLayer))
+            await Self.eventuallyCached(wharf, privateLayer)
             #expect(f.upstream.tokens.requests.contains { $0.user == "alice" && $0.scopes.contains("repository:private/secret:pull") })
 
             // Cached now: still only alice.
@@ -232,7 +230,7 @@ struct ClientAuthTests {
             let alice = Self.basic("alice", "alice-secret"), bob = Self.basic("bob", "bob-secret")
             #expect(try await Self.get("/v2/private/secret/manifests/v1", wharf.port, auth: alice).status == 200)
             #expect(try await Self.get("/v2/private/secret/blobs/\(layer.digest)", wharf.port, auth: alice).status == 200)
-            #expect(await Self.eventuallyCached(wharf, layer.digest))
+            await Self.eventuallyCached(wharf, layer.digest)
 
             for (repository, foreign) in [("team/trojan", true), ("team/plain-trojan", false)] {
                 try Self.pushTrojan(f, naming: layer, foreign: foreign, repository: repository)
@@ -284,7 +282,7 @@ struct ClientAuthTests {
             let layer = "/v2/private/secret/blobs/\(f.secret.layers[0].digest)"
             #expect(try await Self.get("/v2/private/secret/manifests/v1", wharf.port, auth: alice).status == 200)
             #expect(try await Self.get(layer, wharf.port, auth: alice).status == 200)
-            #expect(await Self.eventuallyCached(wharf, f.secret.layers[0].digest))
+            await Self.eventuallyCached(wharf, f.secret.layers[0].digest)
             try await f.upstream.registry.stop()
             // Within the grant's lifetime the cached layer is still served to alice.
             #expect(try await Self.get(layer, wharf.port, auth: alice).status == 200)

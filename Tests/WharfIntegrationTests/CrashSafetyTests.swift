@@ -8,7 +8,7 @@ import WharfStorage
 import WharfTestSupport
 
 /// kill -9 of the real `wharf` binary in the middle of fills and evictions, again and again.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration, .realClients))
 struct CrashSafetyTests {
     @Test("after a dozen kill -9s mid-fill the cache is consistent, tmp/ is emptied at start, and every image pulls")
     func killNineRepeatedly() async throws {

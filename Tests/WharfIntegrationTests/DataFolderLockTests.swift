@@ -4,7 +4,7 @@ import WharfTestSupport
 
 /// One writer per data folder: `serve`, `import`, `gc` and `verify` hold `<data>/wharf.lock`
 /// (flock), so a second one on a folder in use is refused with the holder's PID.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct DataFolderLockTests {
     /// Nothing listens here; these tests never reach the upstream.
     static let upstream = "http://127.0.0.1:9"

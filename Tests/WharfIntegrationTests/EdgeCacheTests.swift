@@ -7,7 +7,7 @@ import WharfUpstream
 
 /// Docker Trusted Registry's content-cache model: an edge Wharf authorizes pulls and answers blob
 /// GETs with a signed, short-lived 307 to a cache Wharf near the client, which checks the signature.
-@Suite(.serialized, .timeLimit(.minutes(10)))
+@Suite(.serialized, .timeLimit(.minutes(10)), .tags(.integration, .realClients, .needsRoot))
 struct EdgeCacheTests {
     static let secret = Array("edge-and-cache-share-this-secret".utf8)
 
@@ -155,7 +155,7 @@ struct EdgeCacheTests {
             #expect(served.status == 200 && served.body.count == layer.size)
             #expect(served.header("docker-content-digest") == layer.digest)
             #expect(try await request("/v2/library/alpine/blobs/\(layer.digest)", c.port).status == 401, "the cache wants a signature")
-            for _ in 0..<100 where CacheFiles.blobs(in: work + "/cache")[layer.hex] == nil { try await Task.sleep(for: .milliseconds(20)) }
+            await eventually("the cache did not store the layer") { CacheFiles.blobs(in: work + "/cache")[layer.hex] != nil }
             #expect(CacheFiles.blobs(in: work + "/cache")[layer.hex] == Int64(layer.size))
             #expect(CacheFiles.blobs(in: work + "/edge").isEmpty, "the edge keeps no blobs")
         } catch {

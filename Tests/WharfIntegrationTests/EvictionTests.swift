@@ -10,7 +10,7 @@ import WharfStorage
 import WharfTestSupport
 
 /// Size-bounded LRU eviction: skopeo pulls far more than `--max-size` through Wharf.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration, .realClients))
 struct EvictionTests {
     static let maxSize: Int64 = 8 << 20  // high watermark 7.2 MiB, low 6.4 MiB
 
@@ -50,7 +50,7 @@ struct EvictionTests {
                     protected = images[0].layers.first { cached.contains($0.hex) } ?? image.layers[0]
                     protectedMark = wharf.mirror.serving.markServing(try Digest(parsing: protected!.digest))
                 }
-                try await Task.sleep(for: .milliseconds(1100))  // last-access times have one-second precision
+                try await Task.sleep(for: .milliseconds(1100))  // last-access times have one-second precision, stamped by the index (WharfStorage) with the system clock, which no test clock reaches yet
             }
             let evicted = wharf.mirror.evictor.counters.evictedBlobs.load(ordering: .relaxed)
             #expect(evicted > 0)
@@ -119,7 +119,7 @@ struct EvictionTests {
                 #expect(pull.status == 0, "pull \(i) failed: \(pull.output)")
                 try await Self.waitUntilSettled(wharf)
                 #expect(wharf.blobBytesOnDisk() <= Self.maxSize)
-                try await Task.sleep(for: .milliseconds(1100))  // last-access times have one-second precision
+                try await Task.sleep(for: .milliseconds(1100))  // last-access times have one-second precision, stamped by the index (WharfStorage) with the system clock, which no test clock reaches yet
             }
             #expect(wharf.mirror.evictor.counters.evictedBlobs.load(ordering: .relaxed) > 0, "nothing was evicted: the test proves nothing")
             let cached = wharf.cachedBlobHexes()

@@ -12,7 +12,7 @@ import WharfTestSupport
 
 /// Corrupt, truncated and failing upstream bodies never reach a client as complete and never land in the cache;
 /// concurrent misses share one upstream GET.
-@Suite(.serialized, .timeLimit(.minutes(10)))
+@Suite(.serialized, .timeLimit(.minutes(10)), .tags(.integration, .realClients))
 struct FillIntegrityTests {
     @Test("tampered upstream bodies fail the pull, are not cached, and a clean retry succeeds",
           arguments: [TamperMode.flipByte, .truncate, .shortBody, .error500, .resetMidStream])

@@ -11,7 +11,7 @@ import WharfUpstream
 
 /// Fills run in the fills' task group; shutdown waits for them (within the drain bound), cancels the
 /// rest and removes their temp files, and a fill asked for after shutdown does not hang its client.
-@Suite(.serialized, .timeLimit(.minutes(2)))
+@Suite(.serialized, .timeLimit(.minutes(2)), .tags(.integration))
 struct FillShutdownTests {
     /// A mirror of a stalling upstream that serves `blob`, its maintenance not started.
     struct Fixture {

@@ -5,7 +5,7 @@ import WharfTestSupport
 import WharfUpstream
 
 /// Tag TTLs, HEAD revalidation, stale-if-error, 429 back-off, negative caching and the circuit breaker.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration, .realClients))
 struct FreshnessTests {
     static let acceptAll = "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json\r\n"
 
@@ -19,50 +19,49 @@ struct FreshnessTests {
 
     @Test("a retag shows after the TTL, not before; unchanged tags revalidate with HEAD only")
     func retagAndRevalidate() async throws {
-        let upstream = try UpstreamEnvironment()
-        let a = try upstream.generator.image(layerSizes: [1000], format: .oci)
-        let b = try upstream.generator.image(layerSizes: [2000], format: .oci)
-        try upstream.storage.add(image: a, repository: "team/app", tag: "v1")
-        try upstream.storage.add(image: b, repository: "team/app", tag: "other")
-        try await upstream.start()
-        let wharf = try await WharfInstance.start(upstream: upstream.registry.url, tagTTL: .seconds(2))
-        do {
+        let clock = ManualClock()
+        var a: GeneratedImage!, b: GeneratedImage!
+        try await withWharf(tagTTL: .seconds(2), clock: clock.mirrorClock, seed: { upstream in
+            a = try upstream.generator.image(layerSizes: [1000], format: .oci)
+            b = try upstream.generator.image(layerSizes: [2000], format: .oci)
+            try upstream.storage.add(image: a, repository: "team/app", tag: "v1")
+            try upstream.storage.add(image: b, repository: "team/app", tag: "other")
+        }) { f in
+            let (wharf, registry) = (f.wharf, f.upstream.registry)
             #expect(try await Self.manifest("team/app", "v1", port: wharf.port).header("docker-content-digest") == a.manifest.digest)
-            try await Task.sleep(for: .milliseconds(2500))
-            let gets = try Self.manifestRequests(upstream.registry, "GET"), heads = try Self.manifestRequests(upstream.registry, "HEAD")
+            clock.setAhead(by: .seconds(3))  // past the 2 s TTL
+            let gets = try Self.manifestRequests(registry, "GET"), heads = try Self.manifestRequests(registry, "HEAD")
             #expect(try await Self.manifest("team/app", "v1", port: wharf.port).header("docker-content-digest") == a.manifest.digest)
-            try await Task.sleep(for: .milliseconds(300))
-            #expect(try Self.manifestRequests(upstream.registry, "GET") == gets, "revalidating an unchanged tag cost a manifest GET")
-            #expect(try Self.manifestRequests(upstream.registry, "HEAD") == heads + 1)
+            // Distribution writes its access log line after answering.
+            try await eventually("the revalidation HEAD is not in the upstream's log") { try Self.manifestRequests(registry, "HEAD") == heads + 1 }
+            #expect(try Self.manifestRequests(registry, "GET") == gets, "revalidating an unchanged tag cost a manifest GET")
             #expect(wharf.mirror.stats.revalidations.value == 1)
 
-            try upstream.storage.setTag("v1", repository: "team/app", manifestDigest: b.manifest.digest)
+            clock.setAhead(by: .zero)  // the revalidated answer was stored at system time: fresh again
+            try f.upstream.storage.setTag("v1", repository: "team/app", manifestDigest: b.manifest.digest)
             #expect(try await Self.manifest("team/app", "v1", port: wharf.port).header("docker-content-digest") == a.manifest.digest, "visible before the TTL")
-            try await Task.sleep(for: .milliseconds(2500))
+            clock.setAhead(by: .seconds(3))
             let after = try await Self.manifest("team/app", "v1", port: wharf.port)
             #expect(after.header("docker-content-digest") == b.manifest.digest, "retag not visible after the TTL")
             #expect(Data(after.body) == (try b.manifest.data()))
-        } catch {
-            Issue.record(error)
         }
-        await wharf.stop()
-        await upstream.stop()
     }
 
     @Test("with the upstream gone, cached images still pull (marked stale) and uncached ones fail fast")
     func upstreamDown() async throws {
-        let upstream = try UpstreamEnvironment()
-        let image = try upstream.generator.image(layerSizes: [300_000], format: .dockerSchema2)
-        try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
-        try await upstream.start()
-        let wharf = try await WharfInstance.start(upstream: upstream.registry.url, tagTTL: .seconds(1))
-        do {
+        let clock = ManualClock()
+        var image: GeneratedImage!
+        try await withWharf(tagTTL: .seconds(1), clock: clock.mirrorClock, seed: { upstream in
+            image = try upstream.generator.image(layerSizes: [300_000], format: .dockerSchema2)
+            try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
+        }) { f in
+            let wharf = f.wharf
             let out = try TempDirectory.make("skopeo-offline")
             defer { try? FileManager.default.removeItem(atPath: out) }
             let warm = try await Skopeo.copy(source: "docker://\(wharf.host)/team/app:v1", destinationDirectory: out + "/a", extraArguments: [], timeout: .seconds(60))
             #expect(warm.status == 0, "\(warm.output)")
-            try await upstream.registry.stop()
-            try await Task.sleep(for: .milliseconds(1500))
+            try await f.upstream.registry.stop()
+            clock.setAhead(by: .seconds(2))  // past the 1 s TTL: the tag needs the upstream
 
             let stale = try await Self.manifest("team/app", "v1", port: wharf.port)
             #expect(stale.status == 200)
@@ -79,27 +78,21 @@ struct FreshnessTests {
             }
             #expect(wharf.mirror.upstream.health.circuit == .open)
             #expect(wharf.mirror.stats.staleServes.value >= 2)
-        } catch {
-            Issue.record(error)
         }
-        await wharf.stop()
-        await upstream.stop()
     }
 
     @Test("an upstream answering 429: cached tags are served stale, others get 429 with Retry-After")
     func rateLimited() async throws {
-        let upstream = try UpstreamEnvironment()
-        let image = try upstream.generator.image(layerSizes: [1000], format: .oci)
-        try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
-        try upstream.storage.setTag("v2", repository: "team/app", manifestDigest: image.manifest.digest)
-        try await upstream.start()
-        let proxy = TamperingProxy(upstream: upstream.registry.url)
-        try await proxy.start()
-        let wharf = try await WharfInstance.start(upstream: proxy.url, tagTTL: .seconds(1))
-        do {
+        let clock = ManualClock()
+        try await withWharf(tagTTL: .seconds(1), clock: clock.mirrorClock, seed: { upstream in
+            let image = try upstream.generator.image(layerSizes: [1000], format: .oci)
+            try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
+            try upstream.storage.setTag("v2", repository: "team/app", manifestDigest: image.manifest.digest)
+        }, proxy: true) { f in
+            let (wharf, proxy) = (f.wharf, f.proxy!)
             #expect(try await Self.manifest("team/app", "v1", port: wharf.port).status == 200)
             proxy.setManifestOverride(status: 429, retryAfter: 30)
-            try await Task.sleep(for: .milliseconds(1500))
+            clock.setAhead(by: .seconds(2))  // past the 1 s TTL
             let stale = try await Self.manifest("team/app", "v1", port: wharf.port)
             #expect(stale.status == 200 && stale.header("x-wharf-stale") == "true")
             let limited = try await Self.manifest("team/app", "v2", port: wharf.port)
@@ -110,34 +103,25 @@ struct FreshnessTests {
             _ = try await Self.manifest("team/app", "v2", port: wharf.port)
             #expect(try await Self.manifest("team/app", "v1", port: wharf.port).status == 200)
             #expect(proxy.count(method: "GET", pathContaining: "/manifests/") + proxy.count(method: "HEAD", pathContaining: "/manifests/") == before)
-        } catch {
-            Issue.record(error)
         }
-        await wharf.stop()
-        try? await proxy.stop()
-        await upstream.stop()
     }
 
     @Test("upstream 404s are remembered briefly")
     func negativeCaching() async throws {
-        let upstream = try UpstreamEnvironment()
-        let image = try upstream.generator.image(layerSizes: [1000], format: .oci)
-        try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
-        try await upstream.start()
-        let wharf = try await WharfInstance.start(upstream: upstream.registry.url)
-        do {
+        try await withWharf(seed: { upstream in
+            let image = try upstream.generator.image(layerSizes: [1000], format: .oci)
+            try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
+        }) { f in
             for _ in 0..<3 {
-                let r = try await Self.manifest("team/app", "missing", port: wharf.port)
+                let r = try await Self.manifest("team/app", "missing", port: f.wharf.port)
                 #expect(r.status == 404 && r.bodyText.contains("MANIFEST_UNKNOWN"))
             }
-            try await Task.sleep(for: .milliseconds(300))
-            let asked = try upstream.registry.accessLog().filter { $0.path.contains("/manifests/missing") }.count
-            #expect(asked == 1, "upstream asked \(asked) times")
-            #expect(wharf.mirror.stats.negativeHits.value == 2)
-        } catch {
-            Issue.record(error)
+            let asked = { try f.upstream.registry.accessLog().filter { $0.path.contains("/manifests/missing") }.count }
+            // Distribution writes its access log line after answering.
+            try await eventually("the upstream's log shows no request for the missing tag") { try asked() >= 1 }
+            let count = try asked()
+            #expect(count == 1, "upstream asked \(count) times")
+            #expect(f.wharf.mirror.stats.negativeHits.value == 2)
         }
-        await wharf.stop()
-        await upstream.stop()
     }
 }

@@ -8,7 +8,7 @@ import Glibc
 
 /// SIGTERM is a graceful shutdown on both request paths: a response in flight finishes, new
 /// connections are refused, and the process exits 0.
-@Suite(.serialized, .timeLimit(.minutes(4)))
+@Suite(.serialized, .timeLimit(.minutes(4)), .tags(.integration))
 struct GracefulShutdownTests {
     /// Reads one response on a blocking socket, hashing its body as it streams (512 MiB never sits in memory).
     final class StreamingResponse {

@@ -1,4 +1,5 @@
 import NIOHTTP1
+import Testing
 import OCIDistribution
 import Synchronization
 import AsyncHTTPClient
@@ -61,12 +62,12 @@ final class WharfInstance: Sendable {
 
     static func start(
         upstream: String, credentials: UpstreamCredentials? = nil, tokenRealms: [String] = [], tagTTL: Duration = .seconds(300),
-        dataDirectory: String? = nil, maxSize: Int64? = nil, pins: [String] = [], idleTimeout: TimeAmount? = nil
+        dataDirectory: String? = nil, maxSize: Int64? = nil, pins: [String] = [], idleTimeout: TimeAmount? = nil, clock: MirrorClock = .system
     ) async throws -> WharfInstance {
         let config = try UpstreamConfiguration(name: "test-upstream", url: upstream, credentials: credentials, tagTTL: tagTTL, tokenRealms: tokenRealms)
         return try await self.start(
             upstreams: [MirrorUpstream(configuration: config, pins: pins, isDefault: true)], dataDirectory: dataDirectory, maxSize: maxSize,
-            idleTimeout: idleTimeout)
+            idleTimeout: idleTimeout, clock: clock)
     }
 
     /// Wharf with several upstreams, client authentication and/or a TLS listener.
@@ -74,7 +75,7 @@ final class WharfInstance: Sendable {
         upstreams: [MirrorUpstream], dataDirectory: String? = nil, maxSize: Int64? = nil,
         auth: ((Logger) throws -> ClientAuthenticator)? = nil, tls: TLSCertificate? = nil, edge: EdgeSettings? = nil,
         notifier: ((HTTPClient, Logger) -> Notifier)? = nil, idleTimeout: TimeAmount? = nil, httpClients: UpstreamHTTPClients? = nil,
-        logger customLogger: Logger? = nil, configure: (inout RegistryServer.Configuration) -> Void = { _ in }
+        logger customLogger: Logger? = nil, clock: MirrorClock = .system, configure: (inout RegistryServer.Configuration) -> Void = { _ in }
     ) async throws -> WharfInstance {
         let dir = try dataDirectory ?? TempDirectory.make("wharf")
         var logger = customLogger ?? Logger(label: "wharf-test")
@@ -82,7 +83,8 @@ final class WharfInstance: Sendable {
         let http = httpClients ?? UpstreamHTTPClients.make()
         let limits = try maxSize.map { try CacheLimits(maxBytes: $0) }
         let mirror = try Mirror(
-            dataDirectory: dir, upstreams: upstreams, httpClients: http, logger: logger, limits: limits, notifier: notifier?(http.metadata, logger))
+            dataDirectory: dir, upstreams: upstreams, httpClients: http, logger: logger, limits: limits, notifier: notifier?(http.metadata, logger),
+            clock: clock)
         var serverConfig = RegistryServer.Configuration(host: "127.0.0.1", port: 0, tls: tls)
         serverConfig.drainTimeout = .seconds(2)
         if let idleTimeout { serverConfig.idleTimeout = idleTimeout }
@@ -122,8 +124,10 @@ final class WharfInstance: Sendable {
             _ = try await RawHTTP.request("GET /v2/\(repository)/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: self.port)
         }
         let indexed = { layers.allSatisfy { (try? self.mirror.index.blob(Digest(parsing: $0.digest))) != nil } }
-        for _ in 0..<500 where !indexed() { try await Task.sleep(for: .milliseconds(10)) }
-        guard indexed() else { throw FixtureError.invalid("layers of \(repository) were not indexed within 5 s") }
+        let cached = await eventually("layers of \(repository) were not indexed") { indexed() }
+        guard cached else {
+            throw FixtureError.invalid("layers of \(repository) were not indexed within 5 s")
+        }
     }
 
     func cachedBlobHexes() -> Set<String> {
@@ -139,6 +143,64 @@ final class WharfInstance: Sendable {
 
     /// Bytes of the files under blobs/.
     func blobBytesOnDisk() -> Int64 { CacheFiles.blobs(in: self.dataDirectory).values.reduce(0, +) }
+}
+
+/// A wall clock for the mirror that a test sets ahead instead of sleeping through a TTL: the system
+/// time plus a skip the test chooses. Times the index records (a tag's `fetchedAt`) are system time,
+/// so a test sets the skip back to zero to see a freshly stored answer as fresh.
+final class ManualClock: Sendable {
+    private let skip = Mutex<UInt64>(0)
+
+    var mirrorClock: MirrorClock { MirrorClock { Clock.seconds() + self.skip.withLock { $0 } } }
+
+    /// From now on the mirror sees the time `duration` (whole seconds) ahead of the system clock.
+    func setAhead(by duration: Duration) {
+        self.skip.withLock { $0 = UInt64(duration.components.seconds) }
+    }
+}
+
+/// Runs `body` with a started upstream (Distribution with token auth) and a Wharf in front of it, and
+/// tears both down (server stopped, Distribution and the token server stopped by PID, temporary
+/// folders removed) however `body` ends: returning, throwing, or cancelled by the suite's time limit.
+/// Errors `body` throws are recorded as test failures.
+func withWharf(
+    tokenLifetime: Int = 300, tagTTL: Duration = .seconds(300), maxSize: Int64? = nil, pins: [String] = [], clock: MirrorClock = .system,
+    seed: (UpstreamEnvironment) throws -> Void = { _ in }, proxy: Bool = false,
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: (WharfFixture) async throws -> Void
+) async throws {
+    let upstream = try UpstreamEnvironment(tokenLifetime: tokenLifetime)
+    var tampering: TamperingProxy?
+    var wharf: WharfInstance?
+    do {
+        try seed(upstream)
+        try await upstream.start()
+        if proxy {
+            let p = TamperingProxy(upstream: upstream.registry.url)
+            tampering = p
+            try await p.start()
+        }
+        let started = try await WharfInstance.start(
+            upstream: tampering?.url ?? upstream.registry.url, tagTTL: tagTTL, maxSize: maxSize, pins: pins, clock: clock)
+        wharf = started
+        try await body(WharfFixture(wharf: started, upstream: upstream, proxy: tampering))
+    } catch {
+        Issue.record(error, sourceLocation: sourceLocation)
+    }
+    // Teardown runs in a task of its own, so a cancelled test (time limit) still stops everything.
+    await Task { [wharf, tampering] in
+        await wharf?.stop()
+        try? await tampering?.stop()
+        await upstream.stop()
+    }.value
+}
+
+/// What ``withWharf(tokenLifetime:tagTTL:maxSize:pins:clock:seed:proxy:sourceLocation:_:)`` hands its body.
+struct WharfFixture {
+    let wharf: WharfInstance
+    let upstream: UpstreamEnvironment
+    /// The tampering proxy between Wharf and the upstream, if asked for.
+    let proxy: TamperingProxy?
 }
 
 /// What a data folder holds, read straight from the disk and the index (for a folder no server uses).

@@ -11,7 +11,7 @@ import Glibc
 
 /// The byte-level front of the hit path: `HitRequestScanner` takes only plain bodyless GET/HEAD
 /// heads; everything else goes to NIO's decoder, and the answers still come back in order.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct HitFrontTests {
     static func scan(_ text: String, max: Int = 16 << 10) -> HitRequestScanner.Scan {
         Array(text.utf8).withUnsafeBytes { HitRequestScanner.scan($0, maxHeadBytes: max) }

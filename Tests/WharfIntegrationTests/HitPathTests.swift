@@ -7,7 +7,7 @@ import WharfTestSupport
 
 /// Hits answered on the event loop (`HitPath`) and requests left to the async handler share a
 /// connection: pipelined requests must still be answered in order, each with its own bytes.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct HitPathTests {
     @Test("pipelined miss, hit, manifest and HEAD on one connection come back in order and intact")
     func pipelinedOrder() async throws {
@@ -21,7 +21,7 @@ struct HitPathTests {
             // Cache the manifest (links the blobs) and the small layer: they become hits.
             _ = try await RawHTTP.request("GET /v2/team/app/manifests/v1 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
             _ = try await RawHTTP.request("GET /v2/team/app/blobs/\(small.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
-            for _ in 0..<200 where !wharf.cachedBlobHexes().contains(String(small.digest.dropFirst(7))) { try await Task.sleep(for: .milliseconds(10)) }
+            await eventually("the small layer was not cached") { wharf.cachedBlobHexes().contains(String(small.digest.dropFirst(7))) }
             let hitsBefore = wharf.mirror.stats.blobHits.value
             let pipelined = [
                 "GET /v2/team/app/blobs/\(big.digest) HTTP/1.1\r\nHost: w\r\n\r\n",  // miss: async side, slow
@@ -60,7 +60,7 @@ struct HitPathTests {
                 _ = try await RawHTTP.request("GET /v2/team/app/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
             }
             let indexed = { [big, small].allSatisfy { (try? wharf.mirror.index.blob(Digest(parsing: $0.digest))) != nil } }
-            for _ in 0..<200 where !indexed() { try await Task.sleep(for: .milliseconds(10)) }
+            await eventually("the layers were not indexed") { indexed() }
             let hitsBefore = (wharf.mirror.stats.blobHits.value, wharf.mirror.stats.manifestHits.value)
             let missesBefore = wharf.mirror.stats.blobMisses.value
             let manifestDigest = image.manifest.digest

@@ -12,7 +12,7 @@ import WharfTestSupport
 
 /// Hostile requests get the right OCI error and status, touch nothing outside the data folder,
 /// and leave the server healthy.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct HostileInputTests {
     struct Case: CustomStringConvertible {
         let name: String

@@ -13,7 +13,7 @@ import WharfTestSupport
 /// Hostile clients against the upstream side, and hostile upstreams: the breaker cannot be opened by
 /// one client's bad requests, redirects do not reach local services, credentials stay with the
 /// upstream, 429 holds are scoped and capped, pool waits and dribbled bodies are bounded.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct HostileUpstreamTests {
     static let accept = "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json\r\n"
     static let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })

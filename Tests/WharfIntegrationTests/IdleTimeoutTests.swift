@@ -11,7 +11,7 @@ import Glibc
 
 /// The idle timeout closes connections that make no progress, and only those: a big blob still
 /// draining to a slow reader is progress, whichever path (event-loop hit or async) sent it.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct IdleTimeoutTests {
     static let idle = 1.0  // seconds
 

@@ -11,7 +11,7 @@ import Glibc
 #endif
 
 /// Issue #12, htpasswd timing: user enumeration by response time, and wrong passwords delaying right ones.
-@Suite(.serialized, .timeLimit(.minutes(10)))
+@Suite(.serialized, .timeLimit(.minutes(10)), .tags(.integration))
 struct LoginFloodTests {
     /// Dear enough that 400 checks queue for seconds, cheap enough for a test (about 15 ms here).
     static let cost: UInt8 = 8

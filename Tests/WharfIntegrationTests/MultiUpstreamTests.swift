@@ -6,7 +6,7 @@ import WharfUpstream
 
 /// One Wharf in front of two real registries: routed by containerd's `ns` and by path prefix
 /// (podman/skopeo `registries.conf` mirrors with a namespace in the location).
-@Suite(.serialized, .timeLimit(.minutes(10)))
+@Suite(.serialized, .timeLimit(.minutes(10)), .tags(.integration, .realClients))
 struct MultiUpstreamTests {
     struct TwoRegistries {
         let hub: UpstreamEnvironment

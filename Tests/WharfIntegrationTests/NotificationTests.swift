@@ -10,7 +10,7 @@ import WharfTestSupport
 import WharfUpstream
 
 /// Webhooks: events reach a local receiver signed, retried after a failure, and never hold up a pull.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration, .realClients))
 struct NotificationTests {
     struct Received: Sendable { let event: String; let body: [String: String]; let signatureValid: Bool }
 

@@ -6,7 +6,7 @@ import WharfStorage
 import WharfTestSupport
 
 /// `/_ping`, `/healthz`, `/readyz`, `/stats`, `/metrics` and the dashboard report what actually happened.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct ObservabilityTests {
     static func get(_ path: String, _ port: Int) async throws -> RawHTTP.Response {
         try await RawHTTP.request("GET \(path) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: port)
@@ -40,10 +40,10 @@ struct ObservabilityTests {
             // A fill commits just after its client got the last byte: each next request must find it indexed.
             let indexed = { (blob: GeneratedBlob) in (try? wharf.mirror.index.blob(Digest(parsing: blob.digest))) != nil }
             #expect(try await Self.get("/v2/team/app/blobs/\(l0.digest)", wharf.port).status == 200)
-            #expect(await eventually { indexed(l0) && wharf.mirror.fills.inFlight == 0 }, "layer 0 was never indexed")
+            await eventually("layer 0 was never indexed") { indexed(l0) && wharf.mirror.fills.inFlight == 0 }
             for _ in 0..<3 { #expect(try await Self.get("/v2/team/app/blobs/\(l0.digest)", wharf.port).status == 200) }
             #expect(try await Self.get("/v2/team/app/blobs/\(l1.digest)", wharf.port).status == 200)
-            #expect(await eventually { indexed(l1) && wharf.mirror.fills.inFlight == 0 }, "layer 1 was never indexed")
+            await eventually("layer 1 was never indexed") { indexed(l1) && wharf.mirror.fills.inFlight == 0 }
 
             let statsResponse = try await Self.get("/stats", wharf.port)
             #expect(statsResponse.status == 200)

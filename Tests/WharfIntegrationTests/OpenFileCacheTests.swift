@@ -11,7 +11,7 @@ import Glibc
 
 /// The hit path's open-file cache (`OpenBlobFiles`): a cached descriptor is used only while it is
 /// still the indexed file, and descriptors of removed files are closed.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct OpenFileCacheTests {
     /// A store in a temp folder and a way to publish bytes under a digest.
     struct Fixture {

@@ -38,7 +38,7 @@ final class AccessLogCapture: Sendable {
 /// One outcome record per request feeds `/stats`, `/metrics` and the access log: after a mixed run
 /// over both request paths (event-loop hits, async misses, ranges, HEADs, errors, aborts) the three
 /// agree on every request and cache counter.
-@Suite(.serialized, .timeLimit(.minutes(3)))
+@Suite(.serialized, .timeLimit(.minutes(3)), .tags(.integration))
 struct OutcomeAgreementTests {
     @Test("after a mixed run, /stats, /metrics and the access log agree on requests, hits, misses and bytes")
     func threeViewsAgree() async throws {

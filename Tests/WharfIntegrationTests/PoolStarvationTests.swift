@@ -8,7 +8,7 @@ import WharfUpstream
 /// Issue #12, bug 5, against a real Distribution behind the tampering proxy slowed to 40 KB/s for
 /// blob bodies: slow fills fill the blob pool, yet manifests (their own pool) still answer at once,
 /// requests that wait for a pooled connection are not upstream failures, and the breaker stays closed.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct PoolStarvationTests {
     @Test("slow blob fills that fill the blob pool starve neither manifests nor the breaker")
     func slowFillsDoNotStarveManifests() async throws {

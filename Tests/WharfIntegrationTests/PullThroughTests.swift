@@ -12,7 +12,7 @@ import Testing
 import WharfTestSupport
 
 /// skopeo → Wharf → Distribution 2.8 (token auth), end to end.
-@Suite(.serialized, .timeLimit(.minutes(10)))
+@Suite(.serialized, .timeLimit(.minutes(10)), .tags(.integration, .realClients))
 struct PullThroughTests {
     @Test("skopeo pulls a single-arch image and each platform of a multi-arch one through Wharf")
     func skopeoPulls() async throws {

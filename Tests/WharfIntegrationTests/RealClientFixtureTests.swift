@@ -9,7 +9,7 @@ import Glibc
 /// Proves the ``DockerDaemon`` and ``ContainerdDaemon`` fixtures: real dockerd 20.10 and
 /// containerd 1.6 pull generated images from a plain, auth-less Distribution registry
 /// used directly as their mirror, and leave nothing behind.
-@Suite(.serialized, .timeLimit(.minutes(10)))
+@Suite(.serialized, .timeLimit(.minutes(10)), .tags(.integration, .realClients, .needsRoot))
 struct RealClientFixtureTests {
     /// An auth-less Distribution 2.8 seeded with generated images.
     final class SeededRegistry: Sendable {

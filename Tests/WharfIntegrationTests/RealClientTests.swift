@@ -7,7 +7,7 @@ import WharfUpstream
 
 /// Real container engines pull through Wharf from Distribution 2.8 with token auth:
 /// dockerd with `registry-mirrors`, and containerd with `hosts.toml` for two registries routed by `ns`.
-@Suite(.serialized, .timeLimit(.minutes(10)))
+@Suite(.serialized, .timeLimit(.minutes(10)), .tags(.integration, .realClients, .needsRoot))
 struct RealClientTests {
     @Test("dockerd with registry-mirrors pulls official, user and multi-arch images through Wharf; digests match the upstream's")
     func dockerRegistryMirrors() async throws {

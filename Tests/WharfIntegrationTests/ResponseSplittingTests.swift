@@ -11,7 +11,7 @@ import WharfTestSupport
 /// the manifest's own `mediaType` was sent unchecked: a CR/LF in it injected headers and even a
 /// whole extra response. Media types are validated where they enter (upstream answers, stored
 /// records) and every non-constant header value is validated on the way out.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct ResponseSplittingTests {
     static let injected = "application/vnd.oci.image.manifest.v1+json\r\nSet-Cookie: pwned=1\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nX-Smuggled: 1"
 

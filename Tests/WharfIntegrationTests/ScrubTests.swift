@@ -5,7 +5,7 @@ import WharfStorage
 import WharfTestSupport
 
 /// `wharf verify` and `wharf gc`, run as the real binary on a data folder no server uses.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration, .realClients))
 struct ScrubTests {
     @Test("verify finds and removes a flipped byte (exit 1), the next pull re-fills it; gc removes planted damage")
     func verifyAndGC() async throws {

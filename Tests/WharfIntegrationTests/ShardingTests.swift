@@ -8,7 +8,7 @@ import WharfTestSupport
 /// Three real `wharf` processes behind the real HAProxy, running the shipped
 /// `deploy/haproxy/haproxy.cfg` (only its bind and server addresses are rewritten): blobs are sharded by
 /// digest, manifests by repository, a stopped node's share moves to the others.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration, .realClients))
 struct ShardingTests {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let shippedConfig = packageRoot.appendingPathComponent("deploy/haproxy/haproxy.cfg").path

@@ -5,7 +5,7 @@ import WharfTestSupport
 
 /// Issue #12: private repository names must not leak through `/stats` and `/` in htpasswd and
 /// pass-through modes; only `client-auth.admins` see them, and the probes stay open.
-@Suite(.serialized, .timeLimit(.minutes(10)))
+@Suite(.serialized, .timeLimit(.minutes(10)), .tags(.integration))
 struct StatusPrivacyTests {
     static func get(_ path: String, _ port: Int, auth: String? = nil) async throws -> RawHTTP.Response {
         try await ClientAuthTests.get(path, port, auth: auth)

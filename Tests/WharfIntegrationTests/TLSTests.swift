@@ -7,7 +7,7 @@ import Glibc
 
 /// HTTPS towards clients: a real pull over TLS with a test CA, client credentials over TLS, and a
 /// certificate swapped in place by SIGHUP on the real binary.
-@Suite(.serialized, .timeLimit(.minutes(10)))
+@Suite(.serialized, .timeLimit(.minutes(10)), .tags(.integration, .realClients))
 struct TLSTests {
     /// The serial of the certificate a TLS server presents, read with `openssl s_client`.
     static func presentedSerial(port: Int, ca: String) async throws -> String {

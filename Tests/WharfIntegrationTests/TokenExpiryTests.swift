@@ -11,7 +11,7 @@ import WharfTestSupport
 import WharfUpstream
 
 /// Upstream tokens that live 5 s: Wharf refreshes them and pulls spanning longer still succeed.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration, .realClients))
 struct TokenExpiryTests {
     struct Outcome {
         let tokenRequestsBefore: Int
@@ -38,6 +38,8 @@ struct TokenExpiryTests {
             let a = try await Skopeo.copy(source: "docker://\(wharf.host)/team/app:one", destinationDirectory: out + "/one", extraArguments: [], timeout: .seconds(60))
             #expect(a.status == 0, "\(a.output)")
             let before = upstream.tokens.requestCount
+            // Stays a real wait: Distribution checks the token's signed `exp` against its own clock, so the
+            // token must really die (the subject of both tests). TokenCache has no injected clock yet.
             try await Task.sleep(for: .seconds(7))
             let b = try await Skopeo.copy(source: "docker://\(wharf.host)/team/app:two", destinationDirectory: out + "/two", extraArguments: [], timeout: .seconds(60))
             #expect(b.status == 0, "\(b.output)")

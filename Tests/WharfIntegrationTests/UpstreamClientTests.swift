@@ -9,7 +9,7 @@ import WharfTestSupport
 @testable import WharfUpstream
 
 /// The upstream client's auth and redirect rules, against in-process fake servers.
-@Suite(.timeLimit(.minutes(2)))
+@Suite(.timeLimit(.minutes(2)), .tags(.integration))
 struct UpstreamClientTests {
     final class Recorder: Sendable {
         let requests = Mutex<[LoopbackHTTPRequest]>([])

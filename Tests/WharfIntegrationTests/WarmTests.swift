@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// `wharf warm`: images fetched into the cache ahead of demand, per platform, under a bandwidth cap.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct WarmTests {
     @Test("warm caches the chosen platform's blobs only, then all; a bandwidth cap slows it down; a missing image fails the run")
     func warmPlatformsAndRate() async throws {
@@ -65,28 +65,21 @@ struct WarmTests {
             let started = try await WharfProcess.start(
                 upstream: upstream.registry.url, dataDirectory: work + "/data", extraArguments: ["--config", work + "/wharf.yaml"])
             wharf = started
-            func eventually(_ condition: () -> Bool) async throws -> Bool {
-                for _ in 0..<500 {  // up to 10 s
-                    if condition() { return true }
-                    try await Task.sleep(for: .milliseconds(20))
-                }
-                return false
-            }
             func cached(_ image: GeneratedImage) -> Bool {
                 Set(image.blobs.map(\.hex)).isSubset(of: CacheFiles.blobs(in: started.dataDirectory).keys)
             }
-            #expect(try await eventually { cached(first) }, "the first run caches every blob of team/app:v1 without a client")
+            await eventually(within: .seconds(10), "the first run caches every blob of team/app:v1 without a client") { cached(first) }
             // Its summary and the missing image are logged; the missing one does not stop the run.
             let summary = "warm: warmed 1/2 image(s): 1 manifest(s), 3/3 blob(s)"
-            #expect(try await eventually { started.child.output().contains(summary) }, "\(started.child.output())")
+            await eventually(within: .seconds(10), "the first run's summary was not logged") { started.child.output().contains(summary) }
             #expect(started.child.output().contains("warm: team/missing:1: 404 MANIFEST_UNKNOWN"))
 
             // The tag moves upstream; a later run (tag TTL 1 s, interval 2 s) fetches the new image.
             let second = try upstream.generator.image(layerSizes: [250_000], format: .oci)
             try upstream.storage.add(image: second, repository: "team/app", tag: "v1")
-            #expect(try await eventually { cached(second) }, "a later run caches the new content of team/app:v1")
+            await eventually(within: .seconds(10), "a later run caches the new content of team/app:v1") { cached(second) }
             let later = "warm: warmed 1/2 image(s): 1 manifest(s), 2/2 blob(s)"
-            #expect(try await eventually { started.child.output().contains(later) }, "\(started.child.output())")
+            await eventually(within: .seconds(10), "the later run's summary was not logged") { started.child.output().contains(later) }
             #expect(!started.child.output().contains("run=1 [WharfCLI] " + later), "the new content came with a later run")
             #expect(await started.stop() == 0, "a graceful shutdown stops the warm service too")
             wharf = nil

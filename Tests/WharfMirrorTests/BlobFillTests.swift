@@ -6,7 +6,7 @@ import WharfStorage
 @testable import WharfMirror
 
 /// ``BlobFill`` executing its state machine's actions: real continuations and task cancellation.
-@Suite struct BlobFillTests {
+@Suite(.tags(.unit)) struct BlobFillTests {
     /// A fill over a fresh temp file (its ingest aborted at the end).
     static func withFill(_ body: (BlobFill) async throws -> Void) async throws {
         let root = NSTemporaryDirectory() + "wharf-fill-\(UUID().uuidString.prefix(8))"

@@ -3,7 +3,7 @@ import Testing
 @testable import WharfMirror
 
 /// The fill's state machine on its own: events in, actions out, no sockets, no clocks, no sleeps.
-@Suite struct FillStateMachineTests {
+@Suite(.tags(.unit)) struct FillStateMachineTests {
     typealias Machine = FillStateMachine
     static let t0 = ContinuousClock.now
     static let boom = RegistryError(.blobUnknown, "upstream went away")

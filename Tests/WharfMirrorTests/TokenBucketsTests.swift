@@ -4,7 +4,7 @@ import WharfMirror
 
 /// The per-client look-up budget, driven by an injected clock (issue #12: 2,000 `HEAD`s of random
 /// digests from one client made 1,987 upstream requests).
-@Suite struct TokenBucketsTests {
+@Suite(.tags(.unit)) struct TokenBucketsTests {
     static let t0 = ContinuousClock.now
 
     @Test func burstThenRate() {

@@ -9,7 +9,7 @@ import Testing
 import WharfStorage
 
 /// The ingest transaction against a real cache folder and LMDB index.
-@Suite struct BlobIngestTests {
+@Suite(.tags(.unit)) struct BlobIngestTests {
     final class Cache {
         let root: String
         let layout: CacheLayout

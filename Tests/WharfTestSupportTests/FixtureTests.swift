@@ -10,7 +10,7 @@ import Glibc
 #endif
 
 /// Proves the fixtures against the real thing: Distribution 2.8, skopeo, gzip and tar.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+@Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration, .realClients))
 struct FixtureTests {
     // MARK: - Image generator
 

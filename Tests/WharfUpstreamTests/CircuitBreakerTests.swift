@@ -2,7 +2,7 @@ import Testing
 @testable import WharfUpstream
 
 /// The breaker of one request kind: what opens it, what cannot, and how it recovers.
-@Suite struct CircuitBreakerTests {
+@Suite(.tags(.unit)) struct CircuitBreakerTests {
     let t0 = ContinuousClock.now
 
     @Test("three connection failures open it; after the cooldown one trial goes; its success closes it")

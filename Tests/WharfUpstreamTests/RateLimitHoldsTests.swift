@@ -2,7 +2,7 @@ import Testing
 @testable import WharfUpstream
 
 /// 429 holds: scoped to what the upstream said, capped.
-@Suite struct RateLimitHoldsTests {
+@Suite(.tags(.unit)) struct RateLimitHoldsTests {
     let t0 = ContinuousClock.now
 
     @Test("a 429 on one repository holds only that repository")

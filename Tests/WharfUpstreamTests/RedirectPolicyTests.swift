@@ -2,7 +2,7 @@ import Testing
 @testable import WharfUpstream
 
 /// Which redirects are followed, with a resolver that answers from a table (no DNS, no sockets).
-@Suite struct RedirectPolicyTests {
+@Suite(.tags(.unit)) struct RedirectPolicyTests {
     struct TableResolver: HostResolver {
         let table: [String: [String]]
         func addresses(of host: String) async throws -> [IPAddress] {

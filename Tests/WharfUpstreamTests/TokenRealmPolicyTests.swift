@@ -2,7 +2,7 @@ import Testing
 @testable import WharfUpstream
 
 /// Where credentials may go: the upstream's own origin, listed realms, Docker Hub's auth for Docker Hub.
-@Suite struct TokenRealmPolicyTests {
+@Suite(.tags(.unit)) struct TokenRealmPolicyTests {
     static func policy(_ url: String, realms: [String] = []) throws -> TokenRealmPolicy {
         TokenRealmPolicy(configuration: try UpstreamConfiguration(url: url, tokenRealms: realms))
     }

@@ -3,7 +3,7 @@ import Testing
 
 /// The upstream's health as one value: breakers per kind, holds, reachability — driven by events with
 /// injected instants, no sockets.
-@Suite struct UpstreamHealthMachineTests {
+@Suite(.tags(.unit)) struct UpstreamHealthMachineTests {
     let t0 = ContinuousClock.now
 
     static func manifest(_ repository: String, _ reference: String) -> UpstreamRequestKey {

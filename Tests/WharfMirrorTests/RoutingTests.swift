@@ -6,7 +6,7 @@ import WharfMirror
 import WharfUpstream
 
 /// Routing by `ns`, by path prefix and to the default upstream, and repository policy.
-@Suite struct RoutingTests {
+@Suite(.tags(.unit)) struct RoutingTests {
     static func route(_ url: String, name: String, namespaces: [String] = [], prefix: String? = nil, policy: RepositoryPolicy = .init(), http: UpstreamHTTPClients) throws -> UpstreamRoute {
         let client = UpstreamClient(
             configuration: try UpstreamConfiguration(name: name, url: url), httpClients: http, logger: Logger(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }))
@@ -61,7 +61,7 @@ import WharfUpstream
     }
 }
 
-@Suite struct PinParsingTests {
+@Suite(.tags(.unit)) struct PinParsingTests {
     @Test func parsesReferences() throws {
         let pins = try PinnedImages(["alpine:3.20", "docker.io/library/redis", "team/app@sha256:" + String(repeating: "a", count: 64), "localhost:5000/x/y:v2"], dockerHub: true)
         #expect(pins.references.map(\.repository) == ["library/alpine", "library/redis", "team/app", "x/y"])
