@@ -151,7 +151,7 @@ let package = Package(
             "WharfConfig",
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: swiftSettings),
-        .testTarget(name: "WharfUpstreamTests", dependencies: ["WharfUpstream"], swiftSettings: swiftSettings),
+        .testTarget(name: "WharfUpstreamTests", dependencies: ["WharfUpstream", "OCIDistribution"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfStorageTests", dependencies: [
             "WharfStorage", "OCIDistribution",
             .product(name: "Logging", package: "swift-log"),

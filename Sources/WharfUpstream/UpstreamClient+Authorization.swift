@@ -9,7 +9,7 @@ import Synchronization
 /// Token authentication: the `Authorization` value for a scope, and token fetches at the realm.
 extension UpstreamClient {
     func authorization(scope: String, refresh: Bool, identity: UpstreamIdentity) async throws -> String? {
-        guard let challenge = self.challenge.withLock({ $0 }) else { return nil }
+        guard let challenge = self.machine.withLock({ $0.challenge }) else { return nil }
         let credentials: UpstreamCredentials?
         switch identity {
         case .mirror: credentials = self.configuration.credentials

@@ -82,7 +82,7 @@ extension UpstreamClient {
     func runProbe(_ kind: UpstreamRequestKind) async {
         var url = self.configuration.url + "/v2/"
         if kind == .token {
-            let challenge = self.challenge.withLock { $0 }
+            let challenge = self.machine.withLock { $0.challenge }
             guard let realm = challenge?.realm, var components = URLComponents(string: realm),
                   components.scheme == "http" || components.scheme == "https"
             else { return await self.finishProbe(kind, .inconclusive, reason: nil) }

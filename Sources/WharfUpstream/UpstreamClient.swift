@@ -8,14 +8,13 @@ import Synchronization
 
 /// Talks to one upstream registry: token auth (Bearer via the realm, or Basic), token cache,
 /// redirects followed by hand under ``RedirectPolicy`` (without `Authorization` on other hosts), and
-/// the upstream's health — circuit breakers per request kind, 429 holds, reachability — as one
-/// ``UpstreamHealthMachine`` behind one lock.
+/// the upstream's health — circuit breakers per request kind, 429 holds, reachability, the auth
+/// challenge it last sent — as one ``UpstreamHealthMachine`` behind one lock.
 public final class UpstreamClient: Sendable {
     public let configuration: UpstreamConfiguration
     let clients: UpstreamHTTPClients
     let logger: Logger
     let tokens = TokenCache()
-    let challenge = Mutex<AuthChallenge?>(nil)
     /// One `/v2/` ping in flight to learn the challenge before the first content request.
     private let challengePing = Mutex<Task<Void, Never>?>(nil)
     private let pinged = Atomic<Bool>(false)
@@ -159,7 +158,7 @@ public final class UpstreamClient: Sendable {
         guard let chosen = all.first(where: { $0.scheme == "bearer" && $0.realm != nil }) ?? all.first(where: { $0.scheme == "basic" }) else {
             return false
         }
-        self.challenge.withLock { $0 = chosen }
+        self.machine.withLock { $0.challengeLearned(chosen) }
         return true
     }
 

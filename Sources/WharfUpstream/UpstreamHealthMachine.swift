@@ -1,5 +1,7 @@
+import OCIDistribution
+
 /// Everything Wharf knows about one upstream's health, as one value: a ``CircuitBreaker`` per request
-/// kind, the 429 holds (``RateLimitHolds``), reachability and the last rate-limit headers.
+/// kind, the 429 holds (``RateLimitHolds``), reachability, the last rate-limit headers and the auth challenge.
 ///
 /// Events go in and decisions come out; there is no I/O and no clock read (callers pass `now` and the
 /// wall-clock seconds), so it is unit-tested without sockets. ``UpstreamClient`` keeps it behind one lock
@@ -33,6 +35,8 @@ struct UpstreamHealthMachine: Sendable {
     private var breakers: [UpstreamRequestKind: CircuitBreaker]
     private var holds: RateLimitHolds
     private var status = UpstreamHealth()
+    /// The authentication challenge the upstream last sent (`WWW-Authenticate`): how to get a token.
+    private(set) var challenge: AuthChallenge?
 
     init(threshold: Int = 3, cooldown: Duration = .seconds(10), maxHold: Duration = .seconds(300)) {
         let breaker = CircuitBreaker(threshold: threshold, cooldown: cooldown)
@@ -155,4 +159,9 @@ struct UpstreamHealthMachine: Sendable {
         guard before != reachable, !(before == nil && reachable) else { return nil }
         return Reachability(reachable: reachable, reason: reason)
     }
+}
+
+extension UpstreamHealthMachine {
+    /// The upstream answered 401 with this challenge (or `/v2/` announced it): tokens come from its realm.
+    mutating func challengeLearned(_ challenge: AuthChallenge) { self.challenge = challenge }
 }

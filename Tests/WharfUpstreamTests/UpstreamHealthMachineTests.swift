@@ -1,4 +1,5 @@
 import Testing
+import OCIDistribution
 @testable import WharfUpstream
 
 /// The upstream's health as one value: breakers per kind, holds, reachability — driven by events with
@@ -105,5 +106,19 @@ import Testing
         #expect(m.admit(key, now: t0 + .seconds(10)) == .circuitOpen)
         m.finished(.manifest, trial: trial)
         #expect(m.admit(key, now: t0 + .seconds(10)) != .circuitOpen)
+    }
+}
+
+@Suite(.tags(.unit)) struct UpstreamChallengeStateTests {
+    @Test("the auth challenge lives in the health machine: none at first, the latest one learned wins")
+    func challengeIsPartOfTheMachine() throws {
+        var m = UpstreamHealthMachine()
+        #expect(m.challenge == nil)
+        let first = try #require(AuthChallenge.parse(headers: [#"Bearer realm="https://auth.example/token",service="registry.example""#]).first)
+        m.challengeLearned(first)
+        #expect(m.challenge?.realm == "https://auth.example/token" && m.challenge?.service == "registry.example")
+        let basic = try #require(AuthChallenge.parse(headers: [#"Basic realm="registry""#]).first)
+        m.challengeLearned(basic)
+        #expect(m.challenge?.scheme == "basic")
     }
 }
