@@ -29,18 +29,24 @@ struct PoolStarvationTests {
             #expect(try await Self.get("/v2/team/slow/manifests/v1", wharf.port).status == 200)
             // Three slow layers at once through a blob pool of one connection (about 3 s each).
             let pulls = slow.layers.map { layer in
-                Task { try await Self.get("/v2/team/slow/blobs/\(layer.digest)", wharf.port) }
+                Task { (try await Self.get("/v2/team/slow/blobs/\(layer.digest)", wharf.port), ContinuousClock.now) }
             }
             let asked = ContinuousClock.now
             let manifest = try await Self.get("/v2/team/other/manifests/v1", wharf.port)
-            let waited = ContinuousClock.now - asked
-            #expect(manifest.status == 200 && waited < .seconds(2), "the unrelated manifest took \(waited), status \(manifest.status)")
+            let answered = ContinuousClock.now
             var complete = 0
+            var firstPullDone: ContinuousClock.Instant?
             for (layer, pull) in zip(slow.layers, pulls) {
-                let r = try await pull.value
+                let (r, done) = try await pull.value
+                firstPullDone = min(firstPullDone ?? done, done)
                 if r.status == 200, Digest.sha256(of: r.body).description == layer.digest { complete += 1 }
                 #expect(r.status == 200 || r.status >= 400, "a pull ended as \(r.status) with \(r.body.count) bytes")
             }
+            // Not queued behind the blob pool: answered before even the first slow layer (about 3 s) is
+            // through, let alone all three. (A fixed bound in seconds failed under the whole suite's
+            // disk load, where a manifest's durable store waits for other tests' fsyncs.)
+            #expect(manifest.status == 200, "status \(manifest.status)")
+            #expect(answered < firstPullDone ?? answered, "the unrelated manifest took \(answered - asked), the first slow layer \((firstPullDone ?? asked) - asked)")
             #expect(complete >= 1, "at least the first slow layer arrives whole")
             let health = wharf.mirror.upstream.health
             #expect(health.circuit == .closed && health.reachable != false, "\(health)")
