@@ -42,6 +42,8 @@ let package = Package(
         // MARK: - Library targets
         /// Per-key rate limits as a value (failed logins, upstream look-ups per client).
         .target(name: "RateLimiting", swiftSettings: swiftSettings),
+        /// The time behind Wharf's time-based decisions: the system's, or a test's that moves forward.
+        .target(name: "WharfClock", swiftSettings: swiftSettings),
         /// Thin Swift wrapper over liblmdb.
         .target(name: "LMDB", dependencies: ["CLMDB"], swiftSettings: swiftSettings),
         /// OCI distribution domain: names, digests, media types, ranges, errors, auth challenges.
@@ -50,12 +52,12 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// On-disk content-addressed blob files plus the LMDB index.
         .target(name: "WharfStorage", dependencies: [
-            "LMDB", "OCIDistribution",
+            "LMDB", "OCIDistribution", "WharfClock",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         /// Upstream registry client: token auth, redirects, the upstream's health (breakers, 429 holds).
         .target(name: "WharfUpstream", dependencies: [
-            "OCIDistribution",
+            "OCIDistribution", "WharfClock",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -64,7 +66,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// Mirror policy: manifest/tag resolution and single-flight blob fills.
         .target(name: "WharfMirror", dependencies: [
-            "OCIDistribution", "WharfStorage", "WharfUpstream", "RateLimiting",
+            "OCIDistribution", "WharfStorage", "WharfUpstream", "RateLimiting", "WharfClock",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -80,7 +82,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// Client authentication: htpasswd (bcrypt) and pass-through of client credentials to the upstream.
         .target(name: "WharfAuth", dependencies: [
-            "OCIDistribution", "WharfUpstream", "RateLimiting",
+            "OCIDistribution", "WharfUpstream", "RateLimiting", "WharfClock",
             .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -130,7 +132,7 @@ let package = Package(
         .executableTarget(name: "HitPathBench", dependencies: ["WharfStorage", "OCIDistribution"], path: "loadtest/HitPathBench", swiftSettings: swiftSettings),
         .executableTarget(name: "IndexBench", dependencies: ["LMDB"], path: "loadtest/IndexBench", swiftSettings: swiftSettings),
         .executableTarget(name: "StartupBench", dependencies: [
-            "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution",
+            "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfClock",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "loadtest/StartupBench", swiftSettings: swiftSettings),
@@ -153,7 +155,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfUpstreamTests", dependencies: ["WharfUpstream", "OCIDistribution"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfStorageTests", dependencies: [
-            "WharfStorage", "OCIDistribution",
+            "WharfStorage", "OCIDistribution", "WharfClock",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfMirrorTests", dependencies: [
@@ -175,7 +177,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfIntegrationTests", dependencies: [
-            "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport", "WharfConfig", "WharfAuth", "RateLimiting",
+            "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport", "WharfConfig", "WharfAuth", "RateLimiting", "WharfClock",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

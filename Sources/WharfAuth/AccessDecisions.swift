@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import Synchronization
+import WharfClock
 import WharfUpstream
 
 /// Remembers, per client identity and repository, whether the upstream grants pull — briefly.
@@ -22,15 +23,17 @@ public final class AccessDecisions: Sendable {
     private let cache = Mutex<[Key: (Decision, ContinuousClock.Instant)]>([:])
     private let grantTTL: Duration
     private let denialTTL: Duration
+    private let clock: WharfClock
 
-    public init(grantTTL: Duration = .seconds(60), denialTTL: Duration = .seconds(10)) {
+    public init(grantTTL: Duration = .seconds(60), denialTTL: Duration = .seconds(10), clock: WharfClock = .system) {
+        self.clock = clock
         self.grantTTL = grantTTL
         self.denialTTL = denialTTL
     }
 
     public func decide(identity: UpstreamIdentity, upstream: UpstreamClient, repository: String) async -> Decision {
         let key = Key(identity: identity.cacheKey, upstream: upstream.configuration.name, repository: repository)
-        let now = ContinuousClock.now
+        let now = self.clock.now()
         if let (decision, until) = self.cache.withLock({ $0[key] }), now < until { return decision }
         let decision: Decision
         do {
@@ -50,7 +53,7 @@ public final class AccessDecisions: Sendable {
         let ttl = decision == .granted ? self.grantTTL : self.denialTTL  // bad credentials: like a denial
         self.cache.withLock { c in
             if c.count > 100_000 { c.removeAll() }
-            c[key] = (decision, ContinuousClock.now + ttl)
+            c[key] = (decision, self.clock.now() + ttl)
         }
         return decision
     }

@@ -1,10 +1,10 @@
 import AsyncHTTPClient
-import NIOHTTP1
 import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
 import OCIDistribution
+import WharfClock
 import WharfStorage
 import WharfUpstream
 
@@ -26,13 +26,10 @@ public struct ManifestResolver: Sendable {
     private let negative: NegativeCache
     private let gate: RepositoryLinkGate
     private let logger: Logger
-    private let clock: MirrorClock
 
     public init(
-        index: CacheIndex, stats: MirrorStats, gate: RepositoryLinkGate, negativeTTL: Duration = .seconds(30), logger: Logger,
-        clock: MirrorClock = .system
+        index: CacheIndex, stats: MirrorStats, gate: RepositoryLinkGate, negativeTTL: Duration = .seconds(30), logger: Logger
     ) {
-        self.clock = clock
         self.index = index
         self.stats = stats
         self.gate = gate
@@ -68,7 +65,7 @@ public struct ManifestResolver: Sendable {
                 await self.store(fetched, upstream: upstream, repository: repository, tag: (tag.value, accept.classKey))
                 return ManifestAnswer(manifest: fetched, stale: false, fromCache: false)
             }
-            if self.clock.wallSeconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds) {
+            if self.index.clock.wallSeconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds) {
                 return ManifestAnswer(manifest: manifest, stale: false, fromCache: true)
             }
             do {
@@ -86,7 +83,7 @@ public struct ManifestResolver: Sendable {
     /// synchronous hit path); nil when the answer would need the upstream.
     public func freshTag(upstream: UpstreamClient, repository: String, tag: String, accept: AcceptSet) -> StoredManifest? {
         guard let (record, manifest) = self.cachedTag(upstream: upstream.configuration.name, repository: repository, tag: tag, accept: accept),
-              self.clock.wallSeconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds)
+              self.index.clock.wallSeconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds)
         else { return nil }
         return manifest
     }

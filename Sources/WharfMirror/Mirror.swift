@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Logging
 import OCIDistribution
+import WharfClock
 import WharfStorage
 import WharfUpstream
 
@@ -41,7 +42,7 @@ public final class Mirror: Sendable {
     /// `limits` bounds the cache (nil: unbounded). The index ↔ disk check runs later, in ``runMaintenance()``.
     public init(
         dataDirectory: String, upstreams: [MirrorUpstream], httpClients: UpstreamHTTPClients, logger: Logger, limits: CacheLimits? = nil,
-        notifier: Notifier? = nil, clock: MirrorClock = .system
+        notifier: Notifier? = nil, clock: WharfClock = .system
     ) throws {
         precondition(!upstreams.isEmpty, "a mirror needs at least one upstream")
         let notifier = notifier ?? .disabled(logger: logger)
@@ -49,17 +50,17 @@ public final class Mirror: Sendable {
         self.layout = CacheLayout(root: dataDirectory)
         try self.layout.createDirectories()
         self.budget = CacheBudget(limits: limits, logger: logger)
-        self.index = try CacheIndex(directory: self.layout.indexDirectory, budget: self.budget)
+        self.index = try CacheIndex(directory: self.layout.indexDirectory, budget: self.budget, clock: clock)
         self.store = BlobStore(layout: self.layout, budget: self.budget)
         let removed = self.store.removeLeftoverTempFiles()
         if removed > 0 { logger.notice("removed unfinished fills from a previous run", metadata: ["count": "\(removed)"]) }
         self.fills = BlobFills(store: self.store, index: self.index, stats: self.stats, notifier: notifier, logger: logger)
         self.linkGate = RepositoryLinkGate(index: self.index, stats: self.stats, logger: logger)
-        self.manifests = ManifestResolver(index: self.index, stats: self.stats, gate: self.linkGate, logger: logger, clock: clock)
+        self.manifests = ManifestResolver(index: self.index, stats: self.stats, gate: self.linkGate, logger: logger)
         var routes: [UpstreamRoute] = []
         var pins: [(upstream: String, images: PinnedImages)] = []
         for u in upstreams {
-            let client = UpstreamClient(configuration: u.configuration, httpClients: httpClients, logger: logger)
+            let client = UpstreamClient(configuration: u.configuration, httpClients: httpClients, logger: logger, clock: clock)
             let name = u.configuration.name
             client.observeReachability { up, reason in
                 notifier.emit(up ? .upstreamUp(upstream: name) : .upstreamDown(upstream: name, reason: reason ?? "unreachable"))

@@ -1,5 +1,6 @@
 import Prometheus
 import Synchronization
+import WharfClock
 import WharfStorage
 
 /// A counter kept as an atomic, read by `/stats`; its Prometheus twin is brought up to date when
@@ -37,7 +38,7 @@ public final class MirrorStats: Sendable {
     private let metrics = MetricsRegistry()
     private var registry: PrometheusCollectorRegistry { self.metrics.registry }
     public let startedAt = ContinuousClock.now
-    public let startedAtWall = Clock.seconds()
+    public let startedAtWall = WharfClock.system.wallSeconds()
 
     public let requests: [RequestKind: StatCounter]
     public let blobHits: StatCounter

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import NIOHTTP1
 import OCIDistribution
+import WharfClock
 import WharfStorage
 import WharfUpstream
 
@@ -53,7 +54,7 @@ extension ReadService {
         else { return nil }
         if query.isHead { return .head(size: record.size, cache: .hit) }
         if record.size <= Self.inlineBodyLimit {
-            guard let cached = files.cache.descriptor(digest, record: record, now: Clock.seconds()) else { return nil }
+            guard let cached = files.cache.descriptor(digest, record: record, now: self.mirror.index.clock.wallSeconds()) else { return nil }
             if cached.touch { self.mirror.index.touch(digest) }
             return .file(CachedFile(descriptor: cached.fd, size: record.size, owned: false, mark: nil))
         }

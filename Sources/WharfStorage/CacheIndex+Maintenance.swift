@@ -1,5 +1,6 @@
 import LMDB
 import OCIDistribution
+import WharfClock
 
 /// Whole-index upkeep for `wharf gc`, imports and benchmarks.
 extension CacheIndex {
@@ -19,7 +20,7 @@ extension CacheIndex {
     /// Records many verified blobs in one transaction (bulk import, e.g. re-indexing files or
     /// building a large index for `wharf-startup-bench`).
     public func commitBlobs(_ entries: [BlobEntry]) throws {
-        let now = Clock.seconds()
+        let now = self.clock.wallSeconds()
         let total = try self.environment.write { txn in
             var delta: Int64 = 0
             for e in entries {

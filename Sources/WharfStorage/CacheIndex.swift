@@ -4,6 +4,7 @@ import Glibc
 import LMDB
 import OCIDistribution
 import Synchronization
+import WharfClock
 
 /// The LMDB index: the truth about what is complete in the cache.
 ///
@@ -25,12 +26,14 @@ public final class CacheIndex: Sendable {
     let totalBytes = Atomic<Int64>(0)
     /// Told about every change of the blob-bytes total.
     public let budget: CacheBudget?
+    /// Stamps creation, access and fetch times.
+    public let clock: WharfClock
 
     static let totalKey = Array("blob-bytes".utf8)
 
     /// Opens (or creates) the index. An index without a stored total (made by an older Wharf) has
     /// its total computed once by a scan and stored.
-    public init(directory: String, budget: CacheBudget? = nil) throws {
+    public init(directory: String, budget: CacheBudget? = nil, clock: WharfClock = .system) throws {
         self.environment = try Environment(path: directory)
         self.blobs = try self.environment.database(named: "blobs")
         self.manifests = try self.environment.database(named: "manifests")
@@ -38,6 +41,7 @@ public final class CacheIndex: Sendable {
         self.links = try self.environment.database(named: "links")
         self.meta = try self.environment.database(named: "meta")
         self.budget = budget
+        self.clock = clock
         let stored = try self.environment.read { txn in try txn.withValue(self.meta, Self.totalKey) { Self.decodeTotal($0) } ?? nil }
         if let stored {
             self.indexChanged(total: stored, committed: nil)
@@ -71,7 +75,7 @@ public final class CacheIndex: Sendable {
     /// returns its record. Blobs enter the cache through ``BlobIngest``, which calls this once the file is in place.
     @discardableResult
     public func commitBlob(_ digest: Digest, size: Int64, link: (upstream: String, repository: String)?) throws -> BlobRecord {
-        let now = Clock.seconds()
+        let now = self.clock.wallSeconds()
         let record = BlobRecord(size: size, createdAt: now, lastAccess: now)
         let total = try self.environment.write { txn in
             let key = Self.key(digest)
@@ -117,7 +121,7 @@ public final class CacheIndex: Sendable {
 
     /// Notes a hit; written to LMDB later by ``flushAccessTimes()``.
     public func touch(_ digest: Digest) {
-        let now = Clock.seconds()
+        let now = self.clock.wallSeconds()
         self.pendingAccess.withLock { $0[digest] = now }
     }
 
@@ -160,7 +164,7 @@ public final class CacheIndex: Sendable {
     public func putManifest(
         _ manifest: StoredManifest, upstream: String, repository: String, tag: (name: String, acceptClass: String)?, naming: [Digest] = []
     ) throws {
-        let now = Clock.seconds()
+        let now = self.clock.wallSeconds()
         try self.environment.write { txn in
             try txn.put(self.manifests, Self.key(manifest.digest), manifest.encoded(createdAt: now))
             try txn.put(self.links, Self.linkKey(upstream, repository, manifest.digest), Self.confirmedLink)
@@ -281,14 +285,5 @@ public final class CacheIndex: Sendable {
     private static func bounded(_ raw: [UInt8]) -> [UInt8] {
         guard raw.count > 500 else { return raw }
         return Array(("#" + Digest.sha256(of: raw).hex).utf8)
-    }
-}
-
-/// Wall-clock seconds since the epoch.
-public enum Clock {
-    public static func seconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return UInt64(ts.tv_sec)
     }
 }

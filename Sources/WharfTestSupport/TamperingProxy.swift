@@ -50,6 +50,9 @@ public final class TamperingProxy: Sendable {
         var manifestOverride: (status: Int, retryAfter: Int?)?
         var records: [ProxyRequestRecord] = []
         var client: HTTPClient?
+        /// `Authorization` values seen so far, and those revoked (forwarded without credentials).
+        var credentialsSeen: Set<String> = []
+        var credentialsRevoked: Set<String> = []
     }
 
     private let state = Mutex(State())
@@ -108,6 +111,13 @@ public final class TamperingProxy: Sendable {
         state.withLock { $0.manifestOverride = status.map { ($0, retryAfter) } }
     }
 
+    /// Revokes every credential seen so far, as an upstream that rotated its token key or cut a
+    /// token's life short would: requests that still carry one are forwarded without it, so the
+    /// upstream answers with its own `401` and challenge.
+    public func revokeCredentialsSeen() {
+        state.withLock { $0.credentialsRevoked.formUnion($0.credentialsSeen) }
+    }
+
     public func count(method: String, pathContaining: String) -> Int {
         state.withLock { $0.records.filter { $0.method == method && $0.uri.contains(pathContaining) }.count }
     }
@@ -148,9 +158,14 @@ public final class TamperingProxy: Sendable {
         }
         var request = HTTPClientRequest(url: upstream + head.uri)
         request.method = head.method
+        let revoked = state.withLock { state -> Set<String> in
+            state.credentialsSeen.formUnion(head.headers["authorization"])
+            return state.credentialsRevoked
+        }
         for (name, value) in head.headers {
             let lower = name.lowercased()
             if lower == "host" || lower == "content-length" || Self.hopByHop.contains(lower) { continue }
+            if lower == "authorization" && revoked.contains(value) { continue }
             request.headers.add(name: name, value: value)
         }
         if body.readableBytes > 0 || [.POST, .PUT, .PATCH].contains(head.method) {

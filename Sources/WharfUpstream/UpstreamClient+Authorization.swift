@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import OCIDistribution
 import Synchronization
+import WharfClock
 
 /// Token authentication: the `Authorization` value for a scope, and token fetches at the realm.
 extension UpstreamClient {
@@ -45,7 +46,7 @@ extension UpstreamClient {
         defer { self.machine.withLock { $0.finished(.token, trial: trial) } }
         var headers = HTTPHeaders()
         if let credentials { headers.add(name: "Authorization", value: credentials.basicAuthorization) }
-        let started = ContinuousClock.now
+        let started = self.clock.now()
         let deadline = started + self.configuration.bodyTimeout
         let response = try await self.execute(
             .GET, url: url, headers: headers, authorization: nil, timeout: Self.timeAmount(self.configuration.bodyTimeout),

@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import OCIDistribution
 import Synchronization
+import WharfClock
 
 /// Talks to one upstream registry: token auth (Bearer via the realm, or Basic), token cache,
 /// redirects followed by hand under ``RedirectPolicy`` (without `Authorization` on other hosts), and
@@ -14,7 +15,9 @@ public final class UpstreamClient: Sendable {
     public let configuration: UpstreamConfiguration
     let clients: UpstreamHTTPClients
     let logger: Logger
-    let tokens = TokenCache()
+    let tokens: TokenCache
+    /// Token lifetimes are measured on it.
+    let clock: WharfClock
     /// One `/v2/` ping in flight to learn the challenge before the first content request.
     private let challengePing = Mutex<Task<Void, Never>?>(nil)
     private let pinged = Atomic<Bool>(false)
@@ -32,8 +35,10 @@ public final class UpstreamClient: Sendable {
     /// Reachability, circuit states, holds and rate-limit information as last seen.
     public var health: UpstreamHealth { self.machine.withLock { $0.health(now: .now) } }
 
-    public init(configuration: UpstreamConfiguration, httpClients: UpstreamHTTPClients, logger: Logger) {
+    public init(configuration: UpstreamConfiguration, httpClients: UpstreamHTTPClients, logger: Logger, clock: WharfClock = .system) {
         self.configuration = configuration
+        self.clock = clock
+        self.tokens = TokenCache(clock: clock)
         self.clients = httpClients
         self.logger = logger
         self.machine = Mutex(UpstreamHealthMachine())

@@ -3,6 +3,7 @@ import Logging
 import OCIDistribution
 import Testing
 import WharfAuth
+import WharfClock
 import WharfMirror
 import WharfTestSupport
 import WharfUpstream
@@ -273,9 +274,9 @@ struct ClientAuthTests {
     @Test("pass-through decisions are cached briefly; once expired and the upstream is down, access fails closed")
     func passThroughFailsClosed() async throws {
         let f = try await Fixture.start()
+        let clock = ManualClock()
         let wharf = try await WharfInstance.start(upstreams: [try f.mirrorUpstream(credentials: nil)], auth: { logger in
-            ClientAuthenticator(
-                mode: .passthrough, allowWithoutTLS: true, decisions: AccessDecisions(grantTTL: .seconds(2), denialTTL: .seconds(1)), logger: logger)
+            ClientAuthenticator(mode: .passthrough, allowWithoutTLS: true, decisions: AccessDecisions(clock: clock.clock), logger: logger)
         })
         do {
             let alice = Self.basic("alice", "alice-secret")
@@ -286,7 +287,7 @@ struct ClientAuthTests {
             try await f.upstream.registry.stop()
             // Within the grant's lifetime the cached layer is still served to alice.
             #expect(try await Self.get(layer, wharf.port, auth: alice).status == 200)
-            try await Task.sleep(for: .milliseconds(2200))
+            clock.advance(by: .seconds(61))  // past the default 60 s grant
             // Expired and the upstream cannot be asked: refused, although the bytes are on disk.
             let closed = try await Self.get(layer, wharf.port, auth: alice)
             #expect(closed.status == 503 && closed.bodyText.contains("UNAVAILABLE"), "\(closed.status) \(closed.bodyText)")

@@ -5,6 +5,7 @@ import NIOHTTP1
 import OCIDistribution
 import Synchronization
 import Testing
+import WharfClock
 import WharfMirror
 import WharfStorage
 import WharfTestSupport
@@ -17,7 +18,8 @@ struct EvictionTests {
     @Test("pulls totaling twice the limit keep the cache under it; the newest image stays cached; served blobs are spared")
     func lruUnderLimit() async throws {
         let (upstream, images) = try await Self.sixImages()
-        let wharf = try await WharfInstance.start(upstream: upstream.registry.url, maxSize: Self.maxSize)
+        let clock = ManualClock()
+        let wharf = try await WharfInstance.start(upstream: upstream.registry.url, maxSize: Self.maxSize, clock: clock.clock)
         let out = try TempDirectory.make("evict")
         do {
             var protected: GeneratedBlob?
@@ -50,7 +52,7 @@ struct EvictionTests {
                     protected = images[0].layers.first { cached.contains($0.hex) } ?? image.layers[0]
                     protectedMark = wharf.mirror.serving.markServing(try Digest(parsing: protected!.digest))
                 }
-                try await Task.sleep(for: .milliseconds(1100))  // last-access times have one-second precision, stamped by the index (WharfStorage) with the system clock, which no test clock reaches yet
+                clock.advance(by: .seconds(2))  // last-access times have one-second precision: the next image is newer
             }
             let evicted = wharf.mirror.evictor.counters.evictedBlobs.load(ordering: .relaxed)
             #expect(evicted > 0)
@@ -111,7 +113,8 @@ struct EvictionTests {
     @Test("a pinned image survives eviction while other images come and go")
     func pinnedImageSurvives() async throws {
         let (upstream, images) = try await Self.sixImages()
-        let wharf = try await WharfInstance.start(upstream: upstream.registry.url, maxSize: Self.maxSize, pins: ["team/app0:v1"])
+        let clock = ManualClock()
+        let wharf = try await WharfInstance.start(upstream: upstream.registry.url, maxSize: Self.maxSize, pins: ["team/app0:v1"], clock: clock.clock)
         let out = try TempDirectory.make("evict-pin")
         do {
             for i in images.indices {
@@ -119,7 +122,7 @@ struct EvictionTests {
                 #expect(pull.status == 0, "pull \(i) failed: \(pull.output)")
                 try await Self.waitUntilSettled(wharf)
                 #expect(wharf.blobBytesOnDisk() <= Self.maxSize)
-                try await Task.sleep(for: .milliseconds(1100))  // last-access times have one-second precision, stamped by the index (WharfStorage) with the system clock, which no test clock reaches yet
+                clock.advance(by: .seconds(2))  // last-access times have one-second precision: the next image is newer
             }
             #expect(wharf.mirror.evictor.counters.evictedBlobs.load(ordering: .relaxed) > 0, "nothing was evicted: the test proves nothing")
             let cached = wharf.cachedBlobHexes()
@@ -146,13 +149,11 @@ struct EvictionTests {
         return (upstream, images)
     }
 
-    static func waitUntilSettled(_ wharf: WharfInstance) async throws {
-        let deadline = ContinuousClock.now + .seconds(5)
-        while ContinuousClock.now < deadline {
+    static func waitUntilSettled(_ wharf: WharfInstance, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        try await eventually("the cache did not settle (fills, eviction, unlinks)", sourceLocation: sourceLocation) {
             let budget = wharf.mirror.budget
-            if wharf.mirror.fills.inFlight == 0, !budget.needsEviction, budget.publishingBytes == 0,
-               wharf.blobBytesOnDisk() == budget.indexedBytes { return }
-            try await Task.sleep(for: .milliseconds(20))
+            return wharf.mirror.fills.inFlight == 0 && !budget.needsEviction && budget.publishingBytes == 0
+                && wharf.blobBytesOnDisk() == budget.indexedBytes
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WharfClock
 import WharfMirror
 import WharfTestSupport
 import WharfUpstream
@@ -21,7 +22,7 @@ struct FreshnessTests {
     func retagAndRevalidate() async throws {
         let clock = ManualClock()
         var a: GeneratedImage!, b: GeneratedImage!
-        try await withWharf(tagTTL: .seconds(2), clock: clock.mirrorClock, seed: { upstream in
+        try await withWharf(tagTTL: .seconds(2), clock: clock.clock, seed: { upstream in
             a = try upstream.generator.image(layerSizes: [1000], format: .oci)
             b = try upstream.generator.image(layerSizes: [2000], format: .oci)
             try upstream.storage.add(image: a, repository: "team/app", tag: "v1")
@@ -29,7 +30,7 @@ struct FreshnessTests {
         }) { f in
             let (wharf, registry) = (f.wharf, f.upstream.registry)
             #expect(try await Self.manifest("team/app", "v1", port: wharf.port).header("docker-content-digest") == a.manifest.digest)
-            clock.setAhead(by: .seconds(3))  // past the 2 s TTL
+            clock.advance(by: .seconds(3))  // past the 2 s TTL
             let gets = try Self.manifestRequests(registry, "GET"), heads = try Self.manifestRequests(registry, "HEAD")
             #expect(try await Self.manifest("team/app", "v1", port: wharf.port).header("docker-content-digest") == a.manifest.digest)
             // Distribution writes its access log line after answering.
@@ -37,10 +38,10 @@ struct FreshnessTests {
             #expect(try Self.manifestRequests(registry, "GET") == gets, "revalidating an unchanged tag cost a manifest GET")
             #expect(wharf.mirror.stats.revalidations.value == 1)
 
-            clock.setAhead(by: .zero)  // the revalidated answer was stored at system time: fresh again
+            // The revalidated answer was stored at the clock's time: fresh again.
             try f.upstream.storage.setTag("v1", repository: "team/app", manifestDigest: b.manifest.digest)
             #expect(try await Self.manifest("team/app", "v1", port: wharf.port).header("docker-content-digest") == a.manifest.digest, "visible before the TTL")
-            clock.setAhead(by: .seconds(3))
+            clock.advance(by: .seconds(3))
             let after = try await Self.manifest("team/app", "v1", port: wharf.port)
             #expect(after.header("docker-content-digest") == b.manifest.digest, "retag not visible after the TTL")
             #expect(Data(after.body) == (try b.manifest.data()))
@@ -51,7 +52,7 @@ struct FreshnessTests {
     func upstreamDown() async throws {
         let clock = ManualClock()
         var image: GeneratedImage!
-        try await withWharf(tagTTL: .seconds(1), clock: clock.mirrorClock, seed: { upstream in
+        try await withWharf(tagTTL: .seconds(1), clock: clock.clock, seed: { upstream in
             image = try upstream.generator.image(layerSizes: [300_000], format: .dockerSchema2)
             try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
         }) { f in
@@ -61,7 +62,7 @@ struct FreshnessTests {
             let warm = try await Skopeo.copy(source: "docker://\(wharf.host)/team/app:v1", destinationDirectory: out + "/a", extraArguments: [], timeout: .seconds(60))
             #expect(warm.status == 0, "\(warm.output)")
             try await f.upstream.registry.stop()
-            clock.setAhead(by: .seconds(2))  // past the 1 s TTL: the tag needs the upstream
+            clock.advance(by: .seconds(2))  // past the 1 s TTL: the tag needs the upstream
 
             let stale = try await Self.manifest("team/app", "v1", port: wharf.port)
             #expect(stale.status == 200)
@@ -84,7 +85,7 @@ struct FreshnessTests {
     @Test("an upstream answering 429: cached tags are served stale, others get 429 with Retry-After")
     func rateLimited() async throws {
         let clock = ManualClock()
-        try await withWharf(tagTTL: .seconds(1), clock: clock.mirrorClock, seed: { upstream in
+        try await withWharf(tagTTL: .seconds(1), clock: clock.clock, seed: { upstream in
             let image = try upstream.generator.image(layerSizes: [1000], format: .oci)
             try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
             try upstream.storage.setTag("v2", repository: "team/app", manifestDigest: image.manifest.digest)
@@ -92,7 +93,7 @@ struct FreshnessTests {
             let (wharf, proxy) = (f.wharf, f.proxy!)
             #expect(try await Self.manifest("team/app", "v1", port: wharf.port).status == 200)
             proxy.setManifestOverride(status: 429, retryAfter: 30)
-            clock.setAhead(by: .seconds(2))  // past the 1 s TTL
+            clock.advance(by: .seconds(2))  // past the 1 s TTL
             let stale = try await Self.manifest("team/app", "v1", port: wharf.port)
             #expect(stale.status == 200 && stale.header("x-wharf-stale") == "true")
             let limited = try await Self.manifest("team/app", "v2", port: wharf.port)

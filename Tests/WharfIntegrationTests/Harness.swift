@@ -8,6 +8,7 @@ import Foundation
 import Logging
 import NIOCore
 import WharfAuth
+import WharfClock
 import WharfHTTP
 import WharfMirror
 import WharfStorage
@@ -62,7 +63,7 @@ final class WharfInstance: Sendable {
 
     static func start(
         upstream: String, credentials: UpstreamCredentials? = nil, tokenRealms: [String] = [], tagTTL: Duration = .seconds(300),
-        dataDirectory: String? = nil, maxSize: Int64? = nil, pins: [String] = [], idleTimeout: TimeAmount? = nil, clock: MirrorClock = .system
+        dataDirectory: String? = nil, maxSize: Int64? = nil, pins: [String] = [], idleTimeout: TimeAmount? = nil, clock: WharfClock = .system
     ) async throws -> WharfInstance {
         let config = try UpstreamConfiguration(name: "test-upstream", url: upstream, credentials: credentials, tagTTL: tagTTL, tokenRealms: tokenRealms)
         return try await self.start(
@@ -75,7 +76,7 @@ final class WharfInstance: Sendable {
         upstreams: [MirrorUpstream], dataDirectory: String? = nil, maxSize: Int64? = nil,
         auth: ((Logger) throws -> ClientAuthenticator)? = nil, tls: TLSCertificate? = nil, edge: EdgeSettings? = nil,
         notifier: ((HTTPClient, Logger) -> Notifier)? = nil, idleTimeout: TimeAmount? = nil, httpClients: UpstreamHTTPClients? = nil,
-        logger customLogger: Logger? = nil, clock: MirrorClock = .system, configure: (inout RegistryServer.Configuration) -> Void = { _ in }
+        logger customLogger: Logger? = nil, clock: WharfClock = .system, configure: (inout RegistryServer.Configuration) -> Void = { _ in }
     ) async throws -> WharfInstance {
         let dir = try dataDirectory ?? TempDirectory.make("wharf")
         var logger = customLogger ?? Logger(label: "wharf-test")
@@ -145,17 +146,17 @@ final class WharfInstance: Sendable {
     func blobBytesOnDisk() -> Int64 { CacheFiles.blobs(in: self.dataDirectory).values.reduce(0, +) }
 }
 
-/// A wall clock for the mirror that a test sets ahead instead of sleeping through a TTL: the system
-/// time plus a skip the test chooses. Times the index records (a tag's `fetchedAt`) are system time,
-/// so a test sets the skip back to zero to see a freshly stored answer as fresh.
+/// A clock for the mirror that a test moves forward instead of sleeping through a TTL (tags, tokens,
+/// pull grants, last-access times): the system's time plus the sum of every ``advance(by:)``.
 final class ManualClock: Sendable {
-    private let skip = Mutex<UInt64>(0)
+    private let skip = Mutex<Duration>(.zero)
 
-    var mirrorClock: MirrorClock { MirrorClock { Clock.seconds() + self.skip.withLock { $0 } } }
+    var clock: WharfClock { WharfClock { self.skip.withLock { $0 } } }
 
-    /// From now on the mirror sees the time `duration` (whole seconds) ahead of the system clock.
-    func setAhead(by duration: Duration) {
-        self.skip.withLock { $0 = UInt64(duration.components.seconds) }
+    /// From now on the mirror's time is `duration` further ahead of the system's (whole seconds
+    /// count for times the index records).
+    func advance(by duration: Duration) {
+        self.skip.withLock { $0 += duration }
     }
 }
 
@@ -164,7 +165,7 @@ final class ManualClock: Sendable {
 /// folders removed) however `body` ends: returning, throwing, or cancelled by the suite's time limit.
 /// Errors `body` throws are recorded as test failures.
 func withWharf(
-    tokenLifetime: Int = 300, tagTTL: Duration = .seconds(300), maxSize: Int64? = nil, pins: [String] = [], clock: MirrorClock = .system,
+    tokenLifetime: Int = 300, tagTTL: Duration = .seconds(300), maxSize: Int64? = nil, pins: [String] = [], clock: WharfClock = .system,
     seed: (UpstreamEnvironment) throws -> Void = { _ in }, proxy: Bool = false,
     sourceLocation: SourceLocation = #_sourceLocation,
     _ body: (WharfFixture) async throws -> Void

@@ -5,6 +5,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import OCIDistribution
+import WharfClock
 import WharfMirror
 import WharfStorage
 import WharfUpstream
@@ -36,7 +37,7 @@ func buildIndex(at root: String, count: Int) throws -> Duration {
     let layout = CacheLayout(root: root)
     try layout.createDirectories()
     let index = try CacheIndex(directory: layout.indexDirectory)
-    let now = Clock.seconds()
+    let now = index.clock.wallSeconds()
     var rng = SystemRandomNumberGenerator()
     let (_, took) = try time {
         for start in stride(from: 0, to: count, by: 50_000) {

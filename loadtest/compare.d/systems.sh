@@ -185,11 +185,14 @@ nginx_cache_body() {
 CONF
 }
 
-# start_wharf NAME DATA_DIR: Wharf in front of the origin.
+# start_wharf NAME DATA_DIR: Wharf in front of the origin. The load generator is one address standing
+# for a whole site's clients, so the per-client bounds (connections, upstream look-ups) are lifted.
 start_wharf() {
   local name=$1 data=$2
   local p; p=$(free_port)
-  "$wharf_bin" serve --listen "127.0.0.1:$p" --upstream "http://127.0.0.1:${port[origin]}" --data-dir "$data" \
+  printf 'limits:\n  connections-per-client: 1000000\n  upstream-lookups-per-client: 1000000\n  upstream-lookup-burst: 1000000\n' \
+    > "$work/$name.yaml"
+  "$wharf_bin" serve --config "$work/$name.yaml" --listen "127.0.0.1:$p" --upstream "http://127.0.0.1:${port[origin]}" --data-dir "$data" \
     --log-level warning --tag-ttl 600 > "$work/$name.log" 2>&1 &
   track "$name" "$p" $!
 }
