@@ -42,6 +42,31 @@ public struct ByteRange: Sendable, Hashable {
         }
     }
 
+    /// The range as a `Range` header value (re-serialized from the parsed form, never the client's text).
+    public var headerValue: String {
+        switch self.spec {
+        case .suffix(let n): "bytes=-\(n)"
+        case .from(let start, let end): "bytes=\(start)-\(end.map(String.init) ?? "")"
+        }
+    }
+
+    /// Parses a `Content-Range: bytes FIRST-LAST/TOTAL` value (an upstream's answer to a ranged GET):
+    /// digits only, `FIRST <= LAST < TOTAL`. Nil for anything else (`*`, other units, garbage).
+    public static func contentRange(_ value: String) -> (bounds: ClosedRange<Int64>, total: Int64)? {
+        guard value.utf8.count <= 100, value.hasPrefix("bytes ") else { return nil }
+        let rest = value.dropFirst(6)
+        let slash = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard slash.count == 2 else { return nil }
+        let dash = slash[0].split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard dash.count == 2 else { return nil }
+        func number(_ s: Substring) -> Int64? {
+            guard !s.isEmpty, s.utf8.count <= 18, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+            return Int64(s)
+        }
+        guard let first = number(dash[0]), let last = number(dash[1]), let total = number(slash[1]), first <= last, last < total else { return nil }
+        return (first...last, total)
+    }
+
     /// The inclusive byte bounds for an entity of `size` bytes, or a 416 error.
     public func resolve(size: Int64) throws(RegistryError) -> ClosedRange<Int64> {
         let unsatisfiable = RegistryError(.rangeInvalid, "range not satisfiable", headers: [("Content-Range", "bytes */\(size)")])

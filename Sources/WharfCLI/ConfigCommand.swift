@@ -64,6 +64,7 @@ struct ConfigCheckCommand: ParsableCommand {
             if !upstream.namespaces.isEmpty { routes.append("ns " + upstream.namespaces.joined(separator: ", ")) }
             if let prefix = upstream.pathPrefix { routes.append("prefix /v2/\(prefix)/") }
             var details = ["tag-ttl \(upstream.tagTTLSeconds)s"]
+            if upstream.staleWhileRevalidateSeconds > 0 { details.append("stale-while-revalidate \(upstream.staleWhileRevalidateSeconds)s") }
             switch upstream.credentials {
             case .file(let path): details.append("credentials from \(path)")
             case .environment(let user, let password): details.append("credentials from $\(user)/$\(password)")

@@ -20,10 +20,12 @@ struct ServeAssembly: Sendable {
 
     init(_ config: WharfConfiguration, edge: EdgeSettings? = nil, notifier: Notifier? = nil, httpClients: UpstreamHTTPClients, logger: Logger) throws {
         let upstreams = try config.upstreams.map { entry in
-            MirrorUpstream(
-                configuration: try UpstreamConfiguration(
-                    name: entry.name, url: entry.url, credentials: try Self.credentials(entry), tagTTL: .seconds(entry.tagTTLSeconds),
-                    tokenRealms: entry.tokenRealms, allowPrivateRedirects: entry.allowPrivateRedirects),
+            var upstream = try UpstreamConfiguration(
+                name: entry.name, url: entry.url, credentials: try Self.credentials(entry), tagTTL: .seconds(entry.tagTTLSeconds),
+                tokenRealms: entry.tokenRealms, allowPrivateRedirects: entry.allowPrivateRedirects)
+            upstream.staleWhileRevalidate = .seconds(entry.staleWhileRevalidateSeconds)
+            return MirrorUpstream(
+                configuration: upstream,
                 namespaces: entry.namespaces, pathPrefix: entry.pathPrefix,
                 policy: RepositoryPolicy(allow: entry.allow, deny: entry.deny), pins: entry.pins, isDefault: entry.isDefault)
         }

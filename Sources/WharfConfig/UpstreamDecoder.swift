@@ -5,7 +5,7 @@ struct UpstreamDecoder {
     var reader: NodeReader
 
     static let keys = [
-        "name", "url", "default", "namespaces", "path-prefix", "credentials", "tag-ttl", "allow", "deny", "pin", "token-realms",
+        "name", "url", "default", "namespaces", "path-prefix", "credentials", "tag-ttl", "stale-while-revalidate", "allow", "deny", "pin", "token-realms",
         "allow-private-redirects",
     ]
     static let credentialKeys = ["file", "username-env", "password-env"]
@@ -42,6 +42,8 @@ struct UpstreamDecoder {
         }
         let durations = "a duration such as 300, 90s, 5m, 1h or 1h30m"
         entry.tagTTLSeconds = self.reader.parsed(f, "tag-ttl", expected: durations, DurationString.seconds) ?? entry.tagTTLSeconds
+        entry.staleWhileRevalidateSeconds =
+            self.reader.parsed(f, "stale-while-revalidate", expected: durations, DurationString.seconds) ?? entry.staleWhileRevalidateSeconds
         entry.allow = self.reader.strings(f, "allow") ?? []
         entry.deny = self.reader.strings(f, "deny") ?? []
         entry.pins = self.reader.strings(f, "pin") ?? []

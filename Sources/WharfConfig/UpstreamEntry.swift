@@ -14,6 +14,9 @@ public struct UpstreamEntry: Sendable, Equatable {
     public var credentials: CredentialSource?
     /// Seconds a tag → digest answer is served without asking the upstream.
     public var tagTTLSeconds: Int
+    /// Seconds past the tag TTL during which an expired tag is answered from the cache at once while
+    /// one background revalidation runs (0: off).
+    public var staleWhileRevalidateSeconds: Int = 0
     /// Glob patterns of repositories that may be pulled (empty: all not denied).
     public var allow: [String]
     /// Glob patterns of repositories that may not be pulled (wins over `allow`).

@@ -47,6 +47,9 @@ struct UpstreamValidator {
             }
             self.credentials(upstream.credentials, at: "\(path).credentials")
             if upstream.tagTTLSeconds < 0 { self.fail("\(path).tag-ttl", "tag-ttl must not be negative") }
+            if upstream.staleWhileRevalidateSeconds < 0 {
+                self.fail("\(path).stale-while-revalidate", "stale-while-revalidate must not be negative")
+            }
             for (key, patterns) in [("allow", upstream.allow), ("deny", upstream.deny)] {
                 for (j, pattern) in patterns.enumerated() where pattern.isEmpty || pattern.contains(where: \.isWhitespace) {
                     self.fail("\(path).\(key)[\(j)]", "a pattern must be non-empty and without spaces, e.g. library/* or **/internal-*")

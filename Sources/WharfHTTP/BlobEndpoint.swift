@@ -21,7 +21,7 @@ struct BlobEndpoint: Sendable {
         writer.routed = routed
         let cacheURL = writer.isHead ? nil : self.edge?.redirectBlobsTo
         let query = BlobQuery(
-            digest: digest, isHead: writer.isHead, hasRange: range != nil, identity: writer.identity, client: writer.client,
+            digest: digest, isHead: writer.isHead, range: range, identity: writer.identity, client: writer.client,
             redirectsGET: cacheURL != nil)
         let answer = try await self.reads.blob(query, routed)
         switch consume answer {
@@ -44,6 +44,8 @@ struct BlobEndpoint: Sendable {
             }
         case .relay(let relay):
             try await self.relay(relay, digest: digest, writer: writer)
+        case .rangeRelay(let relay):
+            try await self.rangeRelay(relay, digest: digest, writer: writer)
         case .redirect:
             guard let edge = self.edge, let cacheURL else { throw RegistryError(.unsupported, "no cache to redirect to") }
             try await EdgeRedirect.send(edge, cache: cacheURL, name: rawName, digest: digest.description, writer: writer)
@@ -55,11 +57,27 @@ struct BlobEndpoint: Sendable {
         writer.cache = .relay
         var h = self.headers(writer, digest, length: relay.size)
         if relay.size == nil { h.add(name: "Transfer-Encoding", value: "chunked") }
-        try await writer.sendHead(status: .ok, headers: h)
+        try await Self.passThrough(.ok, h, writer: writer, failure: "uncached relay failed", relay.stream)
+    }
+
+    /// Passes a range of an uncached blob through from the upstream (unverified; see ``BlobRangeRelay``).
+    private func rangeRelay(_ relay: BlobRangeRelay, digest: Digest, writer: ResponseWriter) async throws {
+        writer.cache = .ranged
+        var h = self.headers(writer, digest, length: relay.count)
+        h.add(name: "Content-Range", value: "bytes \(relay.bounds.lowerBound)-\(relay.bounds.upperBound)/\(relay.total)")
+        try await Self.passThrough(.partialContent, h, writer: writer, failure: "ranged upstream read failed", relay.stream)
+    }
+
+    /// Sends the head, then every chunk `stream` produces; a stream that fails after the head aborts the response.
+    private static func passThrough(
+        _ status: HTTPResponseStatus, _ headers: HTTPHeaders, writer: ResponseWriter, failure: String,
+        _ stream: ((ByteBuffer) async throws -> Void) async throws -> Void
+    ) async throws {
+        try await writer.sendHead(status: status, headers: headers)
         do {
-            try await relay.stream { chunk in try await writer.writeBody(.byteBuffer(chunk)) }
+            try await stream { chunk in try await writer.writeBody(.byteBuffer(chunk)) }
         } catch {
-            throw AbortResponse(reason: "uncached relay failed: \(error)")
+            throw AbortResponse(reason: "\(failure): \(error)")
         }
         try await writer.end()
     }
@@ -124,8 +142,10 @@ struct BlobEndpoint: Sendable {
     /// Bytes a follower waits for before its next send, once the first bytes are out.
     static let followBatch: Int64 = 512 << 10
 
-    /// Streams from a fill in progress. The last byte is held back until the fill is verified, so a
-    /// corrupt or truncated upstream body never reaches a client as a complete response.
+    /// Streams from a fill in progress. For a whole blob the last byte is held back until the fill is
+    /// verified, so a corrupt or truncated upstream body never reaches a client as a complete
+    /// response. A range waits only for its own bytes: like a ranged answer from the upstream, it
+    /// cannot be verified by anyone (see README, "Ranged reads of uncached blobs").
     private func follow(_ fill: BlobFill, digest: Digest, range: ByteRange?, writer: ResponseWriter) async throws {
         let following = fill.attach()
         writer.clientGone?.whenComplete { _ in following.release() }
@@ -161,10 +181,11 @@ struct BlobEndpoint: Sendable {
         while true {
             let done = endExclusive.map { offset >= $0 } ?? false
             if done { break }
-            let lastByteOnly = endExclusive.map { offset + 1 >= $0 } ?? false
+            let lastByteOnly = range == nil && (endExclusive.map { offset + 1 >= $0 } ?? false)
             // The first bytes go out as soon as they arrive; after that, in batches (fewer wake-ups and sendfiles).
             let batchEnd = offset + (offset == start ? 1 : Self.followBatch)
-            let snap = await fill.wait(for: lastByteOnly ? .complete : .bytes(min(batchEnd, endExclusive.map { $0 - 1 } ?? batchEnd)))
+            let batchLimit = endExclusive.map { range == nil ? $0 - 1 : $0 } ?? batchEnd
+            let snap = await fill.wait(for: lastByteOnly ? .complete : .bytes(min(batchEnd, batchLimit)))
             var available = snap.written
             switch snap.phase {
             case .failed(let e): throw AbortResponse(reason: "fill failed: \(e.message)")
@@ -172,7 +193,7 @@ struct BlobEndpoint: Sendable {
                 available = size
                 if endExclusive == nil { endExclusive = size }
             default:
-                if let e = endExclusive { available = min(available, e - 1) }
+                if let e = endExclusive, range == nil { available = min(available, e - 1) }
             }
             if let e = endExclusive { available = min(available, e) }
             if offset < available {

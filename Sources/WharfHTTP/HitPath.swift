@@ -104,7 +104,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         guard let name = try? RepositoryName(parsing: rawName), let digest = try? Digest(parsing: rawDigest),
               let routed = self.reads.routeOpen(name, namespace: namespace)
         else { return false }
-        let query = BlobQuery(digest: digest, isHead: isHead, hasRange: false, identity: nil, client: "")
+        let query = BlobQuery(digest: digest, isHead: isHead, range: nil, identity: nil, client: "")
         guard let answer = self.reads.cachedBlob(query, routed, files: self.openFiles) else { return false }
         switch consume answer {
         case .head(let size, _):

@@ -58,6 +58,8 @@ public final class BlobFill: Sendable {
     /// aborts (the file renamed or unlinked), closed with the fill.
     let fd: Int32
     private let state: Mutex<State>
+    /// Bytes asked of the upstream with ranged GETs beside this fill (see ``reserveRangedBytes(_:size:)``).
+    private let rangedBytes = Atomic<Int64>(0)
 
     /// A fill of the file `ingest` writes; nil if its descriptor cannot be duplicated.
     init?(digest: Digest, origin: (upstream: String, repository: String), ingest: BlobIngest, now: ContinuousClock.Instant = .now) {
@@ -105,6 +107,23 @@ public final class BlobFill: Sendable {
     }
 
     public var snapshot: Snapshot { self.state.withLock { $0.machine.snapshot } }
+
+    /// Ranged upstream GETs beside a fill may bring in at most this share of the blob's size: the
+    /// fill is the one full GET, so the upstream sends at most 1.25 × the blob for it.
+    static let rangedShare: Int64 = 4
+
+    /// Reserves `count` bytes of ranged upstream reads for this blob of `size` bytes; false once
+    /// that would pass a quarter of `size` (the range then follows the fill instead).
+    func reserveRangedBytes(_ count: Int64, size: Int64) -> Bool {
+        let limit = size / Self.rangedShare
+        var current = self.rangedBytes.load(ordering: .relaxed)
+        while true {
+            guard current + count <= limit else { return false }
+            let (exchanged, original) = self.rangedBytes.compareExchange(expected: current, desired: current + count, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+    }
 
     /// Tasks suspended in ``wait(for:)`` now.
     var waiterCount: Int { self.state.withLock { $0.machine.waiterCount } }

@@ -120,6 +120,9 @@ public final class BlobFills: Sendable {
 
     public var inFlight: Int { self.state.withLock { $0.fills.count } }
 
+    /// The state of every fill running now (for `/stats` and tests).
+    public var runningSnapshots: [BlobFill.Snapshot] { self.state.withLock { $0.fills.values.map(\.snapshot) } }
+
     /// True while a fill for `digest` runs (from its start until after its index commit or failure).
     public func isFilling(_ digest: Digest) -> Bool { self.state.withLock { $0.fills[digest] != nil } }
 
@@ -224,8 +227,11 @@ public final class BlobFills: Sendable {
     private func download(_ fill: BlobFill, ingest: BlobIngest, upstream: UpstreamClient, repository: String, identity: UpstreamIdentity) async {
         let digest = fill.digest
         let started = ContinuousClock.now
+        // The writer owns the ingest until it hands it back; then `open` says it is not committed yet.
+        let writer = FillWriter(ingest: ingest, fill: fill)
+        var writerOwns = true
         var ingest = ingest
-        var open = true  // the ingest is neither committed nor aborted yet
+        var open = false
         do {
             self.stats.upstreamRequests.add()
             let response = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", timeout: .hours(6), as: identity)
@@ -234,36 +240,30 @@ public final class BlobFills: Sendable {
             }
             let expected = response.contentLength
             if let expected {
-                do { try ingest.expect(size: expected) } catch {
+                do { try await writer.expect(size: expected) } catch {
                     self.logger.warning("no room to cache a blob", metadata: ["digest": "\(digest)", "bytes": "\(expected)", "error": "\(error)"])
                     throw Self.cannotKeep("\(error)")  // before any client got a head: they relay instead
                 }
             }
             fill.started(size: expected)
-            // Small blobs are hashed inline; big ones beside the download (see FillHasher).
-            let background = (expected ?? Int64.max) > Self.inlineHashLimit ? FillHasher() : nil
-            var hasher = StreamingSHA256()
             for try await chunk in body {
                 try Task.checkCancellation()  // shutdown's drain bound passed
-                try chunk.withUnsafeReadableBytes { raw in
-                    do { try ingest.append(raw) } catch BlobIngest.Failure.exceedsExpectedSize {
-                        throw RegistryError(.blobUnknown, "upstream sent more bytes than announced")
-                    } catch {
-                        throw RegistryError(.blobUnknown, "cache disk write failed: \(error)")
-                    }
-                    if background == nil { hasher.update(raw) }
-                }
-                fill.progressed(to: ingest.written)  // followers send these bytes now; the last one waits for the digest
+                // Written and hashed on the writer's queue; followers send each chunk once it is on disk.
+                do { try await writer.submit(chunk) } catch { throw Self.writeFailure(error) }
                 if fill.isAbandoned(self.orphans.withLock { $0 }) {
                     self.stats.fillsAbandoned.add()
                     throw RegistryError(.blobUnknown, "no client follows this fill and it is below the throughput floor")
                 }
-                await background?.submit(chunk)
             }
+            writerOwns = false
+            let finished: (ingest: BlobIngest, computedHex: String)
+            do { finished = try await writer.finish() } catch { throw Self.writeFailure(error) }
+            ingest = finished.ingest
+            let computed = finished.computedHex
+            open = true
             if let expected, ingest.written != expected {
                 throw RegistryError(.blobUnknown, "upstream body ended after \(ingest.written) of \(expected) bytes")
             }
-            let computed = if let background { await background.finalize() } else { hasher.finalize() }
             do { try ingest.verify(computedHex: computed) } catch {
                 self.stats.digestMismatches.add()
                 throw RegistryError(.blobUnknown, "upstream content does not match digest \(digest)")
@@ -285,7 +285,7 @@ public final class BlobFills: Sendable {
                 ])
             }
         } catch {
-            if open { ingest.abort() }
+            if writerOwns { await writer.abort() } else if open { ingest.abort() }
             let cancelled = Task.isCancelled && !(error is RegistryError)
             let failure = cancelled ? RegistryError(.unavailable, "the cache is shutting down") : UpstreamErrors.from(error, kind: .blob)
             if !cancelled, !(error is RegistryError) || failure.status >= 500 { self.stats.upstreamErrors.add() }
@@ -307,6 +307,9 @@ public final class BlobFills: Sendable {
     /// True for the failure of a fill whose blob the cache cannot keep (see ``cannotKeep(_:)``).
     public static func isCannotKeep(_ error: RegistryError) -> Bool { error.detail["reason"] == Self.cannotKeepReason }
 
-    /// Blobs up to this size are hashed on the fill's own task.
-    static let inlineHashLimit: Int64 = 1 << 20
+    /// What a client is told when the fill could not write a chunk.
+    private static func writeFailure(_ failure: BlobIngest.Failure) -> RegistryError {
+        if case .exceedsExpectedSize = failure { return RegistryError(.blobUnknown, "upstream sent more bytes than announced") }
+        return RegistryError(.blobUnknown, "cache disk write failed: \(failure)")
+    }
 }

@@ -26,6 +26,8 @@ public struct ManifestResolver: Sendable {
     private let negative: NegativeCache
     private let gate: RepositoryLinkGate
     private let logger: Logger
+    /// Background revalidations of tags answered stale within their stale-while-revalidate window.
+    package let revalidations = TagRevalidations()
 
     public init(
         index: CacheIndex, stats: MirrorStats, gate: RepositoryLinkGate, negativeTTL: Duration = .seconds(30), logger: Logger
@@ -65,8 +67,27 @@ public struct ManifestResolver: Sendable {
                 await self.store(fetched, upstream: upstream, repository: repository, tag: (tag.value, accept.classKey))
                 return ManifestAnswer(manifest: fetched, stale: false, fromCache: false)
             }
-            if self.index.clock.wallSeconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds) {
+            let now = self.index.clock.wallSeconds()
+            let expires = record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds)
+            if now < expires {
                 return ManifestAnswer(manifest: manifest, stale: false, fromCache: true)
+            }
+            if now < expires + UInt64(max(0, upstream.configuration.staleWhileRevalidate.components.seconds)) {
+                let key = "\(upstream.configuration.name)\u{0}\(repository)\u{0}\(tag.value)\u{0}\(accept.classKey)"
+                let queued = self.revalidations.start(key) {
+                    do {
+                        _ = try await self.revalidate(
+                            upstream: upstream, repository: repository, tag: tag.value, accept: accept, cached: manifest, identity: identity)
+                    } catch {
+                        self.logger.notice("background tag revalidation failed", metadata: [
+                            "repository": "\(repository)", "tag": "\(tag)", "reason": "\(error)",
+                        ])
+                    }
+                }
+                if queued {
+                    self.stats.staleWhileRevalidateServes.add()
+                    return ManifestAnswer(manifest: manifest, stale: true, fromCache: true)
+                }
             }
             do {
                 return try await self.revalidate(

@@ -107,6 +107,7 @@ public final class Mirror: Sendable {
             group.addTask { await self.startupReconcile.run() }
             group.addTask { await self.evictor.run() }
             group.addTask { await self.notifier.run() }
+            group.addTask { await self.manifests.revalidations.run() }
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 do { try self.index.flushAccessTimes() } catch {

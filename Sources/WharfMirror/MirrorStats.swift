@@ -46,6 +46,8 @@ public final class MirrorStats: Sendable {
     public let manifestHits: StatCounter
     public let manifestMisses: StatCounter
     public let staleServes: StatCounter
+    /// Expired tags answered at once from the cache within their stale-while-revalidate window.
+    public let staleWhileRevalidateServes: StatCounter
     public let revalidations: StatCounter
     public let negativeHits: StatCounter
     public let bytesFromDisk: StatCounter
@@ -56,6 +58,10 @@ public final class MirrorStats: Sendable {
     public let fillsFailed: StatCounter
     /// Blobs streamed from the upstream to a client uncached, because the cache could not keep them (disk full).
     public let relays: StatCounter
+    /// `Range` GETs of uncached blobs answered with a ranged upstream GET beside the fill.
+    public let rangedRelays: StatCounter
+    /// Body bytes of those answers.
+    public let bytesFromRanges: StatCounter
     /// Fills stopped because no client followed them and they were below the throughput floor.
     public let fillsAbandoned: StatCounter
     public let digestMismatches: StatCounter
@@ -105,6 +111,8 @@ public final class MirrorStats: Sendable {
         self.blobMisses = StatCounter(r, "wharf_cache_misses_total", [("kind", "blob")], help: "Requests that needed the upstream")
         self.manifestMisses = StatCounter(r, "wharf_cache_misses_total", [("kind", "manifest")], help: "Requests that needed the upstream")
         self.staleServes = StatCounter(r, "wharf_stale_serves_total", help: "Tags served past their TTL because the upstream failed")
+        self.staleWhileRevalidateServes = StatCounter(
+            r, "wharf_stale_while_revalidate_serves_total", help: "Expired tags answered from the cache while a background revalidation runs")
         self.revalidations = StatCounter(r, "wharf_tag_revalidations_total", help: "Expired tags confirmed unchanged by an upstream HEAD")
         self.negativeHits = StatCounter(r, "wharf_negative_hits_total", help: "Requests answered from the not-found cache")
         self.bytesFromDisk = StatCounter(r, "wharf_served_bytes_total", [("source", "disk")], help: "Body bytes sent to clients")
@@ -115,6 +123,9 @@ public final class MirrorStats: Sendable {
         self.fillsFailed = StatCounter(r, "wharf_fills_failed_total", help: "Blob downloads that failed or did not verify")
         self.fillsAbandoned = StatCounter(r, "wharf_fills_abandoned_total", help: "Fills stopped with no client following them, below the throughput floor")
         self.relays = StatCounter(r, "wharf_uncached_relays_total", help: "Blobs streamed to a client uncached because the cache could not keep them")
+        self.rangedRelays = StatCounter(
+            r, "wharf_ranged_relays_total", help: "Range GETs of uncached blobs answered by a ranged upstream GET (unverified, not stored)")
+        self.bytesFromRanges = StatCounter(r, "wharf_served_bytes_total", [("source", "upstream-range")], help: "Body bytes sent to clients")
         self.digestMismatches = StatCounter(r, "wharf_digest_mismatches_total", help: "Upstream bodies whose digest did not match")
         self.followersJoined = StatCounter(r, "wharf_fill_followers_total", help: "Requests that joined a download in progress")
         self.upstreamRequests = StatCounter(r, "wharf_upstream_requests_total", help: "Manifest and blob requests sent upstream")

@@ -11,17 +11,19 @@ import WharfUpstream
 public struct BlobQuery: Sendable {
     public var digest: Digest
     public var isHead: Bool
+    /// The GET's `Range` (parsed and validated), if it has one.
+    public var range: ByteRange?
     /// The GET has a `Range` header (an uncached relay cannot honour one).
-    public var hasRange: Bool
+    public var hasRange: Bool { self.range != nil }
     public var identity: ClientIdentity?
     public var client: String
     /// An edge redirects blob GETs to a cache: the answer is ``BlobAnswer/redirect`` once the pull is authorized.
     public var redirectsGET: Bool
 
-    public init(digest: Digest, isHead: Bool, hasRange: Bool, identity: ClientIdentity?, client: String, redirectsGET: Bool = false) {
+    public init(digest: Digest, isHead: Bool, range: ByteRange?, identity: ClientIdentity?, client: String, redirectsGET: Bool = false) {
         self.digest = digest
         self.isHead = isHead
-        self.hasRange = hasRange
+        self.range = range
         self.identity = identity
         self.client = client
         self.redirectsGET = redirectsGET
@@ -39,6 +41,9 @@ public enum BlobAnswer: ~Copyable {
     case fill(BlobFill, ServingMark)
     /// The cache cannot keep the blob: stream it from the upstream uncached, verified.
     case relay(BlobRelay)
+    /// A `Range` GET of a blob not cached yet, whose bytes the fill beside it has not reached: the
+    /// range straight from the upstream, unverified and never stored.
+    case rangeRelay(BlobRangeRelay)
     /// An edge: redirect the GET to a cache with a signed URL (the pull is authorized).
     case redirect
 }
@@ -136,8 +141,30 @@ extension ReadService {
             return .file(CachedFile(descriptor: file.fd, size: file.size, owned: true, mark: mark))
         case .fill(let fill):
             if !linked, fill.origin != (routed.upstreamName, routed.repository) { try await self.confirm(digest, routed, identity) }
+            if let range = query.range, let relay = await self.rangeAhead(of: fill, range, routed, identity) { return .rangeRelay(relay) }
             return .fill(fill, self.mirror.serving.markServing(digest))
         }
+    }
+
+    /// Ranges this far past what a fill has written are asked of the upstream; nearer ones wait
+    /// for the fill (it will get there about as soon as a new upstream request would answer).
+    static let rangeLookahead: Int64 = 1 << 20
+
+    /// For a `Range` GET of a blob being filled: a ranged upstream GET when the range starts beyond
+    /// what the fill has written (plus ``rangeLookahead``) and the blob's ranged budget allows it
+    /// (``BlobFill/reserveRangedBytes(_:size:)``); nil when the range follows the fill instead (its
+    /// own bytes only: see the HTTP layer). Waits for the fill's response head, which gives the size.
+    private func rangeAhead(
+        of fill: BlobFill, _ range: ByteRange, _ routed: RoutedRequest, _ identity: UpstreamIdentity
+    ) async -> BlobRangeRelay? {
+        let head = await fill.wait(for: .head)
+        guard case .streaming(let size?) = head.phase, let bounds = try? range.resolve(size: size),
+              bounds.lowerBound >= head.written + Self.rangeLookahead,
+              fill.reserveRangedBytes(bounds.upperBound - bounds.lowerBound + 1, size: size)
+        else { return nil }
+        return await BlobRangeRelay.open(
+            fill.digest, bounds: bounds, size: size, upstream: routed.client, repository: routed.repository, identity: identity,
+            stats: self.mirror.stats)
     }
 
     private func confirm(_ digest: Digest, _ routed: RoutedRequest, _ identity: UpstreamIdentity) async throws(RegistryError) {

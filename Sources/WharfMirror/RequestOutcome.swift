@@ -15,6 +15,8 @@ public struct RequestOutcome: Sendable {
         case stale
         /// Streamed from the upstream uncached (the cache could not keep it).
         case relay
+        /// A range of an uncached blob, from a ranged upstream GET beside its fill.
+        case ranged
         /// An edge's signed redirect to a cache.
         case redirect
         /// Answered from the not-found cache.
@@ -89,6 +91,9 @@ public struct OutcomeRecorder: Sendable {
         case (.blob, .miss):
             s.blobMisses.add()
             s.bytesFromFills.add(Int(o.bytes))
+        case (.blob, .ranged):
+            s.blobMisses.add()
+            s.bytesFromRanges.add(Int(o.bytes))
         case (.manifest, .hit), (.manifest, .stale):
             s.manifestHits.add()
         case (.manifest, .miss):

@@ -7,14 +7,20 @@ import WharfUpstream
 public struct StatsSnapshot: Codable, Sendable {
     public struct Cache: Codable, Sendable {
         public var blobHits, blobMisses, manifestHits, manifestMisses, staleServes, revalidations, negativeHits: Int
+        /// Expired tags answered at once within their stale-while-revalidate window.
+        public var staleWhileRevalidateServes: Int
         public var hitRatioByRequests: Double
         public var hitRatioByBytes: Double
     }
     public struct Bytes: Codable, Sendable {
         public var servedFromDisk, servedFromFills, fetchedFromUpstream, saved: Int
+        /// Ranges of uncached blobs passed through from ranged upstream GETs (also in `fetchedFromUpstream`).
+        public var servedFromUpstreamRanges: Int
     }
     public struct Fills: Codable, Sendable {
         public var inFlight, started, completed, failed, digestMismatches, followersJoined: Int
+        /// `Range` GETs answered by a ranged upstream GET beside the blob's fill.
+        public var rangedRelays: Int
     }
     public struct Upstream: Codable, Sendable {
         public var name, url: String
@@ -68,19 +74,21 @@ public struct StatsSnapshot: Codable, Sendable {
         self.requests = Dictionary(uniqueKeysWithValues: s.requests.map { ($0.key.rawValue, $0.value.value) })
         let hits = s.blobHits.value + s.manifestHits.value
         let lookups = hits + s.blobMisses.value + s.manifestMisses.value
-        let disk = s.bytesFromDisk.value, fills = s.bytesFromFills.value
+        let disk = s.bytesFromDisk.value, fills = s.bytesFromFills.value, ranges = s.bytesFromRanges.value
         self.cache = Cache(
             blobHits: s.blobHits.value, blobMisses: s.blobMisses.value, manifestHits: s.manifestHits.value,
             manifestMisses: s.manifestMisses.value, staleServes: s.staleServes.value,
             revalidations: s.revalidations.value, negativeHits: s.negativeHits.value,
+            staleWhileRevalidateServes: s.staleWhileRevalidateServes.value,
             hitRatioByRequests: lookups == 0 ? 0 : Double(hits) / Double(lookups),
-            hitRatioByBytes: disk + fills == 0 ? 0 : Double(disk) / Double(disk + fills))
+            hitRatioByBytes: disk + fills + ranges == 0 ? 0 : Double(disk) / Double(disk + fills + ranges))
         self.bytes = Bytes(
             servedFromDisk: disk, servedFromFills: fills, fetchedFromUpstream: s.bytesFetched.value,
-            saved: max(0, disk + fills - s.bytesFetched.value))
+            saved: max(0, disk + fills + ranges - s.bytesFetched.value), servedFromUpstreamRanges: ranges)
         self.fills = Fills(
             inFlight: mirror.fills.inFlight, started: s.fillsStarted.value, completed: s.fillsCompleted.value,
-            failed: s.fillsFailed.value, digestMismatches: s.digestMismatches.value, followersJoined: s.followersJoined.value)
+            failed: s.fillsFailed.value, digestMismatches: s.digestMismatches.value, followersJoined: s.followersJoined.value,
+            rangedRelays: s.rangedRelays.value)
         self.upstreams = mirror.upstreams.map { u in
             let (requests, errors) = u.requestCounts
             return Upstream(name: u.configuration.name, url: u.configuration.url, requests: requests, errors: errors, health: u.health)

@@ -5,7 +5,8 @@ import NIOHTTP1
 import Synchronization
 
 /// How ``TamperingProxy`` alters `200` responses to `GET` requests whose path contains
-/// `/blobs/`. Every other response is passed through unchanged.
+/// `/blobs/` (``throttle(bytesPerSecond:)`` paces their `206` answers to ranged GETs too, each
+/// response on its own). Every other response is passed through unchanged.
 public enum TamperMode: Sendable, Hashable {
     /// Forward unchanged.
     case passthrough
@@ -30,6 +31,8 @@ public struct ProxyRequestRecord: Sendable, Hashable {
     public let method: String
     /// The request target (path and query).
     public let uri: String
+    /// The request's `Range` header, if it had one.
+    public var range: String? = nil
 }
 
 /// An HTTP/1.1 reverse proxy on `127.0.0.1:<ephemeral port>` in front of an upstream base
@@ -48,6 +51,7 @@ public final class TamperingProxy: Sendable {
     private struct State {
         var mode: TamperMode = .passthrough
         var manifestOverride: (status: Int, retryAfter: Int?)?
+        var manifestDelay: Duration?
         var records: [ProxyRequestRecord] = []
         var client: HTTPClient?
         /// `Authorization` values seen so far, and those revoked (forwarded without credentials).
@@ -118,6 +122,12 @@ public final class TamperingProxy: Sendable {
         state.withLock { $0.credentialsRevoked.formUnion($0.credentialsSeen) }
     }
 
+    /// Holds every manifest request (GET and HEAD) for `delay` before forwarding it (a slow or far
+    /// upstream); `nil` forwards at once again.
+    public func setManifestDelay(_ delay: Duration?) {
+        state.withLock { $0.manifestDelay = delay }
+    }
+
     public func count(method: String, pathContaining: String) -> Int {
         state.withLock { $0.records.filter { $0.method == method && $0.uri.contains(pathContaining) }.count }
     }
@@ -134,7 +144,7 @@ public final class TamperingProxy: Sendable {
         while let request = try await LoopbackConnection.nextRequest(&iterator) {
             let head = request.head, body = request.body
             let mode = state.withLock { state -> TamperMode in
-                state.records.append(ProxyRequestRecord(method: head.method.rawValue, uri: head.uri))
+                state.records.append(ProxyRequestRecord(method: head.method.rawValue, uri: head.uri, range: head.headers.first(name: "range")))
                 return state.mode
             }
             let keepOpen = try await forward(head, body: body, mode: mode, connection: connection)
@@ -147,6 +157,9 @@ public final class TamperingProxy: Sendable {
         _ head: HTTPRequestHead, body: ByteBuffer, mode: TamperMode, connection: LoopbackConnection
     ) async throws -> Bool {
         guard let client = state.withLock({ $0.client }) else { return false }
+        if head.uri.contains("/manifests/"), let delay = state.withLock({ $0.manifestDelay }) {
+            try await Task.sleep(for: delay)
+        }
         if head.uri.contains("/manifests/"), let override = state.withLock({ $0.manifestOverride }) {
             var headers: HTTPHeaders = [:]
             if let r = override.retryAfter { headers.add(name: "Retry-After", value: String(r)) }
@@ -188,7 +201,8 @@ public final class TamperingProxy: Sendable {
         }
         let length = headers.first(name: "content-length").flatMap { Int($0) }
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        let tamper = head.method == .GET && response.status == .ok && path.contains("/blobs/")
+        var tamper = head.method == .GET && response.status == .ok && path.contains("/blobs/")
+        if case .throttle = mode, head.method == .GET, response.status == .partialContent, path.contains("/blobs/") { tamper = true }
         var effective = tamper ? mode : .passthrough
         if effective == .shortBody && length == nil { effective = .passthrough }
         let responseHead = { (headers: HTTPHeaders) in

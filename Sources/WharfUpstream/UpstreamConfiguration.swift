@@ -49,6 +49,9 @@ public struct UpstreamConfiguration: Sendable {
     public var credentials: UpstreamCredentials?
     /// How long a tag → digest answer is served without asking the upstream again.
     public var tagTTL: Duration
+    /// How long past ``tagTTL`` an expired tag is still answered at once from the cache while one
+    /// background revalidation runs (zero: off, the request waits for the revalidation).
+    public var staleWhileRevalidate: Duration = .zero
     /// Token realms (`scheme://host[:port]`, a path is ignored) that may receive credentials besides
     /// the upstream's own origin; see ``TokenRealmPolicy``. Docker Hub's `https://auth.docker.io` is
     /// trusted for Docker Hub upstreams without being listed.

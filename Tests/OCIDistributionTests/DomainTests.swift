@@ -86,6 +86,21 @@ import Testing
     @Test func unsatisfiable() throws {
         #expect(throws: RegistryError.self) { try ByteRange(header: "bytes=1000-")!.resolve(size: 1000) }
     }
+
+    @Test func headerValueIsRebuiltFromTheParse() throws {
+        #expect(try ByteRange(header: " bytes=0-99 ")!.headerValue == "bytes=0-99")
+        #expect(try ByteRange(header: "BYTES=900-")!.headerValue == "bytes=900-")
+        #expect(try ByteRange(header: "bytes=-100")!.headerValue == "bytes=-100")
+    }
+
+    @Test func upstreamContentRange() {
+        let a = ByteRange.contentRange("bytes 0-99/1000"), b = ByteRange.contentRange("bytes 999-999/1000")
+        #expect(a?.bounds == 0...99 && a?.total == 1000)
+        #expect(b?.bounds == 999...999 && b?.total == 1000)
+    }
+
+    @Test(arguments: ["bytes */1000", "bytes 5-1/1000", "bytes 0-1000/1000", "bytes 0-9/*", "items 0-9/10", "bytes 0-9/10\r\nX: y", "bytes -1-9/10", "bytes 0-9", "bytes 0-99999999999999999999/1"])
+    func refusesBadContentRange(_ v: String) { #expect(ByteRange.contentRange(v) == nil) }
 }
 
 @Suite(.tags(.unit)) struct AcceptTests {

@@ -48,6 +48,54 @@ struct FreshnessTests {
         }
     }
 
+    @Test("within stale-while-revalidate an expired tag answers at once while one background revalidation picks up the retag")
+    func staleWhileRevalidate() async throws {
+        let clock = ManualClock()
+        var a: GeneratedImage!, b: GeneratedImage!
+        try await withWharf(tagTTL: .seconds(300), staleWhileRevalidate: .seconds(3600), clock: clock.clock, seed: { upstream in
+            a = try upstream.generator.image(layerSizes: [1000], format: .oci)
+            b = try upstream.generator.image(layerSizes: [2000], format: .oci)
+            try upstream.storage.add(image: a, repository: "team/app", tag: "v1")
+            try upstream.storage.add(image: b, repository: "team/app", tag: "other")
+        }, proxy: true) { f in
+            let (wharf, proxy, registry) = (f.wharf, f.proxy!, f.upstream.registry)
+            #expect(try await Self.manifest("team/app", "v1", port: wharf.port).header("docker-content-digest") == a.manifest.digest)
+            try f.upstream.storage.setTag("v1", repository: "team/app", manifestDigest: b.manifest.digest)
+            proxy.setManifestDelay(.seconds(3))  // a far, slow upstream
+            clock.advance(by: .seconds(301))  // past the 5-minute TTL, inside the 1-hour window
+
+            // Answered from the cache at once, marked stale; one revalidation runs behind it.
+            var times: [Duration] = []
+            for _ in 0..<3 {
+                let started = ContinuousClock.now
+                let stale = try await Self.manifest("team/app", "v1", port: wharf.port)
+                times.append(ContinuousClock.now - started)
+                #expect(stale.status == 200 && stale.header("docker-content-digest") == a.manifest.digest)
+                #expect(stale.header("x-wharf-stale") == "true" && stale.header("warning")?.hasPrefix("110") == true)
+            }
+            // The upstream takes 3 s per manifest request: an answer in under 1 s did not wait for it
+            // (alone, these take 2-10 ms; the whole suite's load can stretch them to a few hundred).
+            for t in times { #expect(t < .seconds(1), "a stale-while-revalidate answer took \(t)") }
+            #expect(wharf.mirror.manifests.revalidations.inFlight == 1, "not exactly one background revalidation")
+            #expect(wharf.mirror.stats.staleWhileRevalidateServes.value == 3)
+
+            // Once it has run (HEAD, then GET of the new digest, each delayed 3 s) the next request sees the new digest.
+            try await eventually(within: .seconds(20), "the background revalidation did not finish") { wharf.mirror.manifests.revalidations.inFlight == 0 }
+            let fresh = try await Self.manifest("team/app", "v1", port: wharf.port)
+            #expect(fresh.header("docker-content-digest") == b.manifest.digest && fresh.header("x-wharf-stale") == nil)
+            try await eventually("the upstream's log lacks the revalidation") {
+                try Self.manifestRequests(registry, "HEAD") == 1 && Self.manifestRequests(registry, "GET") == 2
+            }
+
+            // Past the window: the request waits for the revalidation again.
+            clock.advance(by: .seconds(301 + 3600))
+            let started = ContinuousClock.now
+            let late = try await Self.manifest("team/app", "v1", port: wharf.port)
+            #expect(late.header("docker-content-digest") == b.manifest.digest && late.header("x-wharf-stale") == nil)
+            #expect(ContinuousClock.now - started >= .seconds(3), "outside the window the answer did not wait for the upstream")
+        }
+    }
+
     @Test("with the upstream gone, cached images still pull (marked stale) and uncached ones fail fast")
     func upstreamDown() async throws {
         let clock = ManualClock()

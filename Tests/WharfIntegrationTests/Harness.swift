@@ -63,9 +63,11 @@ final class WharfInstance: Sendable {
 
     static func start(
         upstream: String, credentials: UpstreamCredentials? = nil, tokenRealms: [String] = [], tagTTL: Duration = .seconds(300),
-        dataDirectory: String? = nil, maxSize: Int64? = nil, pins: [String] = [], idleTimeout: TimeAmount? = nil, clock: WharfClock = .system
+        staleWhileRevalidate: Duration = .zero, dataDirectory: String? = nil, maxSize: Int64? = nil, pins: [String] = [],
+        idleTimeout: TimeAmount? = nil, clock: WharfClock = .system
     ) async throws -> WharfInstance {
-        let config = try UpstreamConfiguration(name: "test-upstream", url: upstream, credentials: credentials, tagTTL: tagTTL, tokenRealms: tokenRealms)
+        var config = try UpstreamConfiguration(name: "test-upstream", url: upstream, credentials: credentials, tagTTL: tagTTL, tokenRealms: tokenRealms)
+        config.staleWhileRevalidate = staleWhileRevalidate
         return try await self.start(
             upstreams: [MirrorUpstream(configuration: config, pins: pins, isDefault: true)], dataDirectory: dataDirectory, maxSize: maxSize,
             idleTimeout: idleTimeout, clock: clock)
@@ -165,7 +167,8 @@ final class ManualClock: Sendable {
 /// folders removed) however `body` ends: returning, throwing, or cancelled by the suite's time limit.
 /// Errors `body` throws are recorded as test failures.
 func withWharf(
-    tokenLifetime: Int = 300, tagTTL: Duration = .seconds(300), maxSize: Int64? = nil, pins: [String] = [], clock: WharfClock = .system,
+    tokenLifetime: Int = 300, tagTTL: Duration = .seconds(300), staleWhileRevalidate: Duration = .zero, maxSize: Int64? = nil,
+    pins: [String] = [], clock: WharfClock = .system,
     seed: (UpstreamEnvironment) throws -> Void = { _ in }, proxy: Bool = false,
     sourceLocation: SourceLocation = #_sourceLocation,
     _ body: (WharfFixture) async throws -> Void
@@ -182,7 +185,8 @@ func withWharf(
             try await p.start()
         }
         let started = try await WharfInstance.start(
-            upstream: tampering?.url ?? upstream.registry.url, tagTTL: tagTTL, maxSize: maxSize, pins: pins, clock: clock)
+            upstream: tampering?.url ?? upstream.registry.url, tagTTL: tagTTL, staleWhileRevalidate: staleWhileRevalidate, maxSize: maxSize,
+            pins: pins, clock: clock)
         wharf = started
         try await body(WharfFixture(wharf: started, upstream: upstream, proxy: tampering))
     } catch {
@@ -196,7 +200,7 @@ func withWharf(
     }.value
 }
 
-/// What ``withWharf(tokenLifetime:tagTTL:maxSize:pins:clock:seed:proxy:sourceLocation:_:)`` hands its body.
+/// What ``withWharf(tokenLifetime:tagTTL:staleWhileRevalidate:maxSize:pins:clock:seed:proxy:sourceLocation:_:)`` hands its body.
 struct WharfFixture {
     let wharf: WharfInstance
     let upstream: UpstreamEnvironment

@@ -1,0 +1,132 @@
+import Dispatch
+import NIOCore
+import OCIDistribution
+import Synchronization
+import WharfStorage
+
+/// Writes a fill's bytes into its ``BlobIngest`` and hashes them, on a serial dispatch queue of its
+/// own: the blocking `pwrite` (and `fallocate`) never run on Swift's cooperative pool, and on a
+/// two-core machine receiving and sending go on while earlier chunks are written and hashed.
+///
+/// Chunks are written in the order they were submitted; after each one the fill's followers are
+/// told how many bytes are on disk. At most ``maxQueuedBytes`` wait on the queue; past that
+/// ``submit(_:)`` suspends (the download slows, memory stays bounded). The first failure is kept:
+/// later chunks are dropped and every later call throws it. The ingest is the writer's until
+/// ``finish()`` hands it back (to verify and commit) or ``abort()`` removes its temp file, in both
+/// cases after every queued write has run.
+final class FillWriter: @unchecked Sendable {
+    static let maxQueuedBytes = 4 << 20
+
+    private let queue = DispatchQueue(label: "wharf.fill-write")
+    private let fill: BlobFill
+    /// Touched only on `queue`.
+    private var ingest: BlobIngest
+    private var hasher = StreamingSHA256()
+    /// Set once ``finish()`` or ``abort()`` has handed back or removed the ingest.
+    private var ended = false
+
+    private struct Pending {
+        var bytes = 0
+        var waiter: CheckedContinuation<Void, Never>?
+        var failure: BlobIngest.Failure?
+    }
+    private let pending = Mutex(Pending())
+
+    init(ingest: BlobIngest, fill: BlobFill) {
+        self.ingest = ingest
+        self.fill = fill
+    }
+
+    /// Sets the blob's size and allocates it on disk (``BlobIngest/expect(size:)``).
+    func expect(size: Int64) async throws(BlobIngest.Failure) {
+        let failure: BlobIngest.Failure? = await withCheckedContinuation { c in
+            self.queue.async {
+                do throws(BlobIngest.Failure) { try self.ingest.expect(size: size) } catch {
+                    self.pending.withLock { $0.failure = $0.failure ?? error }
+                    c.resume(returning: error)
+                    return
+                }
+                c.resume(returning: nil)
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Queues `chunk` to be written and hashed; suspends while too many bytes are already waiting.
+    /// Throws the failure of an earlier chunk.
+    func submit(_ chunk: ByteBuffer) async throws(BlobIngest.Failure) {
+        let size = chunk.readableBytes
+        guard size > 0 else { return }
+        if let failure = self.pending.withLock({ p -> BlobIngest.Failure? in
+            if p.failure == nil { p.bytes += size }
+            return p.failure
+        }) { throw failure }
+        self.queue.async { self.write(chunk) }
+        guard self.pending.withLock({ $0.bytes }) > Self.maxQueuedBytes else { return }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let resumeNow = self.pending.withLock { p -> Bool in
+                if p.bytes <= Self.maxQueuedBytes / 2 || p.failure != nil { return true }
+                p.waiter = c
+                return false
+            }
+            if resumeNow { c.resume() }
+        }
+        if let failure = self.pending.withLock({ $0.failure }) { throw failure }
+    }
+
+    /// On `queue`: writes and hashes one chunk, tells the followers, releases its queued bytes.
+    private func write(_ chunk: ByteBuffer) {
+        let size = chunk.readableBytes
+        var failure: BlobIngest.Failure?
+        if self.pending.withLock({ $0.failure }) == nil {
+            chunk.withUnsafeReadableBytes { raw in
+                do throws(BlobIngest.Failure) {
+                    try self.ingest.append(raw)
+                    self.hasher.update(raw)
+                } catch {
+                    failure = error
+                }
+            }
+            if failure == nil { self.fill.progressed(to: self.ingest.written) }
+        }
+        let waiter: CheckedContinuation<Void, Never>? = self.pending.withLock { p in
+            p.bytes -= size
+            if let failure, p.failure == nil { p.failure = failure }
+            guard p.bytes <= Self.maxQueuedBytes / 2 || p.failure != nil, let w = p.waiter else { return nil }
+            p.waiter = nil
+            return w
+        }
+        waiter?.resume()
+    }
+
+    /// Once every queued chunk is written: the ingest (to verify and commit) and the hex SHA-256 of
+    /// everything written; or the first failure, after which the temp file is already gone.
+    func finish() async throws(BlobIngest.Failure) -> (ingest: BlobIngest, computedHex: String) {
+        let result: Result<(BlobIngest, String), BlobIngest.Failure> = await withCheckedContinuation { c in
+            self.queue.async {
+                precondition(!self.ended, "a fill writer finished twice")
+                self.ended = true
+                if let failure = self.pending.withLock({ $0.failure }) {
+                    self.ingest.abort()
+                    c.resume(returning: .failure(failure))
+                } else {
+                    c.resume(returning: .success((self.ingest, self.hasher.finalize())))
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Gives up: once the queued writes have run (or been dropped), the temp file is unlinked and
+    /// its descriptor closed; returns after that. Nothing to do after ``finish()`` or another abort.
+    func abort() async {
+        self.pending.withLock { $0.failure = $0.failure ?? .system(call: "abort", path: "", errno: 0) }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            self.queue.async {
+                if !self.ended { self.ingest.abort() }
+                self.ended = true
+                c.resume()
+            }
+        }
+    }
+}

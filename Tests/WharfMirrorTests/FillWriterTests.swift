@@ -1,0 +1,100 @@
+import Foundation
+import NIOCore
+import OCIDistribution
+import Testing
+import WharfStorage
+@testable import WharfMirror
+
+/// ``FillWriter``: a fill's bytes written and hashed off the task that receives them, in order,
+/// with its followers told each step, and its first failure kept.
+@Suite(.tags(.unit)) struct FillWriterTests {
+    struct Setup {
+        let root: String
+        let store: BlobStore
+        let index: CacheIndex
+    }
+
+    static func withStore(_ body: (Setup) async throws -> Void) async throws {
+        let root = NSTemporaryDirectory() + "wharf-writer-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let layout = CacheLayout(root: root)
+        try layout.createDirectories()
+        try await body(Setup(root: root, store: BlobStore(layout: layout), index: try CacheIndex(directory: layout.indexDirectory)))
+    }
+
+    static func tempFiles(_ s: Setup) -> [String] { (try? FileManager.default.contentsOfDirectory(atPath: s.root + "/tmp")) ?? [] }
+
+    @Test("chunks far over the queue bound are written in order, hashed, and reported to the fill; the blob commits")
+    func writesInOrder() async throws {
+        try await Self.withStore { s in
+            var bytes = [UInt8](repeating: 0, count: 12 << 20)
+            for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 9) }
+            let digest = Digest.sha256(of: bytes)
+            let ingest = try BlobIngest.begin(digest, store: s.store, index: s.index, hashing: .byCaller)
+            let fill = try #require(BlobFill(digest: digest, origin: ("up", "team/app"), ingest: ingest))
+            let writer = FillWriter(ingest: ingest, fill: fill)
+            try await writer.expect(size: Int64(bytes.count))
+            fill.started(size: Int64(bytes.count))
+            for start in stride(from: 0, to: bytes.count, by: 100_000) {
+                try await writer.submit(ByteBuffer(bytes: bytes[start..<min(start + 100_000, bytes.count)]))
+            }
+            let (done, hex) = try await writer.finish()
+            #expect(hex == digest.hex)
+            #expect(done.written == Int64(bytes.count))
+            #expect(fill.snapshot.written == Int64(bytes.count), "the fill was not told about every byte")
+            let outcome = try done.commit(link: nil, computedHex: hex)
+            guard case .cached(let record) = outcome else { Issue.record("not cached: \(outcome)"); return }
+            #expect(record.size == Int64(bytes.count))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: s.store.layout.blobPath(digest))) == Data(bytes))
+        }
+    }
+
+    @Test("more bytes than expected: the first failure is kept, later chunks are dropped, and the temp file is removed")
+    func firstFailureKept() async throws {
+        try await Self.withStore { s in
+            let digest = Digest.sha256(of: [1, 2, 3])
+            let ingest = try BlobIngest.begin(digest, store: s.store, index: s.index, hashing: .byCaller)
+            let fill = try #require(BlobFill(digest: digest, origin: ("up", "team/app"), ingest: ingest))
+            let writer = FillWriter(ingest: ingest, fill: fill)
+            try await writer.expect(size: 1000)
+            try await writer.submit(ByteBuffer(bytes: [UInt8](repeating: 7, count: 900)))
+            try? await writer.submit(ByteBuffer(bytes: [UInt8](repeating: 7, count: 900)))  // over: fails on the queue
+            // Whichever call sees it, the failure is the size overrun, and nothing more is written.
+            await #expect(throws: BlobIngest.Failure.exceedsExpectedSize(expected: 1000)) {
+                try await writer.submit(ByteBuffer(bytes: [1]))
+                _ = try await writer.finish()
+            }
+            await writer.abort()  // what the fill does when a call throws; nothing more if finish already removed the file
+            #expect(fill.snapshot.written == 900)
+            #expect(Self.tempFiles(s).isEmpty, "temp file left: \(Self.tempFiles(s))")
+        }
+    }
+
+    @Test("abort after queued writes: they run (or are dropped) first, then the temp file goes")
+    func abortAfterWrites() async throws {
+        try await Self.withStore { s in
+            let digest = Digest.sha256(of: [9])
+            let ingest = try BlobIngest.begin(digest, store: s.store, index: s.index, hashing: .byCaller)
+            let fill = try #require(BlobFill(digest: digest, origin: ("up", "team/app"), ingest: ingest))
+            let writer = FillWriter(ingest: ingest, fill: fill)
+            for _ in 0..<20 { try await writer.submit(ByteBuffer(bytes: [UInt8](repeating: 1, count: 64 << 10))) }
+            await writer.abort()
+            #expect(Self.tempFiles(s).isEmpty, "temp file left: \(Self.tempFiles(s))")
+            await #expect(throws: BlobIngest.Failure.self) { try await writer.submit(ByteBuffer(bytes: [1])) }
+        }
+    }
+
+    @Test("ranged upstream reads beside a fill stop at a quarter of the blob")
+    func rangedBudget() async throws {
+        try await Self.withStore { s in
+            let digest = Digest.sha256(of: [4])
+            let ingest = try BlobIngest.begin(digest, store: s.store, index: s.index)
+            defer { ingest.abort() }
+            let fill = try #require(BlobFill(digest: digest, origin: ("up", "team/app"), ingest: ingest))
+            #expect(fill.reserveRangedBytes(100, size: 1000))
+            #expect(fill.reserveRangedBytes(150, size: 1000))
+            #expect(!fill.reserveRangedBytes(1, size: 1000), "past a quarter of the blob")
+            #expect(!fill.reserveRangedBytes(2000, size: 1000))
+        }
+    }
+}
