@@ -22,10 +22,19 @@ final class FillWriter: @unchecked Sendable {
     /// Touched only on `queue`.
     private var ingest: BlobIngest
     private var hasher = StreamingSHA256()
+    /// Bytes the fill has been told are on disk.
+    private var reported: Int64 = 0
+    /// Up to this many bytes, the fill is told after every chunk (a client's first bytes go out at
+    /// once); past it, after every batch.
+    static let eagerReportBytes: Int64 = 1 << 20
     /// Set once ``finish()`` or ``abort()`` has handed back or removed the ingest.
     private var ended = false
 
     private struct Pending {
+        /// Submitted, not yet taken by the queue's drain.
+        var chunks: [ByteBuffer] = []
+        /// A drain is scheduled or running on the queue: it takes every chunk submitted meanwhile.
+        var draining = false
         var bytes = 0
         var waiter: CheckedContinuation<Void, Never>?
         var failure: BlobIngest.Failure?
@@ -57,11 +66,16 @@ final class FillWriter: @unchecked Sendable {
     func submit(_ chunk: ByteBuffer) async throws(BlobIngest.Failure) {
         let size = chunk.readableBytes
         guard size > 0 else { return }
-        if let failure = self.pending.withLock({ p -> BlobIngest.Failure? in
-            if p.failure == nil { p.bytes += size }
-            return p.failure
-        }) { throw failure }
-        self.queue.async { self.write(chunk) }
+        let (failure, schedule) = self.pending.withLock { p -> (BlobIngest.Failure?, Bool) in
+            guard p.failure == nil else { return (p.failure, false) }
+            p.bytes += size
+            p.chunks.append(chunk)
+            defer { p.draining = true }
+            return (nil, !p.draining)
+        }
+        if let failure { throw failure }
+        // One queue hop per batch, not per chunk: a drain already scheduled takes this chunk too.
+        if schedule { self.queue.async { self.drain() } }
         guard self.pending.withLock({ $0.bytes }) > Self.maxQueuedBytes else { return }
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let resumeNow = self.pending.withLock { p -> Bool in
@@ -74,29 +88,51 @@ final class FillWriter: @unchecked Sendable {
         if let failure = self.pending.withLock({ $0.failure }) { throw failure }
     }
 
-    /// On `queue`: writes and hashes one chunk, tells the followers, releases its queued bytes.
-    private func write(_ chunk: ByteBuffer) {
-        let size = chunk.readableBytes
-        var failure: BlobIngest.Failure?
-        if self.pending.withLock({ $0.failure }) == nil {
-            chunk.withUnsafeReadableBytes { raw in
-                do throws(BlobIngest.Failure) {
-                    try self.ingest.append(raw)
-                    self.hasher.update(raw)
-                } catch {
-                    failure = error
+    /// On `queue`: writes and hashes every submitted chunk, in order, until none is left; tells the
+    /// followers after each batch and releases its queued bytes.
+    private func drain() {
+        while true {
+            let batch: [ByteBuffer]? = self.pending.withLock { p in
+                guard !p.chunks.isEmpty else {
+                    p.draining = false
+                    return nil
                 }
+                defer { p.chunks = [] }
+                return p.chunks
             }
-            if failure == nil { self.fill.progressed(to: self.ingest.written) }
+            guard let batch else { return }
+            var failure: BlobIngest.Failure?
+            var size = 0
+            for chunk in batch {
+                size += chunk.readableBytes
+                guard failure == nil, self.pending.withLock({ $0.failure }) == nil else { continue }
+                chunk.withUnsafeReadableBytes { raw in
+                    do throws(BlobIngest.Failure) {
+                        try self.ingest.append(raw)
+                        self.hasher.update(raw)
+                    } catch {
+                        failure = error
+                    }
+                }
+                if self.reported < Self.eagerReportBytes { self.report() }
+            }
+            self.report()
+            let waiter: CheckedContinuation<Void, Never>? = self.pending.withLock { p in
+                p.bytes -= size
+                if let failure, p.failure == nil { p.failure = failure }
+                guard p.bytes <= Self.maxQueuedBytes / 2 || p.failure != nil, let w = p.waiter else { return nil }
+                p.waiter = nil
+                return w
+            }
+            waiter?.resume()
         }
-        let waiter: CheckedContinuation<Void, Never>? = self.pending.withLock { p in
-            p.bytes -= size
-            if let failure, p.failure == nil { p.failure = failure }
-            guard p.bytes <= Self.maxQueuedBytes / 2 || p.failure != nil, let w = p.waiter else { return nil }
-            p.waiter = nil
-            return w
-        }
-        waiter?.resume()
+    }
+
+    /// On `queue`: tells the fill about bytes written since the last report.
+    private func report() {
+        guard self.ingest.written > self.reported else { return }
+        self.reported = self.ingest.written
+        self.fill.progressed(to: self.reported)
     }
 
     /// Once every queued chunk is written: the ingest (to verify and commit) and the hex SHA-256 of
