@@ -42,14 +42,6 @@ public struct ByteRange: Sendable, Hashable {
         }
     }
 
-    /// The range as a `Range` header value (re-serialized from the parsed form, never the client's text).
-    public var headerValue: String {
-        switch self.spec {
-        case .suffix(let n): "bytes=-\(n)"
-        case .from(let start, let end): "bytes=\(start)-\(end.map(String.init) ?? "")"
-        }
-    }
-
     /// Parses a `Content-Range: bytes FIRST-LAST/TOTAL` value (an upstream's answer to a ranged GET):
     /// digits only, `FIRST <= LAST < TOTAL`. Nil for anything else (`*`, other units, garbage).
     public static func contentRange(_ value: String) -> (bounds: ClosedRange<Int64>, total: Int64)? {

@@ -19,7 +19,7 @@ public struct BlobRangeRelay: Sendable {
     private let body: HTTPClientResponse.Body
     private let stats: MirrorStats
 
-    public var count: Int64 { self.bounds.upperBound - self.bounds.lowerBound + 1 }
+    public var count: Int64 { Int64(self.bounds.count) }
 
     /// Asks the upstream for `bounds` of the blob of `size` bytes. Nil when the upstream will not
     /// give exactly that range (it ignored `Range`, refused, or answered other bounds): the caller
@@ -35,10 +35,9 @@ public struct BlobRangeRelay: Sendable {
             .GET, repository: repository, path: "blobs/\(digest)", headers: headers, timeout: .seconds(60), as: identity),
             let body = response.body
         else { return nil }
-        let count = bounds.upperBound - bounds.lowerBound + 1
         guard response.status == 206,
               let answered = response.headers.first(name: "content-range").flatMap(ByteRange.contentRange),
-              answered.bounds == bounds, answered.total == size, response.contentLength == count
+              answered.bounds == bounds, answered.total == size, response.contentLength == Int64(bounds.count)
         else {
             // Not what was asked: read nothing more (dropping the body closes that connection).
             return nil

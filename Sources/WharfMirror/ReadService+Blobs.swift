@@ -160,7 +160,7 @@ extension ReadService {
         let head = await fill.wait(for: .head)
         guard case .streaming(let size?) = head.phase, let bounds = try? range.resolve(size: size),
               bounds.lowerBound >= head.written + Self.rangeLookahead,
-              fill.reserveRangedBytes(bounds.upperBound - bounds.lowerBound + 1, size: size)
+              fill.reserveRangedBytes(Int64(bounds.count), size: size)
         else { return nil }
         return await BlobRangeRelay.open(
             fill.digest, bounds: bounds, size: size, upstream: routed.client, repository: routed.repository, identity: identity,

@@ -87,12 +87,6 @@ import Testing
         #expect(throws: RegistryError.self) { try ByteRange(header: "bytes=1000-")!.resolve(size: 1000) }
     }
 
-    @Test func headerValueIsRebuiltFromTheParse() throws {
-        #expect(try ByteRange(header: " bytes=0-99 ")!.headerValue == "bytes=0-99")
-        #expect(try ByteRange(header: "BYTES=900-")!.headerValue == "bytes=900-")
-        #expect(try ByteRange(header: "bytes=-100")!.headerValue == "bytes=-100")
-    }
-
     @Test func upstreamContentRange() {
         let a = ByteRange.contentRange("bytes 0-99/1000"), b = ByteRange.contentRange("bytes 999-999/1000")
         #expect(a?.bounds == 0...99 && a?.total == 1000)
