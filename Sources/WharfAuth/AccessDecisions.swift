@@ -37,7 +37,7 @@ public final class AccessDecisions: Sendable {
         if let (decision, until) = self.cache.withLock({ $0[key] }), now < until { return decision }
         let decision: Decision
         do {
-            let response = try await upstream.send(.GET, repository: repository, path: "tags/list", query: "n=1", timeout: .seconds(15), as: identity)
+            let response = try await upstream.send(.GET, repository: repository, path: "tags/list", query: "n=1", as: identity)
             _ = try? await response.collect(upTo: 1 << 20)
             switch response.status {
             case 200: decision = .granted

@@ -65,6 +65,8 @@ struct ConfigCheckCommand: ParsableCommand {
             if let prefix = upstream.pathPrefix { routes.append("prefix /v2/\(prefix)/") }
             var details = ["tag-ttl \(upstream.tagTTLSeconds)s"]
             if upstream.staleWhileRevalidateSeconds > 0 { details.append("stale-while-revalidate \(upstream.staleWhileRevalidateSeconds)s") }
+            details.append(
+                "timeouts: connect \(upstream.connectTimeoutSeconds)s, first byte \(upstream.firstByteTimeoutSeconds)s, idle \(upstream.idleTimeoutSeconds)s")
             switch upstream.credentials {
             case .file(let path): details.append("credentials from \(path)")
             case .environment(let user, let password): details.append("credentials from $\(user)/$\(password)")

@@ -24,6 +24,9 @@ struct ServeAssembly: Sendable {
                 name: entry.name, url: entry.url, credentials: try Self.credentials(entry), tagTTL: .seconds(entry.tagTTLSeconds),
                 tokenRealms: entry.tokenRealms, allowPrivateRedirects: entry.allowPrivateRedirects)
             upstream.staleWhileRevalidate = .seconds(entry.staleWhileRevalidateSeconds)
+            upstream.connectTimeout = .seconds(entry.connectTimeoutSeconds)
+            upstream.firstByteTimeout = .seconds(entry.firstByteTimeoutSeconds)
+            upstream.idleTimeout = .seconds(entry.idleTimeoutSeconds)
             return MirrorUpstream(
                 configuration: upstream,
                 namespaces: entry.namespaces, pathPrefix: entry.pathPrefix,

@@ -6,7 +6,7 @@ struct UpstreamDecoder {
 
     static let keys = [
         "name", "url", "default", "namespaces", "path-prefix", "credentials", "tag-ttl", "stale-while-revalidate", "allow", "deny", "pin", "token-realms",
-        "allow-private-redirects",
+        "allow-private-redirects", "connect-timeout", "first-byte-timeout", "idle-timeout",
     ]
     static let credentialKeys = ["file", "username-env", "password-env"]
     static let inlineSecret = """
@@ -44,6 +44,10 @@ struct UpstreamDecoder {
         entry.tagTTLSeconds = self.reader.parsed(f, "tag-ttl", expected: durations, DurationString.seconds) ?? entry.tagTTLSeconds
         entry.staleWhileRevalidateSeconds =
             self.reader.parsed(f, "stale-while-revalidate", expected: durations, DurationString.seconds) ?? entry.staleWhileRevalidateSeconds
+        entry.connectTimeoutSeconds = self.reader.parsed(f, "connect-timeout", expected: durations, DurationString.seconds) ?? entry.connectTimeoutSeconds
+        entry.firstByteTimeoutSeconds =
+            self.reader.parsed(f, "first-byte-timeout", expected: durations, DurationString.seconds) ?? entry.firstByteTimeoutSeconds
+        entry.idleTimeoutSeconds = self.reader.parsed(f, "idle-timeout", expected: durations, DurationString.seconds) ?? entry.idleTimeoutSeconds
         entry.allow = self.reader.strings(f, "allow") ?? []
         entry.deny = self.reader.strings(f, "deny") ?? []
         entry.pins = self.reader.strings(f, "pin") ?? []

@@ -17,6 +17,12 @@ public struct UpstreamEntry: Sendable, Equatable {
     /// Seconds past the tag TTL during which an expired tag is answered from the cache at once while
     /// one background revalidation runs (0: off).
     public var staleWhileRevalidateSeconds: Int = 0
+    /// Seconds a connection to the upstream may take.
+    public var connectTimeoutSeconds: Int = 5
+    /// Seconds a request waits for the upstream's answer to begin, token fetch and redirects included.
+    public var firstByteTimeoutSeconds: Int = 8
+    /// Seconds an upstream body may go without a byte.
+    public var idleTimeoutSeconds: Int = 30
     /// Glob patterns of repositories that may be pulled (empty: all not denied).
     public var allow: [String]
     /// Glob patterns of repositories that may not be pulled (wins over `allow`).

@@ -50,6 +50,12 @@ struct UpstreamValidator {
             if upstream.staleWhileRevalidateSeconds < 0 {
                 self.fail("\(path).stale-while-revalidate", "stale-while-revalidate must not be negative")
             }
+            for (key, seconds) in [
+                ("connect-timeout", upstream.connectTimeoutSeconds), ("first-byte-timeout", upstream.firstByteTimeoutSeconds),
+                ("idle-timeout", upstream.idleTimeoutSeconds),
+            ] where !(1...3600).contains(seconds) {
+                self.fail("\(path).\(key)", "\(key) must be between 1s and 1h")
+            }
             for (key, patterns) in [("allow", upstream.allow), ("deny", upstream.deny)] {
                 for (j, pattern) in patterns.enumerated() where pattern.isEmpty || pattern.contains(where: \.isWhitespace) {
                     self.fail("\(path).\(key)[\(j)]", "a pattern must be non-empty and without spaces, e.g. library/* or **/internal-*")

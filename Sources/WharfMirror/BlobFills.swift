@@ -234,7 +234,7 @@ public final class BlobFills: Sendable {
         var open = false
         do {
             self.stats.upstreamRequests.add()
-            let response = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", timeout: .hours(6), as: identity)
+            let response = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", as: identity)
             guard response.status == 200, let body = response.body else {
                 throw UpstreamErrors.fromStatus(response.status, headers: response.headers, kind: .blob)
             }

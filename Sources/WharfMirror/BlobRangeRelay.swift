@@ -32,7 +32,7 @@ public struct BlobRangeRelay: Sendable {
         var headers = HTTPHeaders()
         headers.add(name: "Range", value: "bytes=\(bounds.lowerBound)-\(bounds.upperBound)")
         guard let response = try? await upstream.send(
-            .GET, repository: repository, path: "blobs/\(digest)", headers: headers, timeout: .seconds(60), as: identity),
+            .GET, repository: repository, path: "blobs/\(digest)", headers: headers, as: identity),
             let body = response.body
         else { return nil }
         guard response.status == 206,

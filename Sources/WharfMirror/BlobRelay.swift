@@ -21,7 +21,7 @@ public struct BlobRelay: Sendable {
         stats.upstreamRequests.add()
         let response: UpstreamResponse
         do {
-            response = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", timeout: .hours(6), as: identity)
+            response = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", as: identity)
         } catch {
             throw RegistryError(.unavailable, "the cache cannot store this blob and the upstream cannot be reached")
         }

@@ -43,7 +43,7 @@ public struct RepositoryLinkGate: Sendable {
         var status: Int?
         var failure = ""
         do {
-            let response = try await upstream.send(.HEAD, repository: repository, path: path, timeout: .seconds(15), as: identity)
+            let response = try await upstream.send(.HEAD, repository: repository, path: path, as: identity)
             status = response.status
         } catch {
             failure = "\(error)"

@@ -57,6 +57,10 @@ public final class TamperingProxy: Sendable {
         /// `Authorization` values seen so far, and those revoked (forwarded without credentials).
         var credentialsSeen: Set<String> = []
         var credentialsRevoked: Set<String> = []
+        /// While set, every request is held unanswered (a hung upstream); the held ones wait here.
+        var hanging = false
+        var held: [CheckedContinuation<Void, Never>] = []
+        var heldTotal = 0
     }
 
     private let state = Mutex(State())
@@ -86,6 +90,7 @@ public final class TamperingProxy: Sendable {
 
     /// Closes the listener and all client connections, then shuts the upstream client down.
     public func stop() async throws {
+        self.setHanging(false)
         await server.stop()
         let client = state.withLock { state -> HTTPClient? in
             defer { state.client = nil }
@@ -128,6 +133,22 @@ public final class TamperingProxy: Sendable {
         state.withLock { $0.manifestDelay = delay }
     }
 
+    /// `true`: from now on every request is accepted and held without an answer (an upstream that
+    /// hangs). `false` (and ``stop()``) closes the held connections without answering and forwards
+    /// later requests again.
+    public func setHanging(_ hanging: Bool) {
+        let release = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.hanging = hanging
+            guard !hanging else { return [] }
+            defer { state.held = [] }
+            return state.held
+        }
+        for continuation in release { continuation.resume() }
+    }
+
+    /// Requests held unanswered by ``setHanging(_:)`` so far.
+    public var heldRequests: Int { state.withLock { $0.heldTotal } }
+
     public func count(method: String, pathContaining: String) -> Int {
         state.withLock { $0.records.filter { $0.method == method && $0.uri.contains(pathContaining) }.count }
     }
@@ -157,6 +178,18 @@ public final class TamperingProxy: Sendable {
         _ head: HTTPRequestHead, body: ByteBuffer, mode: TamperMode, connection: LoopbackConnection
     ) async throws -> Bool {
         guard let client = state.withLock({ $0.client }) else { return false }
+        if state.withLock({ $0.hanging }) {
+            await withCheckedContinuation { continuation in
+                let heldNow = state.withLock { state -> Bool in
+                    guard state.hanging else { return false }
+                    state.held.append(continuation)
+                    state.heldTotal += 1
+                    return true
+                }
+                if !heldNow { continuation.resume() }
+            }
+            return false  // released: close without an answer
+        }
         if head.uri.contains("/manifests/"), let delay = state.withLock({ $0.manifestDelay }) {
             try await Task.sleep(for: delay)
         }

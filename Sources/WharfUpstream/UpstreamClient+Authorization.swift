@@ -9,7 +9,8 @@ import WharfClock
 
 /// Token authentication: the `Authorization` value for a scope, and token fetches at the realm.
 extension UpstreamClient {
-    func authorization(scope: String, refresh: Bool, identity: UpstreamIdentity) async throws -> String? {
+    /// The `Authorization` value for `scope`; a token fetch it needs must begin answering by `deadline`.
+    func authorization(scope: String, refresh: Bool, identity: UpstreamIdentity, deadline: ContinuousClock.Instant) async throws -> String? {
         guard let challenge = self.machine.withLock({ $0.challenge }) else { return nil }
         let credentials: UpstreamCredentials?
         switch identity {
@@ -26,12 +27,14 @@ extension UpstreamClient {
         // Keyed by identity (a hash for clients), so a token fetched for one client never serves another.
         let key = TokenCache.Key(realm: realm, service: service, scope: scope, identity: sendCredentials ? identity.cacheKey : "")
         let token = try await self.tokens.token(for: key, invalidate: refresh) { [self] in
-            try await self.fetchToken(realm: realm, service: service, scope: scope, credentials: sendCredentials ? credentials : nil)
+            try await self.fetchToken(realm: realm, service: service, scope: scope, credentials: sendCredentials ? credentials : nil, deadline: deadline)
         }
         return "Bearer " + token
     }
 
-    private func fetchToken(realm: String, service: String, scope: String, credentials: UpstreamCredentials?) async throws -> TokenCache.Entry {
+    private func fetchToken(
+        realm: String, service: String, scope: String, credentials: UpstreamCredentials?, deadline firstByte: ContinuousClock.Instant
+    ) async throws -> TokenCache.Entry {
         guard var components = URLComponents(string: realm), components.scheme == "https" || components.scheme == "http" else {
             throw UpstreamUnreachable(description: "upstream token realm is not an http(s) URL")
         }
@@ -47,10 +50,10 @@ extension UpstreamClient {
         var headers = HTTPHeaders()
         if let credentials { headers.add(name: "Authorization", value: credentials.basicAuthorization) }
         let started = self.clock.now()
-        let deadline = started + self.configuration.bodyTimeout
+        let deadline = ContinuousClock.now + self.configuration.bodyTimeout
         let response = try await self.execute(
-            .GET, url: url, headers: headers, authorization: nil, timeout: Self.timeAmount(self.configuration.bodyTimeout),
-            exchange: Exchange(key: key, trial: trial), foreign: false)
+            .GET, url: url, headers: headers, authorization: nil, deadline: min(firstByte, deadline), exchange: Exchange(key: key, trial: trial),
+            foreign: false)
         let body = try await UpstreamResponse.collect(response.body, upTo: 1 << 20, deadline: deadline)
         guard response.status == .ok else {
             if credentials != nil, response.status == .unauthorized || response.status == .forbidden { throw UpstreamCredentialsRejected() }

@@ -17,7 +17,7 @@ extension UpstreamClient {
     static let probeTimeout: TimeAmount = .seconds(5)
 
     func executeFollowingRedirects(
-        _ method: HTTPMethod, url: String, headers: HTTPHeaders, authorization: String?, timeout: TimeAmount, exchange: Exchange
+        _ method: HTTPMethod, url: String, headers: HTTPHeaders, authorization: String?, deadline: ContinuousClock.Instant, exchange: Exchange
     ) async throws -> HTTPClientResponse {
         var current = url
         let origin = Self.origin(of: url)
@@ -25,7 +25,7 @@ extension UpstreamClient {
         while true {
             let sameOrigin = Self.origin(of: current) == origin
             let response = try await self.execute(
-                method, url: current, headers: headers, authorization: sameOrigin ? authorization : nil, timeout: timeout, exchange: exchange,
+                method, url: current, headers: headers, authorization: sameOrigin ? authorization : nil, deadline: deadline, exchange: exchange,
                 foreign: !sameOrigin)
             guard [301, 302, 303, 307, 308].contains(Int(response.status.code)), let location = response.headers.first(name: "location") else {
                 return response
@@ -42,20 +42,25 @@ extension UpstreamClient {
         }
     }
 
-    /// Sends one request and records its outcome. `foreign`: the URL is a redirect target on another
-    /// origin than the upstream's.
+    /// Sends one request and records its outcome; its head must arrive by `deadline` (past it, the
+    /// request is not sent). `foreign`: the URL is a redirect target on another origin than the upstream's.
     func execute(
-        _ method: HTTPMethod, url: String, headers: HTTPHeaders, authorization: String?, timeout: TimeAmount, exchange: Exchange, foreign: Bool
+        _ method: HTTPMethod, url: String, headers: HTTPHeaders, authorization: String?, deadline: ContinuousClock.Instant, exchange: Exchange,
+        foreign: Bool
     ) async throws -> HTTPClientResponse {
+        let timeout = deadline - .now
+        guard timeout > .zero else {
+            throw UpstreamUnreachable(description: "\(method) \(Self.origin(of: url)): no answer within the first-byte timeout (\(self.configuration.firstByteTimeout))")
+        }
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers = headers
         request.headers.replaceOrAdd(name: "User-Agent", value: "wharf/0.1")
         if let authorization { request.headers.replaceOrAdd(name: "Authorization", value: authorization) }
         self.sent.add(1, ordering: .relaxed)
-        let client = self.clients.client(for: exchange.key.kind, method: method)
+        let client = self.clients.client(for: exchange.key.kind, method: method, timeouts: self.configuration.transportTimeouts)
         do {
-            let response = try await client.execute(request, timeout: timeout)
+            let response = try await client.execute(request, timeout: Self.timeAmount(timeout))
             let status = Int(response.status.code)
             if status >= 500 { self.failed.add(1, ordering: .relaxed) }
             let outcome = UpstreamOutcome.of(
@@ -95,7 +100,8 @@ extension UpstreamClient {
         request.headers.replaceOrAdd(name: "User-Agent", value: "wharf/0.1")
         self.sent.add(1, ordering: .relaxed)
         do {
-            let response = try await self.clients.metadata.execute(request, timeout: Self.probeTimeout)
+            let client = self.clients.client(for: kind, method: .GET, timeouts: self.configuration.transportTimeouts)
+            let response = try await client.execute(request, timeout: Self.probeTimeout)
             _ = try? await UpstreamResponse.collect(response.body, upTo: 64 * 1024, deadline: .now + .seconds(5))
             let code = Int(response.status.code)
             self.logger.info("upstream probe", metadata: ["upstream": "\(self.configuration.name)", "kind": "\(kind.rawValue)", "status": "\(code)"])

@@ -48,12 +48,13 @@ public final class UpstreamClient: Sendable {
     }
 
     /// An HTTP client set up for upstream use: no automatic redirects, no decompression, at most
-    /// `connectionsPerHost` connections per host. ``UpstreamHTTPClients/make(blobConnectionsPerHost:metadataConnectionsPerHost:connectTimeout:resolver:)``
+    /// `connectionsPerHost` connections per host, `timeouts.connect` to connect and `timeouts.idle`
+    /// without a byte. ``UpstreamHTTPClients/make(blobConnectionsPerHost:metadataConnectionsPerHost:connectTimeout:resolver:)``
     /// makes the two an ``UpstreamClient`` needs.
-    public static func makeHTTPClient(connectionsPerHost: Int = 64, connectTimeout: TimeAmount = .seconds(5)) -> HTTPClient {
+    public static func makeHTTPClient(connectionsPerHost: Int = 64, timeouts: UpstreamTransportTimeouts = .default) -> HTTPClient {
         var config = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
-            timeout: .init(connect: connectTimeout, read: .seconds(60)),
+            timeout: .init(connect: Self.timeAmount(timeouts.connect), read: Self.timeAmount(timeouts.idle)),
             connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: connectionsPerHost),
             ignoreUncleanSSLShutdown: false,
             decompression: .disabled
@@ -75,7 +76,8 @@ public final class UpstreamClient: Sendable {
     public func ping() async throws -> Int {
         let exchange = Exchange(key: UpstreamRequestKey(kind: .other, repository: nil, reference: "/v2/"), trial: nil)
         let response = try await self.execute(
-            .GET, url: self.configuration.url + "/v2/", headers: [:], authorization: nil, timeout: .seconds(30), exchange: exchange, foreign: false)
+            .GET, url: self.configuration.url + "/v2/", headers: [:], authorization: nil, deadline: .now + self.configuration.firstByteTimeout,
+            exchange: exchange, foreign: false)
         if response.status == .unauthorized { self.learnChallenge(response.headers) }
         _ = try? await UpstreamResponse.collect(response.body, upTo: 64 * 1024, deadline: .now + self.configuration.bodyTimeout)
         self.pinged.store(true, ordering: .relaxed)
@@ -86,12 +88,14 @@ public final class UpstreamClient: Sendable {
     ///
     /// Throws ``UpstreamBackoff`` while a 429 holds manifest requests of `repository`,
     /// ``UpstreamCircuitOpen`` while the circuit of this kind of request is open, and
-    /// ``UpstreamRedirectRefused`` for a redirect ``RedirectPolicy`` does not follow. Except for blob
-    /// `GET`s, the answer must arrive in full within ``UpstreamConfiguration/bodyTimeout``
-    /// (``UpstreamResponse/collect(upTo:)`` enforces it for the body).
+    /// ``UpstreamRedirectRefused`` for a redirect ``RedirectPolicy`` does not follow. The answer must
+    /// begin within ``UpstreamConfiguration/firstByteTimeout`` of the call, whatever it needed first
+    /// (the challenge ping, a token, redirects). Except for blob `GET`s, it must also arrive in full
+    /// within ``UpstreamConfiguration/bodyTimeout`` (``UpstreamResponse/collect(upTo:)`` enforces it for
+    /// the body); any body fails after ``UpstreamConfiguration/idleTimeout`` without a byte.
     public func send(
         _ method: HTTPMethod, repository: String, path: String, query: String? = nil, headers: HTTPHeaders = [:],
-        timeout: TimeAmount = .seconds(60), as identity: UpstreamIdentity = .mirror
+        as identity: UpstreamIdentity = .mirror
     ) async throws -> UpstreamResponse {
         var url = "\(self.configuration.url)/v2/\(repository)/\(path)"
         if let query, !query.isEmpty { url += "?" + query }
@@ -99,15 +103,16 @@ public final class UpstreamClient: Sendable {
         let key = UpstreamRequestKey(repository: repository, path: path)
         let trial = try self.admit(key)
         defer { self.machine.withLock { $0.finished(key.kind, trial: trial) } }
+        let started = ContinuousClock.now
         let bounded = !(key.kind == .blob && method == .GET)
-        let deadline = bounded ? ContinuousClock.now + self.configuration.bodyTimeout : nil
-        let headTimeout = bounded ? min(timeout, Self.timeAmount(self.configuration.bodyTimeout)) : timeout
+        let deadline = bounded ? started + self.configuration.bodyTimeout : nil
+        let firstByte = started + (bounded ? min(self.configuration.firstByteTimeout, self.configuration.bodyTimeout) : self.configuration.firstByteTimeout)
         await self.learnChallengeOnce()
         var refresh = false
         for attempt in 0..<2 {
-            let authorization = try await self.authorization(scope: scope, refresh: refresh, identity: identity)
+            let authorization = try await self.authorization(scope: scope, refresh: refresh, identity: identity, deadline: firstByte)
             let response = try await self.executeFollowingRedirects(
-                method, url: url, headers: headers, authorization: authorization, timeout: headTimeout, exchange: Exchange(key: key, trial: trial))
+                method, url: url, headers: headers, authorization: authorization, deadline: firstByte, exchange: Exchange(key: key, trial: trial))
             guard response.status == .unauthorized, attempt == 0 else {
                 return UpstreamResponse(status: Int(response.status.code), headers: response.headers, body: response.body, bodyDeadline: deadline)
             }
@@ -133,12 +138,14 @@ public final class UpstreamClient: Sendable {
         }
     }
 
-    /// Carries out a decision of the health machine: tells the observer, sends the probe it asked for.
+    /// Carries out a decision of the health machine: tells the observer, starts the probe it asked for.
     func carryOut(_ decision: UpstreamHealthMachine.Decision) async {
         if let change = decision.reachabilityChanged, let observer = self.reachabilityObserver.withLock({ $0 }) {
             observer(change.reachable, change.reason)
         }
-        if let kind = decision.probe { await self.runProbe(kind) }
+        // The probe runs on its own: the request that asked for it has failed already and must not wait
+        // for the probe's timeout too. The health machine asks for one probe per kind at a time.
+        if let kind = decision.probe { Task { await self.runProbe(kind) } }
     }
 
     // MARK: Challenge

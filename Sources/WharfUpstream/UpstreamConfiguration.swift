@@ -62,6 +62,17 @@ public struct UpstreamConfiguration: Sendable {
     /// The longest a manifest, token or other non-blob answer may take, head and body together, so a
     /// body dribbling a byte at a time cannot hold a connection for minutes. Blob bodies are not bound.
     public var bodyTimeout: Duration
+    /// The longest a connection to the upstream (or its token realm, or a redirect target) may take.
+    public var connectTimeout: Duration = .seconds(5)
+    /// The longest a request waits for the upstream's answer to begin (its response head), counted once
+    /// for everything it needs first: the challenge ping, a token fetch, redirects. A hung upstream
+    /// (accepts, never answers) costs a request no more than this.
+    public var firstByteTimeout: Duration = .seconds(8)
+    /// The longest an upstream body may go without a byte before the request fails.
+    public var idleTimeout: Duration = .seconds(30)
+
+    /// The per-connection bounds, which pick the HTTP client (see ``UpstreamHTTPClients``).
+    public var transportTimeouts: UpstreamTransportTimeouts { UpstreamTransportTimeouts(connect: self.connectTimeout, idle: self.idleTimeout) }
 
     public static let dockerHubURL = "https://registry-1.docker.io"
 

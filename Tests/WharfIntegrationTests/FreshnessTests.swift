@@ -80,7 +80,7 @@ struct FreshnessTests {
             #expect(wharf.mirror.stats.staleWhileRevalidateServes.value == 3)
 
             // Once it has run (HEAD, then GET of the new digest, each delayed 3 s) the next request sees the new digest.
-            try await eventually(within: .seconds(20), "the background revalidation did not finish") { wharf.mirror.manifests.revalidations.inFlight == 0 }
+            await eventually(within: .seconds(20), "the background revalidation did not finish") { wharf.mirror.manifests.revalidations.inFlight == 0 }
             let fresh = try await Self.manifest("team/app", "v1", port: wharf.port)
             #expect(fresh.header("docker-content-digest") == b.manifest.digest && fresh.header("x-wharf-stale") == nil)
             try await eventually("the upstream's log lacks the revalidation") {

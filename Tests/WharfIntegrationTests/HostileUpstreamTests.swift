@@ -226,7 +226,9 @@ struct HostileUpstreamTests {
         hostile.script("/v2/r/manifests/v1", .status(.notFound))
         try await hostile.start()
         let clients = UpstreamHTTPClients.make(blobConnectionsPerHost: 1, metadataConnectionsPerHost: 1, connectTimeout: .milliseconds(300))
-        let client = UpstreamClient(configuration: try UpstreamConfiguration(url: hostile.url), httpClients: clients, logger: Self.logger)
+        var configuration = try UpstreamConfiguration(url: hostile.url)
+        configuration.connectTimeout = .milliseconds(300)
+        let client = UpstreamClient(configuration: configuration, httpClients: clients, logger: Self.logger)
         do {
             let digest = { (i: Int) in "blobs/sha256:" + String(repeating: String(i), count: 64) }
             let holding = try await client.send(.GET, repository: "r", path: digest(0))  // the only blob connection, body stalled

@@ -80,14 +80,14 @@ struct RangedColdReadTests {
                 }
 
                 // A range spanning what the fill has written so far: served from the fill, waiting only for its own tail.
-                try await eventually(within: .seconds(10)) { wharf.mirror.fills.inFlight == 1 && (Self.fillWritten(wharf) ?? 0) > (2 << 20) }
+                await eventually(within: .seconds(10)) { wharf.mirror.fills.inFlight == 1 && (Self.fillWritten(wharf) ?? 0) > (2 << 20) }
                 let frontier = Self.fillWritten(wharf) ?? 0
                 let span = (frontier - (512 << 10))..<(frontier + (128 << 10))
                 let spanning = try await Self.get(client, url, range: "bytes=\(span.lowerBound)-\(span.upperBound - 1)")
                 #expect(spanning.status == 206 && spanning.body == bytes[span], "spanning range: wrong answer")
 
                 // The fill finishes and caches the blob; a whole GET is then a hit with the exact bytes.
-                try await eventually(within: .seconds(60), "the blob was not cached") { wharf.cachedBlobHexes().contains(String(blob.digest.dropFirst(7))) }
+                await eventually(within: .seconds(60), "the blob was not cached") { wharf.cachedBlobHexes().contains(String(blob.digest.dropFirst(7))) }
                 let fillTime = ContinuousClock.now - started
                 #expect(fillTime > .seconds(4), "the throttle did not hold: the fill took \(fillTime)")
                 let latencies = ranges.indices.compactMap { answers[$0] }.map { "\($0.took)" }
