@@ -20,6 +20,8 @@ import WharfConfig
         #expect(config.defaultUpstream?.name == "dockerhub")
         #expect(config.defaultUpstream?.url == "https://registry-1.docker.io")
         #expect(config.defaultUpstream?.tagTTLSeconds == 300)
+        let timeouts = config.defaultUpstream.map { [$0.connectTimeoutSeconds, $0.firstByteTimeoutSeconds, $0.idleTimeoutSeconds] }
+        #expect(timeouts == [5, 8, 30])
         #expect(ConfigurationLoader.validate(config).isEmpty)
     }
 
