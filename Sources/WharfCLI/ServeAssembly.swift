@@ -27,6 +27,7 @@ struct ServeAssembly: Sendable {
             upstream.connectTimeout = .seconds(entry.connectTimeoutSeconds)
             upstream.firstByteTimeout = .seconds(entry.firstByteTimeoutSeconds)
             upstream.idleTimeout = .seconds(entry.idleTimeoutSeconds)
+            upstream.rateLimitReservePercent = entry.rateLimitReservePercent
             return MirrorUpstream(
                 configuration: upstream,
                 namespaces: entry.namespaces, pathPrefix: entry.pathPrefix,

@@ -15,8 +15,10 @@ struct MirrorWarmSource: WarmSource {
 
     func manifestBytes(repository: String, reference: String) async throws -> [UInt8] {
         let routed = try self.mirror.route(try RepositoryName(parsing: repository), namespace: nil)
-        let answer = try await self.mirror.manifests.resolve(
-            upstream: routed.client, repository: routed.repository, reference: try Reference(parsing: reference), accept: Self.accept)
+        let parsed = try Reference(parsing: reference)
+        guard await self.mirror.manifests.prefetchAllowed(upstream: routed.client, repository: routed.repository, reference: parsed, accept: Self.accept)
+        else { throw WarmPaused() }
+        let answer = try await self.mirror.manifests.resolve(upstream: routed.client, repository: routed.repository, reference: parsed, accept: Self.accept)
         return answer.manifest.bytes
     }
 
@@ -40,6 +42,11 @@ struct MirrorWarmSource: WarmSource {
             }
         }
     }
+}
+
+/// A warm run skipped an image: fetching it would spend an upstream pull budget down to its reserve.
+struct WarmPaused: Error, CustomStringConvertible {
+    var description: String { "paused: the upstream's pull budget is down to its reserve (rate-limit-reserve)" }
 }
 
 /// `warm` of the configuration: warms the listed images once the server listens, then again every

@@ -6,7 +6,7 @@ struct UpstreamDecoder {
 
     static let keys = [
         "name", "url", "default", "namespaces", "path-prefix", "credentials", "tag-ttl", "stale-while-revalidate", "allow", "deny", "pin", "token-realms",
-        "allow-private-redirects", "connect-timeout", "first-byte-timeout", "idle-timeout",
+        "allow-private-redirects", "connect-timeout", "first-byte-timeout", "idle-timeout", "rate-limit-reserve",
     ]
     static let credentialKeys = ["file", "username-env", "password-env"]
     static let inlineSecret = """
@@ -48,12 +48,22 @@ struct UpstreamDecoder {
         entry.firstByteTimeoutSeconds =
             self.reader.parsed(f, "first-byte-timeout", expected: durations, DurationString.seconds) ?? entry.firstByteTimeoutSeconds
         entry.idleTimeoutSeconds = self.reader.parsed(f, "idle-timeout", expected: durations, DurationString.seconds) ?? entry.idleTimeoutSeconds
+        if let reserve = self.reader.parsed(f, "rate-limit-reserve", expected: "a percentage such as 10%", { Self.percent($0) }) {
+            entry.rateLimitReservePercent = reserve
+        }
         entry.allow = self.reader.strings(f, "allow") ?? []
         entry.deny = self.reader.strings(f, "deny") ?? []
         entry.pins = self.reader.strings(f, "pin") ?? []
         entry.tokenRealms = self.reader.strings(f, "token-realms") ?? []
         entry.allowPrivateRedirects = self.reader.bool(f, "allow-private-redirects") ?? false
         return entry
+    }
+
+    /// `10%` or `10` → 10; 0 to 100.
+    static func percent(_ text: String) -> Int? {
+        let digits = text.hasSuffix("%") ? String(text.dropLast()) : text
+        guard digits.count <= 3, let value = Int(digits), (0...100).contains(value) else { return nil }
+        return value
     }
 
     /// `file: PATH` or `username-env` + `password-env`. Values are never echoed in errors.

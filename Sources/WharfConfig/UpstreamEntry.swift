@@ -23,6 +23,8 @@ public struct UpstreamEntry: Sendable, Equatable {
     public var firstByteTimeoutSeconds: Int = 8
     /// Seconds an upstream body may go without a byte.
     public var idleTimeoutSeconds: Int = 30
+    /// Percent of a Docker Hub style pull budget (`RateLimit-Limit`) kept for content nobody has.
+    public var rateLimitReservePercent: Int = 10
     /// Glob patterns of repositories that may be pulled (empty: all not denied).
     public var allow: [String]
     /// Glob patterns of repositories that may not be pulled (wins over `allow`).

@@ -118,6 +118,19 @@ public struct ManifestResolver: Sendable {
         }
     }
 
+    /// Whether a prefetch (`warm`) may resolve `reference` now: when the answer is cached, or the
+    /// upstream's pull budget is above its reserve. In reserve one free `HEAD` of the manifest first
+    /// refreshes what the upstream says of the budget.
+    public func prefetchAllowed(upstream: UpstreamClient, repository: String, reference: Reference, accept: AcceptSet) async -> Bool {
+        if upstream.rateLimitMode() == .normal || self.isCachedAnswer(upstream: upstream, repository: repository, reference: reference, accept: accept) {
+            return true
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: "Accept", value: Self.acceptHeader(accept))
+        _ = try? await upstream.send(.HEAD, repository: repository, path: "manifests/\(reference)", headers: headers)
+        return upstream.rateLimitMode() == .normal
+    }
+
     /// A cached manifest by digest, if it is linked to `repository` (the synchronous hit path).
     public func cachedLinked(_ digest: Digest, upstream: UpstreamClient, repository: String) -> StoredManifest? {
         guard self.gate.isLinked(digest, upstream: upstream, repository: repository) else { return nil }
@@ -125,7 +138,8 @@ public struct ManifestResolver: Sendable {
     }
 
     /// An expired tag: ask with a HEAD (free on Docker Hub's rate limit). Unchanged → keep the cached
-    /// manifest; changed → GET only a digest not already cached.
+    /// manifest; changed → GET only a digest not already cached, and not while the pull budget is
+    /// down to its reserve (a 429 the caller answers with the stale tag).
     private func revalidate(
         upstream: UpstreamClient, repository: String, tag: String, accept: AcceptSet, cached: StoredManifest, identity: UpstreamIdentity
     ) async throws(RegistryError) -> ManifestAnswer {
@@ -151,6 +165,10 @@ public struct ManifestResolver: Sendable {
             self.stats.revalidations.add()
         } else if let current, let known = self.cached(current), accept.accepts(known.mediaType) {
             manifest = known
+        } else if upstream.rateLimitMode(for: identity) != .normal {
+            // The pull budget is down to its reserve: keep it for content nobody has; the tag is served stale.
+            self.stats.budgetStaleServes.add()
+            throw RegistryError(.tooManyRequests, "upstream pull budget in reserve")
         } else if let current {
             manifest = try await self.fetch(upstream: upstream, repository: repository, reference: current.description, accept: accept, expected: current, identity: identity)
             fromCache = false

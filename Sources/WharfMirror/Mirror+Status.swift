@@ -24,11 +24,14 @@ extension Mirror {
 
     /// `/metrics`: every counter and gauge in Prometheus text format.
     public func prometheusText() -> [UInt8] {
-        let health = self.upstream.health
         let allUp = self.upstreams.allSatisfy { $0.health.reachable != false }
+        let budgets = self.upstreams.map { u in
+            let all = u.rateLimitBudgets
+            let shown = all.first { $0.identity == UpstreamIdentity.mirror.cacheKey } ?? all.min { $0.remaining < $1.remaining }
+            return MirrorStats.BudgetGauge(upstream: u.configuration.name, budget: shown, refusals: u.budgetRefusals)
+        }
         return self.stats.prometheusText(
-            fillsInFlight: self.fills.inFlight, entries: try? self.index.counts(), upstreamUp: allUp,
-            rateLimitRemaining: health.rateLimitRemaining.flatMap { Double($0.split(separator: ";").first.map(String.init) ?? "") },
+            fillsInFlight: self.fills.inFlight, entries: try? self.index.counts(), upstreamUp: allUp, budgets: budgets,
             diskUsed: self.budget.occupiedBytes, diskLimit: self.budget.limits?.maxBytes,
             evictedBlobs: self.evictor.counters.evictedBlobs.load(ordering: .relaxed),
             evictedBytes: self.evictor.counters.evictedBytes.load(ordering: .relaxed))

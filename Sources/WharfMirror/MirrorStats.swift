@@ -2,6 +2,7 @@ import Prometheus
 import Synchronization
 import WharfClock
 import WharfStorage
+import WharfUpstream
 
 /// A counter kept as an atomic, read by `/stats`; its Prometheus twin is brought up to date when
 /// `/metrics` is scraped, so counting costs one relaxed atomic add on the hit path.
@@ -70,6 +71,8 @@ public final class MirrorStats: Sendable {
     public let upstreamErrors: StatCounter
     /// Digests refused through a repository they were never seen in (cross-repository gate).
     public let crossRepositoryRefusals: StatCounter
+    /// Expired tags served stale because a new digest would have cost a pull of a budget in its reserve.
+    public let budgetStaleServes: StatCounter
     /// Client requests refused by client authentication or pass-through authorization.
     public let authRefusals: StatCounter
     let requestDuration: [RequestKind: DurationHistogram]
@@ -77,7 +80,7 @@ public final class MirrorStats: Sendable {
     private let fillsInFlightGauge: Gauge
     private let entriesGauges: [String: Gauge]
     private let upstreamUpGauge: Gauge
-    private let rateLimitRemainingGauge: Gauge
+    private let budgetRefusalCounters = Mutex<[String: MirroredCounter]>([:])
     private let diskUsedGauge: Gauge
     private let diskLimitGauge: Gauge
     private let evictedBlobs: MirroredCounter
@@ -132,14 +135,14 @@ public final class MirrorStats: Sendable {
         self.upstreamErrors = StatCounter(r, "wharf_upstream_errors_total", help: "Upstream requests that failed (transport or 5xx)")
         self.crossRepositoryRefusals = StatCounter(
             r, "wharf_cross_repository_refusals_total", help: "Digests refused through a repository the upstream did not confirm")
+        self.budgetStaleServes = StatCounter(
+            r, "wharf_ratelimit_budget_stale_serves_total", help: "Expired tags served stale to keep a pull budget's reserve for uncached content")
         self.authRefusals = StatCounter(r, "wharf_auth_refusals_total", help: "Requests refused by client authentication or authorization")
         self.fillsInFlightGauge = registry.makeGauge(descriptor: metric("wharf_fills_in_flight", "Blob downloads in progress"))
         self.entriesGauges = Dictionary(uniqueKeysWithValues: ["blobs", "manifests", "tags"].map {
             ($0, registry.makeGauge(descriptor: metric("wharf_cache_entries", "Entries in the cache index"), labels: [("kind", $0)]))
         })
         self.upstreamUpGauge = registry.makeGauge(descriptor: metric("wharf_upstream_up", "1 if the last upstream request got an answer below 500"))
-        self.rateLimitRemainingGauge = registry.makeGauge(
-            descriptor: metric("wharf_upstream_ratelimit_remaining", "Last ratelimit-remaining seen (-1: none)"))
         self.diskUsedGauge = registry.makeGauge(descriptor: metric("wharf_disk_used_bytes", "Bytes of cached blobs (including ones being published)"))
         self.diskLimitGauge = registry.makeGauge(descriptor: metric("wharf_disk_limit_bytes", "Configured cache size bound (-1: unbounded)"))
         self.evictedBlobs = MirroredCounter(registry.makeCounter(descriptor: metric("wharf_evictions_total", "Blobs evicted (least recently used first)"), labels: [("reason", "lru")]))
@@ -156,9 +159,17 @@ public final class MirrorStats: Sendable {
 
     public func fillFinished(after duration: Duration) { self.fillDuration.record(duration) }
 
+    /// One upstream's pull budget for `/metrics`: the mirror's own identity (or, with pass-through
+    /// clients only, the one with the least left), and the manifest `GET`s refused for a spent budget.
+    public struct BudgetGauge: Sendable {
+        public var upstream: String
+        public var budget: RateLimitBudget?
+        public var refusals: Int
+    }
+
     /// Prometheus text exposition of every metric, with the gauges set from the given state.
     public func prometheusText(
-        fillsInFlight: Int, entries: (blobs: Int, manifests: Int, tags: Int)?, upstreamUp: Bool, rateLimitRemaining: Double?,
+        fillsInFlight: Int, entries: (blobs: Int, manifests: Int, tags: Int)?, upstreamUp: Bool, budgets: [BudgetGauge],
         diskUsed: Int64, diskLimit: Int64?, evictedBlobs: Int, evictedBytes: Int64
     ) -> [UInt8] {
         self.metrics.syncCounters()
@@ -173,7 +184,26 @@ public final class MirrorStats: Sendable {
             self.entriesGauges["tags"]?.set(to: Double(entries.tags))
         }
         self.upstreamUpGauge.set(to: upstreamUp ? 1 : 0)
-        self.rateLimitRemainingGauge.set(to: rateLimitRemaining ?? -1)
+        for b in budgets {
+            let labels = [("upstream", b.upstream)]
+            let gauges: [(String, String, Double)] = [
+                ("wharf_upstream_ratelimit_remaining", "Pulls left of the upstream's rate limit (-1: no RateLimit headers seen)",
+                 b.budget.map { Double($0.remaining) } ?? -1),
+                ("wharf_upstream_ratelimit_limit", "The upstream's RateLimit-Limit (-1: none seen)", b.budget?.limit.map(Double.init) ?? -1),
+                ("wharf_upstream_ratelimit_reserve", "Pulls kept for uncached content (at or under it, cached tags are not re-fetched)",
+                 b.budget.map { Double($0.reserve) } ?? 0),
+            ]
+            for (name, help, value) in gauges { self.registry.makeGauge(descriptor: metric(name, help), labels: labels).set(to: value) }
+            let refusals = self.budgetRefusalCounters.withLock { counters in
+                if let c = counters[b.upstream] { return c }
+                let c = MirroredCounter(self.registry.makeCounter(
+                    descriptor: metric("wharf_ratelimit_budget_refusals_total", "Manifest GETs answered 429 for a spent pull budget, without asking"),
+                    labels: labels))
+                counters[b.upstream] = c
+                return c
+            }
+            refusals.sync(to: Int64(b.refusals))
+        }
         return self.registry.emitToBuffer()
     }
 

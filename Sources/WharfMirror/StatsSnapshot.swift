@@ -9,6 +9,8 @@ public struct StatsSnapshot: Codable, Sendable {
         public var blobHits, blobMisses, manifestHits, manifestMisses, staleServes, revalidations, negativeHits: Int
         /// Expired tags answered at once within their stale-while-revalidate window.
         public var staleWhileRevalidateServes: Int
+        /// Expired tags served stale to keep a pull budget's reserve for content nobody has.
+        public var budgetStaleServes: Int
         public var hitRatioByRequests: Double
         public var hitRatioByBytes: Double
     }
@@ -26,6 +28,10 @@ public struct StatsSnapshot: Codable, Sendable {
         public var name, url: String
         public var requests, errors: Int
         public var health: UpstreamHealth
+        /// Docker Hub style pull budgets per identity, from the upstream's `RateLimit-*` headers.
+        public var rateLimitBudgets: [RateLimitBudget]
+        /// Manifest `GET`s answered 429 because the budget was spent, without asking the upstream.
+        public var budgetRefusals: Int
     }
     public struct Evictions: Codable, Sendable {
         public var count: Int
@@ -79,7 +85,7 @@ public struct StatsSnapshot: Codable, Sendable {
             blobHits: s.blobHits.value, blobMisses: s.blobMisses.value, manifestHits: s.manifestHits.value,
             manifestMisses: s.manifestMisses.value, staleServes: s.staleServes.value,
             revalidations: s.revalidations.value, negativeHits: s.negativeHits.value,
-            staleWhileRevalidateServes: s.staleWhileRevalidateServes.value,
+            staleWhileRevalidateServes: s.staleWhileRevalidateServes.value, budgetStaleServes: s.budgetStaleServes.value,
             hitRatioByRequests: lookups == 0 ? 0 : Double(hits) / Double(lookups),
             hitRatioByBytes: disk + fills + ranges == 0 ? 0 : Double(disk) / Double(disk + fills + ranges))
         self.bytes = Bytes(
@@ -91,7 +97,9 @@ public struct StatsSnapshot: Codable, Sendable {
             rangedRelays: s.rangedRelays.value)
         self.upstreams = mirror.upstreams.map { u in
             let (requests, errors) = u.requestCounts
-            return Upstream(name: u.configuration.name, url: u.configuration.url, requests: requests, errors: errors, health: u.health)
+            return Upstream(
+                name: u.configuration.name, url: u.configuration.url, requests: requests, errors: errors, health: u.health,
+                rateLimitBudgets: u.rateLimitBudgets, budgetRefusals: u.budgetRefusals)
         }
         let ev = mirror.evictor.counters, budget = mirror.budget
         self.evictions = Evictions(

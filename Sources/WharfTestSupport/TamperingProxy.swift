@@ -61,6 +61,8 @@ public final class TamperingProxy: Sendable {
         var hanging = false
         var held: [CheckedContinuation<Void, Never>] = []
         var heldTotal = 0
+        /// Docker Hub style pull budget: manifest answers carry `RateLimit-*`; each manifest GET spends one.
+        var rateLimit: (limit: Int, remaining: Int, window: Int)?
     }
 
     private let state = Mutex(State())
@@ -146,6 +148,21 @@ public final class TamperingProxy: Sendable {
         for continuation in release { continuation.resume() }
     }
 
+    /// Answers every manifest request as Docker Hub does: `RateLimit-Limit: limit;w=window` and
+    /// `RateLimit-Remaining: remaining;w=window` on the answer, each manifest `GET` (not `HEAD`) spends
+    /// one, and with none left a `GET` gets 429 `TOOMANYREQUESTS` without reaching the upstream.
+    /// `nil` stops it.
+    public func setRateLimit(limit: Int, remaining: Int, window: Int = 21600) {
+        state.withLock { $0.rateLimit = (limit, remaining, window) }
+    }
+
+    public func clearRateLimit() {
+        state.withLock { $0.rateLimit = nil }
+    }
+
+    /// What is left of the budget set by ``setRateLimit(limit:remaining:window:)``.
+    public var rateLimitRemaining: Int? { state.withLock { $0.rateLimit?.remaining } }
+
     /// Requests held unanswered by ``setHanging(_:)`` so far.
     public var heldRequests: Int { state.withLock { $0.heldTotal } }
 
@@ -193,6 +210,26 @@ public final class TamperingProxy: Sendable {
         if head.uri.contains("/manifests/"), let delay = state.withLock({ $0.manifestDelay }) {
             try await Task.sleep(for: delay)
         }
+        // Docker Hub's budget: spent by manifest GETs, reported on every manifest answer.
+        let isManifest = head.uri.contains("/manifests/"), isGET = head.method == .GET
+        let budget: (headers: HTTPHeaders, exhausted: Bool)? = state.withLock { state in
+            guard isManifest, var limit = state.rateLimit else { return nil }
+            let exhausted = isGET && limit.remaining == 0
+            if isGET, limit.remaining > 0 { limit.remaining -= 1 }
+            state.rateLimit = limit
+            let headers = HTTPHeaders([
+                ("RateLimit-Limit", "\(limit.limit);w=\(limit.window)"), ("RateLimit-Remaining", "\(limit.remaining);w=\(limit.window)"),
+            ])
+            return (headers, exhausted)
+        }
+        if let budget, budget.exhausted {
+            var headers = budget.headers
+            headers.add(name: "Retry-After", value: "3600")
+            let reply = LoopbackHTTPResponse.json(
+                .tooManyRequests, #"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}"#, headers: headers)
+            try await connection.send(reply, for: head)
+            return true
+        }
         if head.uri.contains("/manifests/"), let override = state.withLock({ $0.manifestOverride }) {
             var headers: HTTPHeaders = [:]
             if let r = override.retryAfter { headers.add(name: "Retry-After", value: String(r)) }
@@ -232,6 +269,7 @@ public final class TamperingProxy: Sendable {
         for (name, value) in response.headers where !Self.hopByHop.contains(name.lowercased()) {
             headers.add(name: name, value: value)
         }
+        for (name, value) in budget?.headers ?? HTTPHeaders() { headers.replaceOrAdd(name: name, value: value) }
         let length = headers.first(name: "content-length").flatMap { Int($0) }
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
         var tamper = head.method == .GET && response.status == .ok && path.contains("/blobs/")

@@ -27,6 +27,9 @@ public final class UpstreamClient: Sendable {
     private let reachabilityObserver = Mutex<(@Sendable (_ reachable: Bool, _ reason: String?) -> Void)?>(nil)
     let sent = Atomic<Int>(0)
     let failed = Atomic<Int>(0)
+    /// Pull budgets per identity, from the upstream's `RateLimit-*` headers.
+    let budgets: Mutex<RateLimitBudgets>
+    let budgetRefused = Atomic<Int>(0)
 
     /// Requests sent to this upstream (token fetches and probes included) and how many failed
     /// (transport or 5xx; waiting for a free connection of Wharf's own pool is not a failure).
@@ -45,7 +48,20 @@ public final class UpstreamClient: Sendable {
         self.redirects = RedirectPolicy(
             upstreamHost: configuration.host, allowPrivate: configuration.allowPrivateRedirects, resolver: httpClients.resolver)
         self.realms = TokenRealmPolicy(configuration: configuration)
+        self.budgets = Mutex(RateLimitBudgets(reservePercent: configuration.rateLimitReservePercent))
     }
+
+    /// Where `identity`'s pull budget stands (``RateLimitMode/normal`` when the upstream sends no
+    /// `RateLimit-*` headers).
+    public func rateLimitMode(for identity: UpstreamIdentity = .mirror) -> RateLimitMode {
+        self.budgets.withLock { $0.mode(identity: identity.cacheKey, now: .now) }
+    }
+
+    /// Every identity's pull budget at this upstream.
+    public var rateLimitBudgets: [RateLimitBudget] { self.budgets.withLock { $0.snapshot(now: .now) } }
+
+    /// Manifest `GET`s refused because the budget was spent, without asking the upstream.
+    public var budgetRefusals: Int { self.budgetRefused.load(ordering: .relaxed) }
 
     /// An HTTP client set up for upstream use: no automatic redirects, no decompression, at most
     /// `connectionsPerHost` connections per host, `timeouts.connect` to connect and `timeouts.idle`
@@ -103,6 +119,7 @@ public final class UpstreamClient: Sendable {
         let key = UpstreamRequestKey(repository: repository, path: path)
         let trial = try self.admit(key)
         defer { self.machine.withLock { $0.finished(key.kind, trial: trial) } }
+        if key.kind == .manifest { try self.spendBudget(method, identity: identity) }
         let started = ContinuousClock.now
         let bounded = !(key.kind == .blob && method == .GET)
         let deadline = bounded ? started + self.configuration.bodyTimeout : nil
@@ -113,6 +130,7 @@ public final class UpstreamClient: Sendable {
             let authorization = try await self.authorization(scope: scope, refresh: refresh, identity: identity, deadline: firstByte)
             let response = try await self.executeFollowingRedirects(
                 method, url: url, headers: headers, authorization: authorization, deadline: firstByte, exchange: Exchange(key: key, trial: trial))
+            if key.kind == .manifest { self.observeBudget(response.headers, identity: identity) }
             guard response.status == .unauthorized, attempt == 0 else {
                 return UpstreamResponse(status: Int(response.status.code), headers: response.headers, body: response.body, bodyDeadline: deadline)
             }
@@ -125,6 +143,28 @@ public final class UpstreamClient: Sendable {
             self.logger.debug("upstream asked for authorization", metadata: ["repository": "\(repository)", "refresh": "\(refresh)"])
         }
         preconditionFailure("unreachable")
+    }
+
+    // MARK: Budget
+
+    /// A manifest `GET` spends one pull of `identity`'s budget; with none left it is refused here.
+    private func spendBudget(_ method: HTTPMethod, identity: UpstreamIdentity) throws {
+        guard method == .GET else { return }
+        let refusal = self.budgets.withLock { b -> Duration? in
+            let now = ContinuousClock.now
+            if case .exhausted(let wait) = b.mode(identity: identity.cacheKey, now: now) { return wait }
+            b.spend(identity: identity.cacheKey, now: now)
+            return nil
+        }
+        guard let refusal else { return }
+        self.budgetRefused.add(1, ordering: .relaxed)
+        throw UpstreamBackoff(retryAfter: refusal)
+    }
+
+    private func observeBudget(_ headers: HTTPHeaders, identity: UpstreamIdentity) {
+        let limit = headers.first(name: "ratelimit-limit"), remaining = headers.first(name: "ratelimit-remaining")
+        guard remaining != nil else { return }
+        self.budgets.withLock { $0.observe(identity: identity.cacheKey, limit: limit, remaining: remaining, now: .now) }
     }
 
     // MARK: Health

@@ -71,6 +71,10 @@ public struct UpstreamConfiguration: Sendable {
     /// The longest an upstream body may go without a byte before the request fails.
     public var idleTimeout: Duration = .seconds(30)
 
+    /// The share of a Docker Hub style pull budget (`RateLimit-Limit`) kept for content nobody has, in
+    /// percent: below it cached tags are not revalidated with a `GET` and warming pauses.
+    public var rateLimitReservePercent: Int = 10
+
     /// The per-connection bounds, which pick the HTTP client (see ``UpstreamHTTPClients``).
     public var transportTimeouts: UpstreamTransportTimeouts { UpstreamTransportTimeouts(connect: self.connectTimeout, idle: self.idleTimeout) }
 
