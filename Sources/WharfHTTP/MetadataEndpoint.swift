@@ -4,7 +4,7 @@ import NIOHTTP1
 import OCIDistribution
 import WharfMirror
 
-/// `tags/list` (with `n`/`last` paging and `Link`) and `referrers/<digest>`, answered from the upstream.
+/// `tags/list` (with `n`/`last` paging and `Link`), answered from the upstream, and `referrers/<digest>`.
 struct MetadataEndpoint: Sendable {
     let reads: ReadService
     static let maxPageSize = 10_000
@@ -25,7 +25,7 @@ struct MetadataEndpoint: Sendable {
         var query: [String] = []
         if let n { query.append("n=\(n)") }
         if let last { query.append("last=\(RequestRouter.percentEncode(last))") }
-        let body = try await self.reads.upstreamDocument(routed, path: "tags/list", query: query.joined(separator: "&"), kind: .tags, identity: writer.identity)
+        let body = try await self.reads.upstreamDocument(routed, path: "tags/list", query: query.joined(separator: "&"), identity: writer.identity)
         struct TagList: Decodable { let tags: [String]? }
         guard let list = try? JSONDecoder().decode(TagList.self, from: body.data) else {
             throw RegistryError(.unknown, "upstream sent an invalid tag list", status: 502)
@@ -48,18 +48,19 @@ struct MetadataEndpoint: Sendable {
         try await writer.send(status: .ok, headers: h, body: writer.allocator.buffer(string: json))
     }
 
+    /// `referrers/<digest>[?artifactType=]` for every upstream: see ``ReadService/referrers(of:artifactType:_:identity:client:)``.
     func referrers(name rawName: String, digest rawDigest: String, target: ParsedTarget, writer: ResponseWriter) async throws {
         let name = try RepositoryName(parsing: rawName)
         let digest = try Digest(parsing: rawDigest)
+        let artifactType = try ReferrersIndex.artifactTypeFilter(target.queryValue("artifactType"))
         let routed = try await self.reads.route(name, namespace: writer.namespace, identity: writer.identity)
         writer.routed = routed
-        var query = ""
-        if let t = target.queryValue("artifactType") { query = "artifactType=\(RequestRouter.percentEncode(t))" }
-        let body = try await self.reads.upstreamDocument(routed, path: "referrers/\(digest)", query: query, kind: .referrers, identity: writer.identity)
+        let answer = try await self.reads.referrers(of: digest, artifactType: artifactType, routed, identity: writer.identity, client: writer.client)
+        writer.cache = answer.cache
         var h = writer.headers()
         h.add(name: "Content-Type", value: MediaType.ociIndex)
-        if let f = body.filtersApplied { h.add(name: "OCI-Filters-Applied", value: f) }
-        writer.cache = .upstream
-        try await writer.send(status: .ok, headers: h, body: ByteBuffer(bytes: body.data))
+        if answer.filtered { h.add(name: "OCI-Filters-Applied", value: "artifactType") }
+        if answer.stale { h.add(name: "Warning", value: "110 wharf \"Response is Stale\""); h.add(name: "X-Wharf-Stale", value: "true") }
+        try await writer.send(status: .ok, headers: h, body: ByteBuffer(bytes: answer.index.json))
     }
 }

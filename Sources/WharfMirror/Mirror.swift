@@ -28,6 +28,8 @@ public final class Mirror: Sendable {
     package let lookups = UpstreamLookupLimiter()
     /// Blob `HEAD`s the upstream answered 404, per (upstream, repository, digest), for a short time.
     package let blobHeadMisses = NegativeCache(ttl: .seconds(10))
+    /// Upstreams seen without a referrers API (their referrers come from the tag schema).
+    let referrersAPI = ReferrersAPIMemory()
     /// The size bound, the running total of cached bytes, and which fills are kept.
     package let budget: CacheBudget
     /// Digests being sent to clients (the blob endpoint marks them; the evictor spares them).

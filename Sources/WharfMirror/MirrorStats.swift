@@ -75,6 +75,8 @@ public final class MirrorStats: Sendable {
     public let budgetStaleServes: StatCounter
     /// Client requests refused by client authentication or pass-through authorization.
     public let authRefusals: StatCounter
+    /// Referrers answers by where they came from: the upstream's API, the tag schema, or none (empty).
+    public let referrersServed: [ReferrersSource: StatCounter]
     let requestDuration: [RequestKind: DurationHistogram]
     // Gauges refreshed when `/metrics` is scraped.
     private let fillsInFlightGauge: Gauge
@@ -138,6 +140,9 @@ public final class MirrorStats: Sendable {
         self.budgetStaleServes = StatCounter(
             r, "wharf_ratelimit_budget_stale_serves_total", help: "Expired tags served stale to keep a pull budget's reserve for uncached content")
         self.authRefusals = StatCounter(r, "wharf_auth_refusals_total", help: "Requests refused by client authentication or authorization")
+        self.referrersServed = Dictionary(uniqueKeysWithValues: ReferrersSource.allCases.map {
+            ($0, StatCounter(r, "wharf_referrers_served_total", [("source", $0.rawValue)], help: "Referrers answers by source (upstream API, tag schema, empty)"))
+        })
         self.fillsInFlightGauge = registry.makeGauge(descriptor: metric("wharf_fills_in_flight", "Blob downloads in progress"))
         self.entriesGauges = Dictionary(uniqueKeysWithValues: ["blobs", "manifests", "tags"].map {
             ($0, registry.makeGauge(descriptor: metric("wharf_cache_entries", "Entries in the cache index"), labels: [("kind", $0)]))

@@ -4,44 +4,40 @@ import NIOHTTP1
 import OCIDistribution
 import WharfUpstream
 
-/// A JSON document passed through from the upstream (a tag list, a referrers index).
+/// A JSON document passed through from the upstream (a tag list).
 public struct UpstreamDocument: Sendable {
     public let data: Data
     /// The upstream's `Link` header announced a next page.
     public let upstreamHasMore: Bool
-    /// The upstream's `OCI-Filters-Applied`, if any.
-    public let filtersApplied: String?
 }
 
 extension ReadService {
-    /// What a tag list or referrers request passes through: which 404 code a missing one gets.
-    public enum DocumentKind: Sendable {
-        case tags, referrers
-    }
+    /// The largest tag list or referrers answer read from an upstream.
+    static let maxDocumentBytes = 4 << 20
 
-    /// GETs `path` (`tags/list`, `referrers/<digest>`) of the routed repository from its upstream,
-    /// at most 4 MiB; upstream refusals become the matching registry errors.
+    /// GETs `tags/list` (with `query`) of the routed repository from its upstream, at most 4 MiB;
+    /// upstream refusals become the matching registry errors.
     public func upstreamDocument(
-        _ routed: RoutedRequest, path: String, query: String, kind: DocumentKind, identity: ClientIdentity?
+        _ routed: RoutedRequest, path: String, query: String, identity: ClientIdentity?
     ) async throws(RegistryError) -> UpstreamDocument {
-        let response: UpstreamResponse
-        let buffer: ByteBuffer
-        do {
-            response = try await routed.client.send(.GET, repository: routed.repository, path: path, query: query, as: identity ?? .mirror)
-            buffer = try await response.collect(upTo: 4 << 20)
-        } catch {
-            throw RegistryError(.unavailable, "upstream unreachable")
-        }
+        let (response, buffer) = try await self.upstreamGET(routed, path: path, query: query, identity: identity)
         guard response.status == 200 else {
-            if response.status == 404 || response.status == 401 || response.status == 403 {
-                throw RegistryError(kind == .tags ? .nameUnknown : .notFound, "\(kind) not found upstream")
-            }
-            if response.status == 429 { throw RegistryError(.tooManyRequests, "upstream rate limit reached") }
-            throw RegistryError(.unavailable, "upstream answered \(response.status)")
+            throw UpstreamErrors.fromStatus(response.status, headers: response.headers, kind: .tags)
         }
         let link = response.headers.first(name: "link") ?? ""
-        return UpstreamDocument(
-            data: Data(buffer.readableBytesView), upstreamHasMore: link.contains("rel=\"next\""),
-            filtersApplied: response.headers.first(name: "oci-filters-applied"))
+        return UpstreamDocument(data: Data(buffer.readableBytesView), upstreamHasMore: link.contains("rel=\"next\""))
+    }
+
+    /// One GET of `path` under the routed repository, its body read (at most 4 MiB) whatever the
+    /// status; a transport failure, an open breaker or a back-off become 503 / 429.
+    func upstreamGET(
+        _ routed: RoutedRequest, path: String, query: String, identity: ClientIdentity?
+    ) async throws(RegistryError) -> (UpstreamResponse, ByteBuffer) {
+        do {
+            let response = try await routed.client.send(.GET, repository: routed.repository, path: path, query: query, as: identity ?? .mirror)
+            return (response, try await response.collect(upTo: Self.maxDocumentBytes))
+        } catch {
+            throw UpstreamErrors.from(error, kind: .tags)
+        }
     }
 }

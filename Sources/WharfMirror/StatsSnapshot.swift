@@ -33,6 +33,15 @@ public struct StatsSnapshot: Codable, Sendable {
         /// Manifest `GET`s answered 429 because the budget was spent, without asking the upstream.
         public var budgetRefusals: Int
     }
+    /// Referrers answers by source.
+    public struct Referrers: Codable, Sendable {
+        /// From the upstream's referrers API.
+        public var upstream: Int
+        /// Built from the referrers-tag-schema index (`sha256-<hex>`).
+        public var tagSchema: Int
+        /// No API and no fallback tag: an empty index.
+        public var empty: Int
+    }
     public struct Evictions: Codable, Sendable {
         public var count: Int
         public var bytes: Int64
@@ -64,6 +73,7 @@ public struct StatsSnapshot: Codable, Sendable {
     public var bytes: Bytes
     public var fills: Fills
     public var upstreams: [Upstream]
+    public var referrers: Referrers
     public var evictions: Evictions
     public var disk: Disk
     public var entries: Entries
@@ -101,6 +111,8 @@ public struct StatsSnapshot: Codable, Sendable {
                 name: u.configuration.name, url: u.configuration.url, requests: requests, errors: errors, health: u.health,
                 rateLimitBudgets: u.rateLimitBudgets, budgetRefusals: u.budgetRefusals)
         }
+        let served = { (source: ReferrersSource) in s.referrersServed[source]?.value ?? 0 }
+        self.referrers = Referrers(upstream: served(.upstream), tagSchema: served(.tagSchema), empty: served(.empty))
         let ev = mirror.evictor.counters, budget = mirror.budget
         self.evictions = Evictions(
             count: ev.evictedBlobs.load(ordering: .relaxed), bytes: ev.evictedBytes.load(ordering: .relaxed),

@@ -235,10 +235,14 @@ public struct ImageGenerator: Sendable {
         return GeneratedBlob(digest: digest, size: size, path: final, mediaType: mediaType)
     }
 
-    private func writeJSON<T: Encodable>(_ value: T, mediaType: String) throws -> GeneratedBlob {
+    func writeJSON<T: Encodable>(_ value: T, mediaType: String) throws -> GeneratedBlob {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let data = try encoder.encode(value)
+        return try self.document(encoder.encode(value), mediaType: mediaType)
+    }
+
+    /// Writes `data` as it is (a manifest, an index, a config: valid or not) under its digest.
+    public func document(_ data: Data, mediaType: String) throws -> GeneratedBlob {
         let digest = "sha256:" + hexString(SHA256.hash(data: data))
         let temporary = temporaryPath()
         try data.write(to: URL(fileURLWithPath: temporary))

@@ -49,6 +49,21 @@ public struct RegistryStorage: Sendable {
         }
     }
 
+    /// Adds an artifact (a signature, an attestation): its blobs and its manifest as an untagged revision.
+    public func add(artifact: GeneratedArtifact, repository: String) throws {
+        for blob in artifact.blobs {
+            try addBlob(blob, repository: repository)
+        }
+        try addManifest(artifact.manifest, repository: repository)
+    }
+
+    /// Stores `index` (from ``ImageGenerator/referrersIndex(_:)``) as the referrers-tag-schema tag of
+    /// `subject`: `sha256-<hex>`, which clients read where a registry has no referrers API.
+    public func setReferrersTag(_ index: GeneratedBlob, subject: String, repository: String) throws {
+        try addManifest(index, repository: repository)
+        try setTag("sha256-" + hex(subject), repository: repository, manifestDigest: index.digest)
+    }
+
     /// Stores a blob and links it into `repository` (`_layers`).
     public func addBlob(_ blob: GeneratedBlob, repository: String) throws {
         try storeBlobData(blob)
