@@ -83,4 +83,54 @@ struct RateLimitBudgetTests {
             #expect(ObservabilityTests.metric("wharf_ratelimit_budget_stale_serves_total", in: metrics) == 2)
         }
     }
+
+    @Test("`warm` pauses while the budget is in its reserve (one free HEAD per image, no GET) and resumes once the upstream reports more")
+    func warmPauses() async throws {
+        let upstream = try UpstreamEnvironment()
+        let a = try upstream.generator.image(layerSizes: [40_000], format: .oci)
+        let b = try upstream.generator.image(layerSizes: [50_000], format: .oci)
+        try upstream.storage.add(image: a, repository: "team/a", tag: "v1")
+        try upstream.storage.add(image: b, repository: "team/b", tag: "v1")
+        try await upstream.start()
+        let proxy = TamperingProxy(upstream: upstream.registry.url)
+        try await proxy.start()
+        proxy.setRateLimit(limit: 20, remaining: 3)  // the reserve is 2: one pull left above it
+        let work = try TempDirectory.make("warm-budget")
+        var wharf: WharfProcess?
+        do {
+            try """
+                upstreams:
+                  - name: hub
+                    url: \(proxy.url)
+                warm:
+                  every: 1s
+                  images: [team/a:v1, team/b:v1]
+                """.write(toFile: work + "/wharf.yaml", atomically: true, encoding: .utf8)
+            let started = try await WharfProcess.start(upstream: proxy.url, dataDirectory: work + "/data", extraArguments: ["--config", work + "/wharf.yaml"])
+            wharf = started
+            func cached(_ image: GeneratedImage) -> Bool {
+                Set(image.blobs.map(\.hex)).isSubset(of: CacheFiles.blobs(in: started.dataDirectory).keys)
+            }
+            // team/a spends the last pull above the reserve; team/b is paused, run after run.
+            await eventually(within: .seconds(10), "team/a was not warmed") { cached(a) }
+            let paused = "warm: team/b:v1: paused: the upstream's pull budget is down to its reserve"
+            await eventually(within: .seconds(10), "no run logged the pause") { started.child.output().components(separatedBy: paused).count > 2 }
+            #expect(proxy.count(method: "GET", pathContaining: "/team/b/manifests/") == 0, "a paused warm spent the reserve")
+            #expect(proxy.count(method: "HEAD", pathContaining: "/team/b/manifests/") >= 2, "each paused run refreshes the budget with a free HEAD")
+            #expect(proxy.rateLimitRemaining == 2 && !cached(b))
+
+            // The window moved on upstream: the next run's HEAD sees it and team/b is warmed.
+            proxy.setRateLimit(limit: 20, remaining: 20)
+            await eventually(within: .seconds(10), "team/b was not warmed once the budget came back") { cached(b) }
+            #expect(proxy.count(method: "GET", pathContaining: "/team/b/manifests/") == 1)
+            #expect(await started.stop() == 0)
+            wharf = nil
+        } catch {
+            Issue.record(error)
+        }
+        if let wharf { await wharf.stop() }
+        try? await proxy.stop()
+        await upstream.stop()
+        try? FileManager.default.removeItem(atPath: work)
+    }
 }
