@@ -117,6 +117,47 @@ struct RangedColdReadTests {
         }
     }
 
+    @Test("without a throttle: concurrent ranges of a cold layer are exact, and the upstream sends at most 1.25 × the blob")
+    func rangesUnthrottled() async throws {
+        var blob: GeneratedBlob!
+        try await withWharf(seed: { upstream in
+            blob = try upstream.generator.rawBlob(size: Self.size)
+            try upstream.storage.addBlob(blob, repository: "team/lazy")
+        }, proxy: true) { f in
+            let (wharf, proxy) = (f.wharf, f.proxy!)
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: blob.path))
+            let url = "\(wharf.url)/v2/team/lazy/blobs/\(blob.digest)"
+            let client = HTTPClient(eventLoopGroupProvider: .singleton)
+            do {
+                let started = ContinuousClock.now
+                var generator = SystemRandomNumberGenerator()
+                var ranges: [Range<Int>] = [0..<4096, (Self.size - 51)..<Self.size]
+                for _ in 0..<6 {
+                    let length = Int.random(in: 1_000...(1 << 20), using: &generator)
+                    let start = Int.random(in: 0...(Self.size - length), using: &generator)
+                    ranges.append(start..<(start + length))
+                }
+                let answers = try await withThrowingTaskGroup(of: (Range<Int>, Answer).self) { group in
+                    for r in ranges { group.addTask { (r, try await Self.get(client, url, range: "bytes=\(r.lowerBound)-\(r.upperBound - 1)")) } }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                for (r, a) in answers {
+                    #expect(a.status == 206 && a.body == bytes[r], "bytes=\(r.lowerBound)-\(r.upperBound - 1): \(a.status), \(a.body.count) bytes")
+                }
+                await eventually(within: .seconds(30), "the blob was not cached") { wharf.cachedBlobHexes().contains(String(blob.digest.dropFirst(7))) }
+                let fillTime = ContinuousClock.now - started
+                print("ranged cold reads, no throttle: \(answers.map { "\($0.1.took)" }), whole fill cached after \(fillTime)")
+                let gets = proxy.requests.filter { $0.method == "GET" && $0.uri.contains(blob.digest) }
+                #expect(gets.filter { $0.range == nil }.count == 1, "the blob was fetched whole more than once")
+                let rangedBytes = gets.compactMap(\.range).map(Self.length).reduce(0, +)
+                #expect(rangedBytes <= Self.size / 4, "ranged upstream GETs brought \(rangedBytes) bytes")
+            } catch {
+                Issue.record(error)
+            }
+            try await client.shutdown()
+        }
+    }
+
     /// Bytes the running fill has written (nil when none runs).
     static func fillWritten(_ wharf: WharfInstance) -> Int? {
         wharf.mirror.fills.runningSnapshots.first.map { Int($0.written) }
