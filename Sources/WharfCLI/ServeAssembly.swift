@@ -59,6 +59,7 @@ struct ServeAssembly: Sendable {
             server.connectionLimits = ConnectionLimits(maxTotal: config.limits.connections, maxPerClient: config.limits.connectionsPerClient)
             server.requestHeadTimeout = .seconds(Int64(config.limits.requestHeadTimeoutSeconds))
             server.idleTimeout = .seconds(Int64(config.limits.idleTimeoutSeconds))
+            server.about = ServerAbout(version: WharfCommand.configuration.version.isEmpty ? "dev" : WharfCommand.configuration.version, configuration: ConfigCheckCommand.summary(config))
             servers.append(RegistryServer(configuration: server, mirror: self.mirror, auth: authenticator, edge: edge, logger: logger))
         }
         self.certificates = certificates

@@ -30,6 +30,16 @@ public struct WharfClock: Sendable {
         return seconds + UInt64(max(0, skip().components.seconds))
     }
 
+    /// Seconds since the epoch with their fraction (the dashboard's time axis).
+    public func wallTime() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let seconds = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+        guard let skip else { return seconds }
+        let s = skip().components
+        return seconds + Double(s.seconds) + Double(s.attoseconds) / 1e18
+    }
+
     /// A monotonic instant, for deadlines and lifetimes measured in process (tokens, grants).
     public func now() -> ContinuousClock.Instant {
         guard let skip else { return .now }

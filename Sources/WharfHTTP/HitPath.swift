@@ -188,7 +188,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         if withBody { response.append(manifest.bytes) }
         self.record(
             request, routed, kind: .manifest, status: notModified ? 304 : 200, bytes: withBody ? Int64(manifest.bytes.count) : 0,
-            isPull: !isHead, started: started)
+            isPull: !isHead && !rawReference.contains(":"), started: started)  // a pull starts with a tag; children by digest are part of it
         self.send(outlet, response.buffer, keepAlive: keepAlive)
         return true
     }

@@ -17,7 +17,7 @@ struct RegistryHandler: Sendable {
     let metadata: MetadataEndpoint
     let status: StatusEndpoint
 
-    init(mirror: Mirror, auth: ClientAuthenticator, edge: EdgeSettings? = nil, logger: Logger) {
+    init(mirror: Mirror, auth: ClientAuthenticator, edge: EdgeSettings? = nil, about: ServerAbout = ServerAbout(), logger: Logger) {
         self.mirror = mirror
         self.auth = auth
         self.edge = edge
@@ -28,7 +28,7 @@ struct RegistryHandler: Sendable {
         self.manifests = ManifestEndpoint(reads: reads)
         self.blobs = BlobEndpoint(reads: reads, edge: edge)
         self.metadata = MetadataEndpoint(reads: reads)
-        self.status = StatusEndpoint(mirror: mirror)
+        self.status = StatusEndpoint(mirror: mirror, about: about)
     }
 
     func handle(_ head: HTTPRequestHead, _ writer: ResponseWriter) async throws {
@@ -40,7 +40,7 @@ struct RegistryHandler: Sendable {
                 kind: kind, method: head.method.rawValue, path: head.uri, upstream: writer.routed?.upstreamName,
                 repository: writer.routed?.repository, cache: writer.cache, errorCode: writer.errorCode, status: writer.status,
                 bytes: writer.bytes, aborted: aborted,
-                isPull: kind == .manifest && !writer.isHead && (writer.status == 200 || writer.status == 304),
+                isPull: kind == .manifest && !writer.isHead && (writer.status == 200 || writer.status == 304) && Self.isTagRequest(head.uri),
                 duration: ContinuousClock.now - started))
         }
         do {
@@ -93,8 +93,8 @@ struct RegistryHandler: Sendable {
         case .referrers(let name, let digest) where readOnly:
             try await self.metadata.referrers(name: name, digest: digest, target: target, writer: writer)
         case .status(let page) where readOnly:
-            let showNames = page == .stats || page == .dashboard ? try await self.mayListRepositories(head, target, writer) : false
-            try await self.status.serve(page, writer: writer, showNames: showNames)
+            let showNames = page.namesRepositories ? try await self.mayListRepositories(head, target, writer) : false
+            try await self.status.serve(page, query: target, writer: writer, showNames: showNames)
         case .notFound, .catalog:
             throw RegistryError(.notFound, "no such endpoint")
         default:
@@ -116,6 +116,12 @@ struct RegistryHandler: Sendable {
             self.reads.noteAuthRefusal()
             throw error
         }
+    }
+
+    /// A manifest request by tag (a pull starts there; the manifests an index lists come by digest).
+    static func isTagRequest(_ uri: String) -> Bool {
+        let path = uri.split(separator: "?", maxSplits: 1).first ?? ""
+        return !(path.split(separator: "/").last ?? "").contains(":")
     }
 
     private static func kind(of route: Route) -> MirrorStats.RequestKind {

@@ -37,6 +37,8 @@ public final class RegistryServer: Service, Sendable {
         public var requestHeadTimeout: TimeAmount = .seconds(30)
         /// Connections held at once, in total and per client address (``ConnectionLimits``).
         public var connectionLimits = ConnectionLimits()
+        /// Version and effective configuration, for the dashboard.
+        public var about = ServerAbout()
 
         public init(host: String, port: Int, tls: TLSCertificate? = nil) {
             self.host = host
@@ -58,7 +60,7 @@ public final class RegistryServer: Service, Sendable {
 
     public init(configuration: Configuration, mirror: Mirror, auth: ClientAuthenticator? = nil, edge: EdgeSettings? = nil, logger: Logger) {
         self.configuration = configuration
-        self.handler = RegistryHandler(mirror: mirror, auth: auth ?? .open(logger: logger), edge: edge, logger: logger)
+        self.handler = RegistryHandler(mirror: mirror, auth: auth ?? .open(logger: logger), edge: edge, about: configuration.about, logger: logger)
         self.logger = logger
         self.openFiles = OpenFilesPerLoop(mirror: mirror, capacity: configuration.openFileCacheSize)
         self.admissions = ConnectionAdmissions(limits: configuration.connectionLimits)

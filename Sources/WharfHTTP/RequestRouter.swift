@@ -18,6 +18,10 @@ enum Route: Equatable {
 /// Wharf's own pages, outside the distribution API.
 enum StatusPage: String, Equatable {
     case ping = "/_ping", healthz = "/healthz", readyz = "/readyz", stats = "/stats", metrics = "/metrics", dashboard = "/"
+    case cacheBrowser = "/ui/cache", cacheImage = "/ui/cache/image", favicon = "/favicon.ico"
+
+    /// Pages that name repositories: shown with names to those who may see them.
+    var namesRepositories: Bool { [.stats, .dashboard, .cacheBrowser, .cacheImage].contains(self) }
 }
 
 /// The request line split into a route and its query parameters.

@@ -8,10 +8,12 @@ import WharfMirror
 /// `/_ping`, `/healthz`, `/readyz`, `/stats` (JSON), `/metrics` (Prometheus text) and the `/` dashboard.
 struct StatusEndpoint: Sendable {
     let mirror: Mirror
+    let about: ServerAbout
 
     /// Answers `page`; `showNames`: `/stats` and `/` may name repositories (see
     /// ``ClientAuthenticator/seesRepositoryNames(authorization:isSecure:client:)``).
-    func serve(_ page: StatusPage, writer: ResponseWriter, showNames: Bool) async throws {
+    func serve(_ page: StatusPage, query: ParsedTarget, writer: ResponseWriter, showNames: Bool) async throws {
+        let now = self.mirror.wallSeconds()
         switch page {
         case .healthz:
             try await self.send(writer, .ok, "text/plain; charset=utf-8", "ok\n")
@@ -39,7 +41,29 @@ struct StatusEndpoint: Sendable {
             h.add(name: "Content-Type", value: "text/plain; version=0.0.4; charset=utf-8")
             try await writer.send(status: .ok, headers: h, body: buffer)
         case .dashboard:
-            try await self.send(writer, .ok, "text/html; charset=utf-8", Dashboard.render(self.mirror.statsSnapshot(showNames: showNames)))
+            let page = Dashboard.render(
+                self.mirror.statsSnapshot(showNames: showNames), history: self.mirror.history.withLock { $0 }, interval: self.mirror.historyInterval,
+                about: self.about, pinnedBytes: self.mirror.catalog.pinnedBytes(), now: now)
+            try await self.send(writer, .ok, "text/html; charset=utf-8", page)
+        case .cacheBrowser:
+            guard showNames else { return try await self.send(writer, .ok, "text/html; charset=utf-8", CacheBrowserPage.signIn()) }
+            let q = String((query.queryValue("q") ?? "").prefix(200))
+            let catalog = self.mirror.catalog
+            let page = catalog.page(query: q, after: query.queryValue("after"))
+            try await self.send(writer, .ok, "text/html; charset=utf-8", CacheBrowserPage.list(page, query: q, now: now))
+        case .cacheImage:
+            guard showNames else { return try await self.send(writer, .ok, "text/html; charset=utf-8", CacheBrowserPage.signIn()) }
+            let (u, r, ref) = (query.queryValue("upstream") ?? "", query.queryValue("repository") ?? "", query.queryValue("reference") ?? "")
+            let catalog = self.mirror.catalog
+            guard let detail = catalog.detail(upstream: u, repository: r, reference: ref) else {
+                return try await self.send(writer, .notFound, "text/html; charset=utf-8", CacheBrowserPage.frame(title: "Not cached", body: "<p>No such image in the cache.</p>"))
+            }
+            try await self.send(writer, .ok, "text/html; charset=utf-8", CacheBrowserPage.detail(detail, now: now))
+        case .favicon:
+            var h = writer.headers()
+            h.add(name: "Content-Type", value: "image/svg+xml")
+            h.add(name: "Cache-Control", value: "max-age=86400")
+            try await writer.send(status: .ok, headers: h, body: writer.allocator.buffer(string: CacheBrowserPage.favicon))
         }
     }
 

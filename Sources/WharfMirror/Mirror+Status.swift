@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import WharfClock
 import WharfStorage
 import WharfUpstream
 
@@ -18,6 +19,9 @@ extension Mirror {
     public func upstreamReachability() -> [(name: String, reachable: Bool?)] {
         self.upstreams.map { ($0.configuration.name, $0.health.reachable) }
     }
+
+    /// Seconds since the epoch, on the clock the index stamps times with.
+    public func wallSeconds() -> UInt64 { self.index.clock.wallSeconds() }
 
     /// The `/stats` document; `showNames`: whether it may name repositories.
     public func statsSnapshot(showNames: Bool) -> StatsSnapshot { StatsSnapshot(mirror: self, showNames: showNames) }

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Logging
 import OCIDistribution
+import Synchronization
 import WharfClock
 import WharfStorage
 import WharfUpstream
@@ -35,6 +36,11 @@ public final class Mirror: Sendable {
     /// Digests being sent to clients (the blob endpoint marks them; the evictor spares them).
     package let serving = ServingRegistry()
     package let evictor: Evictor
+    /// What the cache holds, for the cache browser.
+    public let catalog: CacheCatalog
+    /// The last hour of counters for the dashboard's charts, sampled every ``historyInterval``.
+    public let history: Mutex<MetricsHistory>
+    public let historyInterval: Duration
     package let startupReconcile: StartupReconcile
     /// Webhooks (disabled without endpoints).
     package let notifier: Notifier
@@ -44,7 +50,7 @@ public final class Mirror: Sendable {
     /// `limits` bounds the cache (nil: unbounded). The index ↔ disk check runs later, in ``runMaintenance()``.
     public init(
         dataDirectory: String, upstreams: [MirrorUpstream], httpClients: UpstreamHTTPClients, logger: Logger, limits: CacheLimits? = nil,
-        notifier: Notifier? = nil, clock: WharfClock = .system
+        notifier: Notifier? = nil, clock: WharfClock = .system, historyInterval: Duration = .seconds(10)
     ) throws {
         precondition(!upstreams.isEmpty, "a mirror needs at least one upstream")
         let notifier = notifier ?? .disabled(logger: logger)
@@ -76,6 +82,10 @@ public final class Mirror: Sendable {
         self.evictor = Evictor(
             index: self.index, store: self.store, budget: self.budget, fills: self.fills, serving: self.serving, pins: pins, notifier: notifier,
             logger: logger)
+        self.catalog = CacheCatalog(index: self.index, pins: pins)
+        self.historyInterval = historyInterval
+        let perHour = Int((Duration.seconds(3600) / max(historyInterval, .milliseconds(100))).rounded(.up))
+        self.history = Mutex(MetricsHistory(capacity: max(2, min(perHour, 36_000) + 1)))
         self.startupReconcile = StartupReconcile(index: self.index, store: self.store, fills: self.fills, serving: self.serving, logger: logger)
         self.logger = logger
     }
@@ -96,6 +106,18 @@ public final class Mirror: Sendable {
         try self.router.route(name, namespace: namespace)
     }
 
+    /// Adds the counters as they are now to ``history``.
+    package func sampleHistory() {
+        let s = self.stats
+        let latency = self.upstreams.reduce((0, 0)) { ($0.0 + $1.latencyTotals.answers, $0.1 + $1.latencyTotals.nanoseconds) }
+        let sample = MetricsHistory.Sample(
+            time: self.index.clock.wallTime(), requests: s.requests.values.reduce(0) { $0 + $1.value },
+            hits: s.blobHits.value + s.manifestHits.value, misses: s.blobMisses.value + s.manifestMisses.value,
+            bytesFromDisk: s.bytesFromDisk.value, bytesFromFills: s.bytesFromFills.value, bytesFromRanges: s.bytesFromRanges.value,
+            bytesFetched: s.bytesFetched.value, fillsInFlight: self.fills.inFlight, upstreamAnswers: latency.0, upstreamLatencyNanoseconds: latency.1)
+        self.history.withLock { $0.record(sample) }
+    }
+
     /// Background upkeep until cancelled: the fills' run loop, the index ↔ disk check once, eviction
     /// when over the high watermark, and batched last-access writes once a second. Start it once the
     /// server listens. When cancelled it stops starting fills and gives those in flight up to
@@ -110,6 +132,12 @@ public final class Mirror: Sendable {
             group.addTask { await self.evictor.run() }
             group.addTask { await self.notifier.run() }
             group.addTask { await self.manifests.revalidations.run() }
+            group.addTask {
+                while !Task.isCancelled {
+                    self.sampleHistory()
+                    try? await Task.sleep(for: self.historyInterval)
+                }
+            }
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 do { try self.index.flushAccessTimes() } catch {

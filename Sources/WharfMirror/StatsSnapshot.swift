@@ -135,4 +135,17 @@ extension StatsSnapshot.Upstream {
     public var state: String { self.health.reachable.map { $0 ? "up" : "down" } ?? "unknown" }
     /// The last rate-limit remaining the upstream reported.
     public var rateLimitRemaining: String? { self.health.rateLimitRemaining }
+    /// Wall-clock seconds since which ``state`` holds.
+    public var stateSince: UInt64? { self.health.stateSince }
+    public var lastError: String? { self.health.lastError }
+    public var lastErrorAt: UInt64? { self.health.lastErrorAt }
+    /// The most severe circuit state: `closed`, `open` or `half-open`.
+    public var circuit: String { self.health.circuit.rawValue }
+
+    /// The mirror's own pull budget (or the first identity's), as the dashboard shows it.
+    public var budgetText: String? {
+        guard let b = self.rateLimitBudgets.first(where: { $0.identity == "mirror" }) ?? self.rateLimitBudgets.first else { return nil }
+        let hours = b.windowSeconds % 3600 == 0 ? "\(b.windowSeconds / 3600) h" : "\(b.windowSeconds) s"
+        return "\(b.remaining)\(b.limit.map { " of \($0)" } ?? "") per \(hours)" + (b.state == "normal" ? "" : " (\(b.state))")
+    }
 }

@@ -60,7 +60,11 @@ extension UpstreamClient {
         self.sent.add(1, ordering: .relaxed)
         let client = self.clients.client(for: exchange.key.kind, method: method, timeouts: self.configuration.transportTimeouts)
         do {
+            let sentAt = ContinuousClock.now
             let response = try await client.execute(request, timeout: Self.timeAmount(timeout))
+            let took = ContinuousClock.now - sentAt
+            self.answers.add(1, ordering: .relaxed)
+            self.answerNanoseconds.add(Int(took.components.seconds) * 1_000_000_000 + Int(took.components.attoseconds / 1_000_000_000), ordering: .relaxed)
             let status = Int(response.status.code)
             if status >= 500 { self.failed.add(1, ordering: .relaxed) }
             let outcome = UpstreamOutcome.of(

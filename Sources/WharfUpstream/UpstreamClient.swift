@@ -30,6 +30,13 @@ public final class UpstreamClient: Sendable {
     /// Pull budgets per identity, from the upstream's `RateLimit-*` headers.
     let budgets: Mutex<RateLimitBudgets>
     let budgetRefused = Atomic<Int>(0)
+    let answers = Atomic<Int>(0)
+    let answerNanoseconds = Atomic<Int>(0)
+
+    /// Answers received (any status) and the sum of their first-byte times: the dashboard's latency.
+    public var latencyTotals: (answers: Int, nanoseconds: Int) {
+        (self.answers.load(ordering: .relaxed), self.answerNanoseconds.load(ordering: .relaxed))
+    }
 
     /// Requests sent to this upstream (token fetches and probes included) and how many failed
     /// (transport or 5xx; waiting for a free connection of Wharf's own pool is not a failure).

@@ -4,6 +4,8 @@ public struct UpstreamHealth: Sendable, Codable {
     /// False once the upstream's host could not be connected to or a breaker opened; true again on
     /// the next answer. A 5xx for one request does not make an upstream unreachable.
     public var reachable: Bool?
+    /// Wall-clock seconds when ``reachable`` last changed.
+    public var stateSince: UInt64?
     public var lastSuccessAt: UInt64?
     public var lastErrorAt: UInt64?
     public var lastError: String?

@@ -155,6 +155,7 @@ struct UpstreamHealthMachine: Sendable {
     private mutating func setReachable(_ reachable: Bool, reason: String?, wallClock: UInt64) -> Reachability? {
         let before = self.status.reachable
         self.status.reachable = reachable
+        if before != reachable { self.status.stateSince = wallClock }
         if reachable { self.status.lastSuccessAt = wallClock }
         guard before != reachable, !(before == nil && reachable) else { return nil }
         return Reachability(reachable: reachable, reason: reason)

@@ -78,7 +78,8 @@ final class WharfInstance: Sendable {
         upstreams: [MirrorUpstream], dataDirectory: String? = nil, maxSize: Int64? = nil,
         auth: ((Logger) throws -> ClientAuthenticator)? = nil, tls: TLSCertificate? = nil, edge: EdgeSettings? = nil,
         notifier: ((HTTPClient, Logger) -> Notifier)? = nil, idleTimeout: TimeAmount? = nil, httpClients: UpstreamHTTPClients? = nil,
-        logger customLogger: Logger? = nil, clock: WharfClock = .system, configure: (inout RegistryServer.Configuration) -> Void = { _ in }
+        logger customLogger: Logger? = nil, clock: WharfClock = .system, historyInterval: Duration = .seconds(10),
+        configure: (inout RegistryServer.Configuration) -> Void = { _ in }
     ) async throws -> WharfInstance {
         let dir = try dataDirectory ?? TempDirectory.make("wharf")
         var logger = customLogger ?? Logger(label: "wharf-test")
@@ -87,7 +88,7 @@ final class WharfInstance: Sendable {
         let limits = try maxSize.map { try CacheLimits(maxBytes: $0) }
         let mirror = try Mirror(
             dataDirectory: dir, upstreams: upstreams, httpClients: http, logger: logger, limits: limits, notifier: notifier?(http.metadata, logger),
-            clock: clock)
+            clock: clock, historyInterval: historyInterval)
         var serverConfig = RegistryServer.Configuration(host: "127.0.0.1", port: 0, tls: tls)
         serverConfig.drainTimeout = .seconds(2)
         if let idleTimeout { serverConfig.idleTimeout = idleTimeout }

@@ -50,6 +50,10 @@ struct StatusPrivacyTests {
                     let page = try await Self.get("/", wharf.port, auth: auth)
                     #expect(page.status == 200 && !Self.namesSecret(page), "\(mode) \(who): the dashboard names it")
                     #expect(page.bodyText.contains("/?signin"))
+                    for path in ["/ui/cache", "/ui/cache?q=private", "/ui/cache/image?upstream=test-upstream&repository=private/secret&reference=v1"] {
+                        let browser = try await Self.get(path, wharf.port, auth: auth)
+                        #expect(browser.status == 200 && !Self.namesSecret(browser) && browser.bodyText.contains("signin"), "\(mode) \(who): \(path) names it")
+                    }
                 }
 
                 // The admin sees them.
@@ -57,6 +61,8 @@ struct StatusPrivacyTests {
                 #expect(stats.status == 200 && Self.namesSecret(stats), "\(mode) admin: \(stats.status)")
                 let page = try await Self.get("/", wharf.port, auth: admin)
                 #expect(page.status == 200 && Self.namesSecret(page), "\(mode) admin dashboard: \(page.status)")
+                let browser = try await Self.get("/ui/cache", wharf.port, auth: admin)
+                #expect(browser.status == 200 && Self.namesSecret(browser), "\(mode) admin cache browser: \(browser.status)")
 
                 // Wrong credentials are refused like on the registry API; ?signin asks a browser for them.
                 let wrong = try await Self.get("/stats", wharf.port, auth: ClientAuthTests.basic("carol", "nope"))
