@@ -47,6 +47,11 @@ struct ServeAssembly: Sendable {
         var certificates: [TLSCertificate] = []
         self.mirror.lookups.configure(perSecond: Double(config.limits.upstreamLookupsPerSecond), burst: Double(config.limits.upstreamLookupBurst))
         var servers: [RegistryServer] = []
+        let admin = try config.admin.map { a in
+            AdminAuthenticator(
+                htpasswd: try a.htpasswdFile.map { try HtpasswdFile(path: $0, logger: logger) }, token: try a.tokenFile.map(AdminAuthenticator.token(file:)),
+                allowWithoutTLS: a.allowWithoutTLS, logger: logger)
+        }
         for listener in config.listeners {
             var tls: TLSCertificate?
             if let files = listener.tls {
@@ -59,6 +64,7 @@ struct ServeAssembly: Sendable {
             server.connectionLimits = ConnectionLimits(maxTotal: config.limits.connections, maxPerClient: config.limits.connectionsPerClient)
             server.requestHeadTimeout = .seconds(Int64(config.limits.requestHeadTimeoutSeconds))
             server.idleTimeout = .seconds(Int64(config.limits.idleTimeoutSeconds))
+            server.admin = admin
             server.about = ServerAbout(version: WharfCommand.configuration.version.isEmpty ? "dev" : WharfCommand.configuration.version, configuration: ConfigCheckCommand.summary(config))
             servers.append(RegistryServer(configuration: server, mirror: self.mirror, auth: authenticator, edge: edge, logger: logger))
         }

@@ -58,8 +58,11 @@ struct WarmService: Service {
     let interval: Duration
     let server: RegistryServer
     let logger: Logger
+    /// `POST /admin/warm` wakes it for a run now.
+    let trigger: WarmTrigger
 
     init(_ config: WarmConfiguration, mirror: Mirror, server: RegistryServer, logger: Logger) {
+        self.trigger = mirror.warmTrigger
         self.warmer = Warmer(source: MirrorWarmSource(mirror: mirror), platforms: config.platforms, maxRate: config.maxRate)
         self.images = config.images
         self.interval = .seconds(config.everySeconds)
@@ -69,6 +72,8 @@ struct WarmService: Service {
 
     func run() async throws {
         _ = try await self.server.boundPort()
+        self.trigger.hasListener = true
+        defer { self.trigger.hasListener = false }
         await cancelWhenGracefulShutdown {
             var run = 0
             while !Task.isCancelled {
@@ -76,7 +81,7 @@ struct WarmService: Service {
                 let report = await self.warmer.run(self.images)
                 if Task.isCancelled { break }
                 self.log(report, run: run)
-                try? await Task.sleep(for: self.interval)
+                await self.trigger.wait(timeout: self.interval)
             }
         }
     }

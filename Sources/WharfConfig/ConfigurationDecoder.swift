@@ -5,11 +5,12 @@ import Yams
 struct ConfigurationDecoder {
     var reader = NodeReader()
 
-    static let topKeys = ["listen", "data", "client-auth", "limits", "log-level", "upstreams", "edge", "webhooks", "warm"]
+    static let topKeys = ["listen", "data", "client-auth", "limits", "log-level", "upstreams", "edge", "webhooks", "warm", "admin"]
     static let listenerKeys = ["address", "tls"]
     static let tlsKeys = ["certificate", "key"]
     static let dataKeys = ["directory", "max-size", "high-watermark", "low-watermark"]
     static let clientAuthKeys = ["mode", "htpasswd", "allow-without-tls", "realm", "admins"]
+    static let adminKeys = ["htpasswd", "token-file", "allow-without-tls"]
 
     /// Top-level keys that belong in a section, mapped to an explanation.
     static let misplaced: [String: String] = {
@@ -48,6 +49,13 @@ struct ConfigurationDecoder {
             var upstreams = UpstreamDecoder(reader: self.reader)
             config.upstreams = upstreams.decode(items)
             self.reader = upstreams.reader
+        }
+        if let node = top.values["admin"], let f = self.reader.fields(node, at: "admin", keys: Self.adminKeys) {
+            var admin = AdminConfiguration()
+            admin.htpasswdFile = self.reader.text(f, "htpasswd")
+            admin.tokenFile = self.reader.text(f, "token-file")
+            admin.allowWithoutTLS = self.reader.bool(f, "allow-without-tls") ?? false
+            config.admin = admin
         }
         self.deployment(top, into: &config)
         return config

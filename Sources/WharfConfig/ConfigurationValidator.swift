@@ -16,6 +16,9 @@ struct ConfigurationValidator {
         self.listeners()
         self.data()
         self.clientAuth()
+        if let admin = self.config.admin, admin.htpasswdFile == nil, admin.tokenFile == nil {
+            self.fail("admin", "the admin API needs 'htpasswd: FILE' or 'token-file: FILE' (or remove the section)")
+        }
         if !WharfConfiguration.logLevels.contains(self.config.logLevel) {
             self.fail("log-level", "'\(self.config.logLevel)' is not a log level; use one of \(WharfConfiguration.logLevels.joined(separator: ", "))")
         }

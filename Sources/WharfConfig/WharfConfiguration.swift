@@ -21,6 +21,8 @@ public struct WharfConfiguration: Sendable, Equatable {
     public var webhooks: [WebhookConfiguration]
     /// Images kept warm by `wharf serve` (`warm`); `nil` for none.
     public var warm: WarmConfiguration?
+    /// The admin API (`admin`); `nil`: off.
+    public var admin: AdminConfiguration?
 
     /// Log levels accepted by `log-level`, least to most severe.
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -72,6 +74,22 @@ public enum ClientAuthMode: String, Sendable, Equatable, CaseIterable {
     case htpasswd
     /// The client's own credentials are passed to the upstream.
     case passthrough
+}
+
+/// Who may use the admin API (`admin`): purge, pin, warm now.
+public struct AdminConfiguration: Sendable, Equatable {
+    /// htpasswd file (bcrypt) of administrators, signing in with Basic.
+    public var htpasswdFile: String?
+    /// A file whose first line is a bearer token (at least 16 characters).
+    public var tokenFile: String?
+    /// Accept admin credentials on plain-HTTP listeners too.
+    public var allowWithoutTLS: Bool
+
+    public init(htpasswdFile: String? = nil, tokenFile: String? = nil, allowWithoutTLS: Bool = false) {
+        self.htpasswdFile = htpasswdFile
+        self.tokenFile = tokenFile
+        self.allowWithoutTLS = allowWithoutTLS
+    }
 }
 
 /// Client authentication (`client-auth`).

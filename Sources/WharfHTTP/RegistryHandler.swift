@@ -16,8 +16,13 @@ struct RegistryHandler: Sendable {
     let blobs: BlobEndpoint
     let metadata: MetadataEndpoint
     let status: StatusEndpoint
+    let admin: AdminEndpoint?
 
-    init(mirror: Mirror, auth: ClientAuthenticator, edge: EdgeSettings? = nil, about: ServerAbout = ServerAbout(), logger: Logger) {
+    init(
+        mirror: Mirror, auth: ClientAuthenticator, edge: EdgeSettings? = nil, about: ServerAbout = ServerAbout(), admin: AdminAuthenticator? = nil,
+        logger: Logger
+    ) {
+        self.admin = admin.map { AdminEndpoint(mirror: mirror, auth: $0) }
         self.mirror = mirror
         self.auth = auth
         self.edge = edge
@@ -95,6 +100,9 @@ struct RegistryHandler: Sendable {
         case .status(let page) where readOnly:
             let showNames = page.namesRepositories ? try await self.mayListRepositories(head, target, writer) : false
             try await self.status.serve(page, query: target, writer: writer, showNames: showNames)
+        case .admin(let action):
+            guard let admin = self.admin else { throw RegistryError(.notFound, "the admin API is not configured (the 'admin' section)") }
+            try await admin.serve(action, method: head.method, target: target, head: head, writer: writer)
         case .notFound, .catalog:
             throw RegistryError(.notFound, "no such endpoint")
         default:
@@ -132,7 +140,7 @@ struct RegistryHandler: Sendable {
         case .tags: .tags
         case .referrers: .referrers
         case .status: .status
-        case .blobUpload, .catalog, .notFound: .other
+        case .blobUpload, .catalog, .notFound, .admin: .other
         }
     }
 }

@@ -39,6 +39,8 @@ public final class RegistryServer: Service, Sendable {
         public var connectionLimits = ConnectionLimits()
         /// Version and effective configuration, for the dashboard.
         public var about = ServerAbout()
+        /// Who may use the admin API (`/admin/…`); nil: it answers 404.
+        public var admin: AdminAuthenticator?
 
         public init(host: String, port: Int, tls: TLSCertificate? = nil) {
             self.host = host
@@ -60,7 +62,7 @@ public final class RegistryServer: Service, Sendable {
 
     public init(configuration: Configuration, mirror: Mirror, auth: ClientAuthenticator? = nil, edge: EdgeSettings? = nil, logger: Logger) {
         self.configuration = configuration
-        self.handler = RegistryHandler(mirror: mirror, auth: auth ?? .open(logger: logger), edge: edge, about: configuration.about, logger: logger)
+        self.handler = RegistryHandler(mirror: mirror, auth: auth ?? .open(logger: logger), edge: edge, about: configuration.about, admin: configuration.admin, logger: logger)
         self.logger = logger
         self.openFiles = OpenFilesPerLoop(mirror: mirror, capacity: configuration.openFileCacheSize)
         self.admissions = ConnectionAdmissions(limits: configuration.connectionLimits)

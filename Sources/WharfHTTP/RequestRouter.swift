@@ -12,6 +12,8 @@ enum Route: Equatable {
     case referrers(name: String, digest: String)
     case catalog
     case status(StatusPage)
+    /// `/admin/<action>`: the admin API (``AdminEndpoint``).
+    case admin(String)
     case notFound
 }
 
@@ -65,6 +67,7 @@ enum RequestRouter {
         }
         guard path.starts(with: Self.v2Prefix) else {
             if path == Self.v2Root { return ParsedTarget(route: .base, query: query) }
+            if pathPart.hasPrefix("/admin/") { return ParsedTarget(route: .admin(String(pathPart.dropFirst(7))), query: query) }
             if let page = StatusPage(rawValue: String(pathPart)) ?? (pathPart == "/dashboard" ? .dashboard : nil) {
                 return ParsedTarget(route: .status(page), query: query)
             }

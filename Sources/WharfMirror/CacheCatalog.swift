@@ -6,7 +6,7 @@ import WharfStorage
 /// searchable), and one image in detail. Read from the index only; never asks an upstream.
 public struct CacheCatalog: Sendable {
     let index: CacheIndex
-    let pins: [(upstream: String, images: PinnedImages)]
+    let pins: PinSet
 
     /// One cached tag of a repository.
     public struct TagSummary: Sendable {
@@ -71,7 +71,7 @@ public struct CacheCatalog: Sendable {
         public let tags: [String]
     }
 
-    public init(index: CacheIndex, pins: [(upstream: String, images: PinnedImages)]) {
+    public init(index: CacheIndex, pins: PinSet) {
         self.index = index
         self.pins = pins
     }
@@ -80,7 +80,7 @@ public struct CacheCatalog: Sendable {
 
     /// Bytes of the cached blobs the pinned images use.
     public func pinnedBytes() -> Int64 {
-        let digests = self.pins.reduce(into: Set<Digest>()) { $0.formUnion($1.images.blobDigests(index: self.index, upstream: $1.upstream)) }
+        let digests = self.pins.current.reduce(into: Set<Digest>()) { $0.formUnion($1.images.blobDigests(index: self.index, upstream: $1.upstream)) }
         return digests.reduce(0) { $0 + (((try? self.index.blob($1)) ?? nil)?.size ?? 0) }
     }
 
@@ -170,7 +170,7 @@ public struct CacheCatalog: Sendable {
             if blob.cached { summary.cachedBytes += blob.size }
             if let a = blob.lastAccess { summary.lastPulled = max(summary.lastPulled ?? 0, a) }
         }
-        summary.pinned = self.pins.contains { pin in
+        summary.pinned = self.pins.current.contains { pin in
             pin.upstream == upstream && pin.images.references.contains { r in
                 guard r.repository == repository else { return false }
                 switch r.reference {

@@ -23,13 +23,13 @@ public final class Evictor: Sendable {
     private let store: BlobStore
     private let fills: BlobFills
     private let serving: ServingRegistry
-    private let pins: [(upstream: String, images: PinnedImages)]
+    private let pins: PinSet
     private let notifier: Notifier?
     private let logger: Logger
 
     public init(
         index: CacheIndex, store: BlobStore, budget: CacheBudget, fills: BlobFills, serving: ServingRegistry,
-        pins: [(upstream: String, images: PinnedImages)] = [], notifier: Notifier? = nil, logger: Logger
+        pins: PinSet, notifier: Notifier? = nil, logger: Logger
     ) {
         self.pins = pins
         self.notifier = notifier
@@ -63,7 +63,7 @@ public final class Evictor: Sendable {
         var removedBytes: Int64 = 0
         do {
             try self.index.flushAccessTimes()
-            let pinned = self.pins.reduce(into: Set<Digest>()) { $0.formUnion($1.images.blobDigests(index: self.index, upstream: $1.upstream)) }
+            let pinned = self.pins.current.reduce(into: Set<Digest>()) { $0.formUnion($1.images.blobDigests(index: self.index, upstream: $1.upstream)) }
             var spared = pinned
             while self.budget.occupiedBytes > limits.lowWatermarkBytes {
                 let excess = self.budget.occupiedBytes - limits.lowWatermarkBytes

@@ -36,6 +36,10 @@ public final class Mirror: Sendable {
     /// Digests being sent to clients (the blob endpoint marks them; the evictor spares them).
     package let serving = ServingRegistry()
     package let evictor: Evictor
+    /// Wakes the warm service for a run now (the admin API's `POST /admin/warm`).
+    public let warmTrigger = WarmTrigger()
+    /// Pinned images, configured and pinned at run time.
+    public let pins: PinSet
     /// What the cache holds, for the cache browser.
     public let catalog: CacheCatalog
     /// The last hour of counters for the dashboard's charts, sampled every ``historyInterval``.
@@ -79,10 +83,14 @@ public final class Mirror: Sendable {
         let defaultIndex = upstreams.firstIndex(where: \.isDefault) ?? (upstreams.count == 1 ? 0 : nil)
         self.router = UpstreamRouter(routes: routes, defaultRoute: defaultIndex.map { routes[$0] })
         self.upstream = routes[defaultIndex ?? 0].client
+        let pinSet = PinSet(
+            configured: pins, dockerHub: Dictionary(upstreams.map { ($0.configuration.name, $0.configuration.isDockerHub) }, uniquingKeysWith: { a, _ in a }),
+            path: self.layout.root + "/pins.json")
+        self.pins = pinSet
         self.evictor = Evictor(
-            index: self.index, store: self.store, budget: self.budget, fills: self.fills, serving: self.serving, pins: pins, notifier: notifier,
+            index: self.index, store: self.store, budget: self.budget, fills: self.fills, serving: self.serving, pins: pinSet, notifier: notifier,
             logger: logger)
-        self.catalog = CacheCatalog(index: self.index, pins: pins)
+        self.catalog = CacheCatalog(index: self.index, pins: pinSet)
         self.historyInterval = historyInterval
         let perHour = Int((Duration.seconds(3600) / max(historyInterval, .milliseconds(100))).rounded(.up))
         self.history = Mutex(MetricsHistory(capacity: max(2, min(perHour, 36_000) + 1)))

@@ -64,13 +64,13 @@ final class WharfInstance: Sendable {
     static func start(
         upstream: String, credentials: UpstreamCredentials? = nil, tokenRealms: [String] = [], tagTTL: Duration = .seconds(300),
         staleWhileRevalidate: Duration = .zero, dataDirectory: String? = nil, maxSize: Int64? = nil, pins: [String] = [],
-        idleTimeout: TimeAmount? = nil, clock: WharfClock = .system
+        idleTimeout: TimeAmount? = nil, clock: WharfClock = .system, configureServer: (inout RegistryServer.Configuration) -> Void = { _ in }
     ) async throws -> WharfInstance {
         var config = try UpstreamConfiguration(name: "test-upstream", url: upstream, credentials: credentials, tagTTL: tagTTL, tokenRealms: tokenRealms)
         config.staleWhileRevalidate = staleWhileRevalidate
         return try await self.start(
             upstreams: [MirrorUpstream(configuration: config, pins: pins, isDefault: true)], dataDirectory: dataDirectory, maxSize: maxSize,
-            idleTimeout: idleTimeout, clock: clock)
+            idleTimeout: idleTimeout, clock: clock, configure: configureServer)
     }
 
     /// Wharf with several upstreams, client authentication and/or a TLS listener.
