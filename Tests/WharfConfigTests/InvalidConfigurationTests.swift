@@ -85,6 +85,7 @@ struct BadConfig: Sendable, CustomTestStringConvertible {
         BadConfig(name: "zero first-byte timeout", yaml: upstreamsAB + "\n    first-byte-timeout: 0\n", line: 4, phrase: "first-byte-timeout must be between 1s and 1h"),
         BadConfig(name: "idle timeout over an hour", yaml: upstreamsAB + "\n    idle-timeout: 2h\n", line: 4, phrase: "idle-timeout must be between 1s and 1h"),
         BadConfig(name: "reserve over 100 %", yaml: upstreamsAB + "\n    rate-limit-reserve: 150%\n", line: 4, phrase: "expected a percentage such as 10%"),
+        BadConfig(name: "admin without credentials", yaml: "admin:\n  allow-without-tls: true\n", line: 2, phrase: "the admin API needs 'htpasswd: FILE' or 'token-file: FILE'"),
         BadConfig(name: "bad connect timeout", yaml: upstreamsAB + "\n    connect-timeout: fast\n", line: 4, phrase: "expected a duration such as 300, 90s"),
         BadConfig(name: "glob list expected", yaml: upstreamsAB + "\n    allow: \"library/*\"\n", line: 4, phrase: "expected a list, got a string"),
         BadConfig(name: "empty glob", yaml: upstreamsAB + "\n    deny: [\"library/*\", \"\"]\n", line: 4, phrase: "pattern must be non-empty"),
