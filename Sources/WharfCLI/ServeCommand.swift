@@ -117,6 +117,9 @@ struct ServeCommand: AsyncParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = assembly.servers.map { .init(service: $0) }
         services.append(.init(service: MaintenanceService(mirror: assembly.mirror, server: assembly.servers[0])))
         services.append(.init(service: ReloadService(assembly: assembly, logger: logger)))
+        services.append(.init(
+            service: SystemdService(notifier: SystemdNotifier(), servers: assembly.servers, mirror: assembly.mirror, logger: logger),
+            successTerminationBehavior: .ignore))
         if let warm = settings.warm {
             services.append(.init(service: WarmService(warm, mirror: assembly.mirror, server: assembly.servers[0], logger: logger)))
         }
