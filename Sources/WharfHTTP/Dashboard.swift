@@ -14,8 +14,13 @@ enum Dashboard {
         let repositories = s.repositoryNamesShown
             ? "<table><tr><th>Repository</th><th>Bytes served</th><th>Pulls</th></tr>\(repoRows)</table>"
             : #"<p>Repository names are shown to administrators only: <a href="/?signin">sign in</a>.</p>"#
-        let upstreamRows = s.upstreams.map {
-            "<tr><td>\(esc($0.name))</td><td>\(esc($0.url))</td><td>\($0.state)</td><td>\($0.requests)</td><td>\($0.errors)</td><td>\(esc($0.rateLimitRemaining ?? "-"))</td></tr>"
+        let upstreamRows = s.upstreams.map { u in
+            "<tr><td>\(esc(u.name))</td><td>\(esc(u.url))</td><td>\(u.state)</td><td>\(u.requests)</td><td>\(u.errors)</td><td>\(esc(u.rateLimitRemaining ?? "-"))</td></tr>"
+                + u.fallbacks.map { f in
+                    let served = "answered \(f.failovers.manifests) manifests, \(f.failovers.blobs) blobs"
+                    return "<tr><td>↳ fallback \(esc(f.name)) (\(served))</td><td>\(esc(f.url))</td><td>\(f.state)</td><td>\(f.requests)</td><td>\(f.errors)</td>"
+                        + "<td>\(esc(f.rateLimitRemaining ?? "-"))</td></tr>"
+                }.joined()
         }.joined()
         return """
             <!doctype html><html><head><meta charset="utf-8"><title>Wharf</title>
