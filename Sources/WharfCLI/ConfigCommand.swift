@@ -78,6 +78,15 @@ struct ConfigCheckCommand: ParsableCommand {
             if !upstream.pins.isEmpty { details.append("\(upstream.pins.count) pinned") }
             if !upstream.tokenRealms.isEmpty { details.append("credentials also to " + upstream.tokenRealms.joined(separator: ", ")) }
             if upstream.allowPrivateRedirects { details.append("redirects to private addresses allowed") }
+            for fallback in upstream.fallbacks {
+                let credentials: String
+                switch fallback.credentials {
+                case .file(let path): credentials = "credentials from \(path)"
+                case .environment(let user, let password): credentials = "credentials from $\(user)/$\(password)"
+                case nil: credentials = "anonymous"
+                }
+                details.append("fallback \(fallback.url) (\(credentials))")
+            }
             let routing = routes.isEmpty ? "ns of its URL host only" : routes.joined(separator: "; ")
             lines.append("  \(upstream.name): \(upstream.url) [\(routing)] \(details.joined(separator: ", "))")
         }

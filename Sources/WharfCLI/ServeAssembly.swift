@@ -28,10 +28,16 @@ struct ServeAssembly: Sendable {
             upstream.firstByteTimeout = .seconds(entry.firstByteTimeoutSeconds)
             upstream.idleTimeout = .seconds(entry.idleTimeoutSeconds)
             upstream.rateLimitReservePercent = entry.rateLimitReservePercent
+            let fallbacks = try entry.fallbacks.map {
+                UpstreamFallback(
+                    url: $0.url, credentials: try Self.credentials($0.credentials, of: "upstream \(entry.name) fallback \($0.url)"),
+                    tokenRealms: $0.tokenRealms)
+            }
             return MirrorUpstream(
                 configuration: upstream,
                 namespaces: entry.namespaces, pathPrefix: entry.pathPrefix,
-                policy: RepositoryPolicy(allow: entry.allow, deny: entry.deny), pins: entry.pins, isDefault: entry.isDefault)
+                policy: RepositoryPolicy(allow: entry.allow, deny: entry.deny), pins: entry.pins, isDefault: entry.isDefault,
+                fallbacks: fallbacks)
         }
         let limits = try config.data.maxSize.map {
             try CacheLimits(maxBytes: $0, highWatermarkPercent: config.data.highWatermark, lowWatermarkPercent: config.data.lowWatermark)
@@ -73,13 +79,21 @@ struct ServeAssembly: Sendable {
         logger.info("starting wharf", metadata: [
             "listen": "\(config.listeners.map { $0.address + ($0.tls == nil ? "" : " (tls)") }.joined(separator: ", "))",
             "data-dir": "\(config.data.directory)",
-            "upstreams": "\(upstreams.map { "\($0.configuration.name)=\($0.configuration.url)\($0.configuration.credentials == nil ? "" : " (credentials)")" }.joined(separator: ", "))",
+            "upstreams": "\(upstreams.map(Self.summary).joined(separator: ", "))",
             "client-auth": "\(auth.mode.rawValue)",
             "cache-limit": "\(limits.map { "\($0)" } ?? "unbounded")",
             "edge": "\(ConfigCheckCommand.edgeRole(config.edge))",
             "webhooks": "\(config.webhooks.count)",
             "warm": "\(config.warm.map { "\($0.images.count) image(s) every \(ConfigCheckCommand.duration($0.everySeconds))" } ?? "off")",
         ])
+    }
+
+    /// `name=url`, whether it has credentials, and its fallbacks, for the start-up line.
+    static func summary(_ upstream: MirrorUpstream) -> String {
+        let c = upstream.configuration
+        var text = "\(c.name)=\(c.url)" + (c.credentials == nil ? "" : " (credentials)")
+        if !upstream.fallbacks.isEmpty { text += " (fallbacks: " + upstream.fallbacks.map { $0.url }.joined(separator: ", ") + ")" }
+        return text
     }
 
     /// Re-reads certificates and the htpasswd file; a file that fails keeps the old one in use.
@@ -93,17 +107,23 @@ struct ServeAssembly: Sendable {
     }
 
     static func credentials(_ entry: UpstreamEntry) throws -> UpstreamCredentials? {
-        switch entry.credentials {
+        guard entry.credentials != nil else { return entry.isDefault ? UpstreamCredentials.fromEnvironment() : nil }
+        return try Self.credentials(entry.credentials, of: "upstream \(entry.name)")
+    }
+
+    /// The credentials `source` names (nil: anonymous); `owner` names the upstream or fallback in errors.
+    static func credentials(_ source: CredentialSource?, of owner: String) throws -> UpstreamCredentials? {
+        switch source {
         case .file(let path):
             return try UpstreamCredentials.load(file: path)
         case .environment(let userVariable, let passwordVariable):
             let env = ProcessInfo.processInfo.environment
             guard let user = env[userVariable], !user.isEmpty, let password = env[passwordVariable] else {
-                throw ValidationError("upstream \(entry.name): environment variables \(userVariable) and \(passwordVariable) must be set")
+                throw ValidationError("\(owner): environment variables \(userVariable) and \(passwordVariable) must be set")
             }
             return UpstreamCredentials(username: user, password: password)
         case nil:
-            return entry.isDefault ? UpstreamCredentials.fromEnvironment() : nil
+            return nil
         }
     }
 }

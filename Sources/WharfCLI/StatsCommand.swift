@@ -68,6 +68,15 @@ enum StatsTable {
             let h = u["health"] as? [String: Any] ?? [:]
             let state = (h["reachable"] as? Bool).map { $0 ? "up" : "down" } ?? "unknown"
             rows.append(("upstream \(u["name"] as? String ?? "?")", "\(state), \(int(u, "requests")) requests, \(int(u, "errors")) errors, rate limit left \(h["rateLimitRemaining"] as? String ?? "-")"))
+            for f in u["fallbacks"] as? [[String: Any]] ?? [] {
+                let fh = f["health"] as? [String: Any] ?? [:]
+                let fstate = (fh["reachable"] as? Bool).map { $0 ? "up" : "down" } ?? "unknown"
+                let served = f["failovers"] as? [String: Any] ?? [:]
+                rows.append((
+                    "  fallback \(f["name"] as? String ?? "?")",
+                    "\(fstate), \(int(f, "requests")) requests, \(int(f, "errors")) errors, answered \(int(served, "manifests")) manifests (\(int(served, "unconfirmedTags")) tags) and \(int(served, "blobs")) blobs"
+                ))
+            }
         }
         for r in (s["topRepositoriesByBytes"] as? [[String: Any]] ?? []).prefix(5) {
             rows.append(("repo \(r["name"] as? String ?? "?")", "\(bytes(int(r, "bytes"))), \(int(r, "pulls")) pulls"))

@@ -18,7 +18,7 @@ struct MirrorWarmSource: WarmSource {
         let parsed = try Reference(parsing: reference)
         guard await self.mirror.manifests.prefetchAllowed(upstream: routed.client, repository: routed.repository, reference: parsed, accept: Self.accept)
         else { throw WarmPaused() }
-        let answer = try await self.mirror.manifests.resolve(upstream: routed.client, repository: routed.repository, reference: parsed, accept: Self.accept)
+        let answer = try await self.mirror.manifests.resolve(upstream: routed.chain, repository: routed.repository, reference: parsed, accept: Self.accept)
         return answer.manifest.bytes
     }
 
@@ -27,7 +27,7 @@ struct MirrorWarmSource: WarmSource {
     func warmBlob(repository: String, digest rawDigest: String, size: Int64, limiter: RateLimiter) async throws -> Int64 {
         let routed = try self.mirror.route(try RepositoryName(parsing: repository), namespace: nil)
         let digest = try Digest(parsing: rawDigest)
-        switch try self.mirror.fills.source(for: digest, upstream: routed.client, repository: routed.repository) {
+        switch try self.mirror.fills.source(for: digest, upstream: routed.chain, repository: routed.repository) {
         case .cached:
             self.mirror.index.touch(digest)  // warm images stay recently used
             return 0

@@ -6,8 +6,9 @@ struct UpstreamDecoder {
 
     static let keys = [
         "name", "url", "default", "namespaces", "path-prefix", "credentials", "tag-ttl", "stale-while-revalidate", "allow", "deny", "pin", "token-realms",
-        "allow-private-redirects", "connect-timeout", "first-byte-timeout", "idle-timeout", "rate-limit-reserve",
+        "allow-private-redirects", "connect-timeout", "first-byte-timeout", "idle-timeout", "rate-limit-reserve", "fallbacks",
     ]
+    static let fallbackKeys = ["url", "credentials", "token-realms"]
     static let credentialKeys = ["file", "username-env", "password-env"]
     static let inlineSecret = """
         inline credentials are not allowed (the file would hold a secret); put 'user:password' in a file \
@@ -56,6 +57,27 @@ struct UpstreamDecoder {
         entry.pins = self.reader.strings(f, "pin") ?? []
         entry.tokenRealms = self.reader.strings(f, "token-realms") ?? []
         entry.allowPrivateRedirects = self.reader.bool(f, "allow-private-redirects") ?? false
+        entry.fallbacks = self.reader.items(f, "fallbacks")?.compactMap { self.fallback($0.node, at: $0.path) } ?? []
+        return entry
+    }
+
+    /// One fallback: a mapping with `url` (and optional `credentials`, `token-realms`), or just the URL.
+    private mutating func fallback(_ node: Node, at path: String) -> FallbackEntry? {
+        if case .scalar(let s) = node, !NodeReader.isNull(node) { return FallbackEntry(url: s.string) }
+        if NodeReader.isNull(node) {
+            self.reader.fail(path, at: node.mark, "expected a fallback (url: https://HOST[:PORT], or just the URL), got an empty item")
+            return nil
+        }
+        let inherited = Dictionary(uniqueKeysWithValues: Self.keys.filter { !Self.fallbackKeys.contains($0) }.map {
+            ($0, "'\($0)' cannot be set on a fallback: a fallback has only url, credentials and token-realms, and inherits the rest from its upstream")
+        })
+        guard let f = self.reader.fields(node, at: path, keys: Self.fallbackKeys, special: inherited) else { return nil }
+        self.reader.require(["url"], in: f, at: node) { "missing required key '\($0)'" }
+        var entry = FallbackEntry(url: self.reader.text(f, "url") ?? "")
+        if let credentials = f.values["credentials"] {
+            entry.credentials = self.credentials(credentials, at: f.path("credentials"))
+        }
+        entry.tokenRealms = self.reader.strings(f, "token-realms") ?? []
         return entry
     }
 

@@ -36,6 +36,8 @@ public struct UpstreamEntry: Sendable, Equatable {
     public var tokenRealms: [String]
     /// Follow redirects to loopback, private and link-local addresses even from a public upstream.
     public var allowPrivateRedirects: Bool
+    /// Registries serving the same content, asked in order when this one is unreachable or refuses.
+    public var fallbacks: [FallbackEntry] = []
 
     public init(
         name: String, url: String, isDefault: Bool = false, namespaces: [String] = [], pathPrefix: String? = nil,
@@ -58,6 +60,23 @@ public struct UpstreamEntry: Sendable, Equatable {
 
     /// The built-in upstream: `dockerhub`, `https://registry-1.docker.io`, default.
     public static let dockerHub = UpstreamEntry(name: "dockerhub", url: "https://registry-1.docker.io", isDefault: true)
+}
+
+/// Another registry serving an upstream's content (`upstreams[].fallbacks[]`): its own URL,
+/// credentials and token realms; everything else is the upstream's.
+public struct FallbackEntry: Sendable, Equatable {
+    /// Base URL, `http(s)://host[:port]`.
+    public var url: String
+    /// Where Wharf's credentials for this fallback come from; `nil` pulls anonymously.
+    public var credentials: CredentialSource?
+    /// Token realm origins besides the fallback's own that may receive its credentials.
+    public var tokenRealms: [String]
+
+    public init(url: String, credentials: CredentialSource? = nil, tokenRealms: [String] = []) {
+        self.url = url
+        self.credentials = credentials
+        self.tokenRealms = tokenRealms
+    }
 }
 
 /// Where upstream credentials come from. Secrets are never written in the configuration itself.

@@ -67,6 +67,7 @@ struct UpstreamValidator {
             for (j, pin) in upstream.pins.enumerated() {
                 if let problem = Syntax.pinProblem(pin) { self.fail("\(path).pin[\(j)]", "'\(pin)' is not a valid pin: \(problem)") }
             }
+            self.fallbacks(of: upstream, at: path)
         }
         self.prefixes()
         return self.errors
@@ -92,6 +93,33 @@ struct UpstreamValidator {
             }
             seen.append((i, components))
         }
+    }
+
+    /// Each fallback's URL, credentials and token realms, checked as the upstream's are; none repeats
+    /// the upstream's URL or another fallback's.
+    private mutating func fallbacks(of upstream: UpstreamEntry, at path: String) {
+        var seen = [Self.origin(upstream.url)]
+        for (j, fallback) in upstream.fallbacks.enumerated() {
+            let fpath = "\(path).fallbacks[\(j)]"
+            if let problem = Self.urlProblem(fallback.url) {
+                self.fail("\(fpath).url", problem)
+            } else if let first = seen.firstIndex(of: Self.origin(fallback.url)) {
+                let other = first == 0 ? "the upstream's own URL" : "fallbacks[\(first - 1)]"
+                self.fail("\(fpath).url", "'\(fallback.url)' is the same registry as \(other); a fallback must be another registry")
+            }
+            seen.append(Self.origin(fallback.url))
+            self.credentials(fallback.credentials, at: "\(fpath).credentials")
+            for (k, realm) in fallback.tokenRealms.enumerated() where Self.realmProblem(realm) != nil {
+                self.fail("\(fpath).token-realms[\(k)]", Self.realmProblem(realm)!)
+            }
+        }
+    }
+
+    /// `scheme://host[:port]` lowercased, without trailing slashes, for comparing registries.
+    static func origin(_ url: String) -> String {
+        var u = url.lowercased()
+        while u.hasSuffix("/") { u.removeLast() }
+        return u
     }
 
     private mutating func credentials(_ source: CredentialSource?, at path: String) {

@@ -33,7 +33,11 @@ enum Dashboard {
             return """
                 <tr><td>\(esc(u.name))</td><td>\(esc(u.url))</td><td class="state \(u.state)">\(u.state)\(since)\(error)</td>\
                 <td>\(u.circuit)</td><td>\(u.requests)</td><td>\(u.errors)</td><td>\(budgetText)</td></tr>
-                """
+                """ + u.fallbacks.map { f in
+                    let served = "answered \(f.failovers.manifests) manifests, \(f.failovers.blobs) blobs"
+                    return "<tr><td>↳ fallback \(esc(f.name))</td><td>\(esc(f.url))</td><td class=\"state \(f.state)\">\(f.state)</td><td>\(served)</td>"
+                        + "<td>\(f.requests)</td><td>\(f.errors)</td><td>\(esc(f.rateLimitRemaining ?? "–"))</td></tr>"
+                }.joined()
         }.joined()
         let repoRows = s.topRepositoriesByBytes.map {
             "<tr><td><a href=\"/ui/cache?q=\(esc(RequestRouter.percentEncode($0.name)))\">\(esc($0.name))</a></td><td>\(PageText.bytes($0.bytes))</td><td>\($0.pulls)</td></tr>"

@@ -33,7 +33,7 @@ public final class BlobFills: Sendable {
     struct Job: Sendable {
         let fill: BlobFill
         let ingest: BlobIngest
-        let upstream: UpstreamClient
+        let upstream: UpstreamChain
         let repository: String
         let identity: UpstreamIdentity
     }
@@ -78,10 +78,11 @@ public final class BlobFills: Sendable {
         self.logger = logger
     }
 
-    /// The cached blob, the fill already running for it, or a new fill from `upstream`.
+    /// The cached blob, the fill already running for it, or a new fill from `upstream` (or, when it is
+    /// unreachable or refuses, one of its fallbacks: the blob is verified whichever source sends it).
     /// `identity` is whose credentials a new fill uses (the mirror's, or a pass-through client's).
     public func source(
-        for digest: Digest, upstream: UpstreamClient, repository: String, identity: UpstreamIdentity = .mirror
+        for digest: Digest, upstream: UpstreamChain, repository: String, identity: UpstreamIdentity = .mirror
     ) throws(RegistryError) -> Source {
         let result: Result<Source, RegistryError> = self.state.withLock { s in
             if let running = s.fills[digest] {
@@ -97,7 +98,7 @@ public final class BlobFills: Sendable {
                 self.logger.error("cannot create temp file", metadata: ["error": "\(error)"])
                 return .failure(Self.cannotKeep("\(error)"))
             }
-            guard let fill = BlobFill(digest: digest, origin: (upstream.configuration.name, repository), ingest: ingest) else {
+            guard let fill = BlobFill(digest: digest, origin: (upstream.name, repository), ingest: ingest) else {
                 ingest.abort()
                 return .failure(Self.cannotKeep("no descriptor left"))
             }
@@ -224,7 +225,7 @@ public final class BlobFills: Sendable {
         if empty { self.idle.fire() }
     }
 
-    private func download(_ fill: BlobFill, ingest: BlobIngest, upstream: UpstreamClient, repository: String, identity: UpstreamIdentity) async {
+    private func download(_ fill: BlobFill, ingest: BlobIngest, upstream: UpstreamChain, repository: String, identity: UpstreamIdentity) async {
         let digest = fill.digest
         let started = ContinuousClock.now
         // The writer owns the ingest until it hands it back; then `open` says it is not committed yet.
@@ -232,9 +233,12 @@ public final class BlobFills: Sendable {
         var writerOwns = true
         var ingest = ingest
         var open = false
+        var source = upstream.name
         do {
             self.stats.upstreamRequests.add()
-            let response = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", as: identity)
+            let answer = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", as: identity)
+            source = answer.source.configuration.name
+            let response = answer.response
             guard response.status == 200, let body = response.body else {
                 throw UpstreamErrors.fromStatus(response.status, headers: response.headers, kind: .blob)
             }
@@ -266,6 +270,7 @@ public final class BlobFills: Sendable {
             }
             do { try ingest.verify(computedHex: computed) } catch {
                 self.stats.digestMismatches.add()
+                self.logger.warning("upstream blob digest mismatch", metadata: ["digest": "\(digest)", "source": "\(source)"])
                 throw RegistryError(.blobUnknown, "upstream content does not match digest \(digest)")
             }
             // Verified: followers may send their last byte now. Durability (fsync, rename, index)
@@ -277,11 +282,11 @@ public final class BlobFills: Sendable {
             open = false
             let outcome = try await BlockingIO.run { try verified.commit(link: origin) }
             self.stats.fillsCompleted.add()
-            self.notifier?.emit(.blobFilled(digest: digest.description, size: written, upstream: upstream.configuration.name, repository: repository))
+            self.notifier?.emit(.blobFilled(digest: digest.description, size: written, upstream: upstream.name, repository: repository))
             self.stats.fillFinished(after: ContinuousClock.now - started)
             if case .cached = outcome {
                 self.logger.info("blob cached", metadata: [
-                    "digest": "\(digest)", "bytes": "\(written)", "duration": "\(ContinuousClock.now - started)",
+                    "digest": "\(digest)", "bytes": "\(written)", "duration": "\(ContinuousClock.now - started)", "source": "\(source)",
                 ])
             }
         } catch {

@@ -16,12 +16,12 @@ public struct BlobRelay: Sendable {
 
     /// Asks the upstream for the blob; throws (before anything was sent to the client) if it will not give it.
     public static func open(
-        _ digest: Digest, upstream: UpstreamClient, repository: String, identity: UpstreamIdentity, stats: MirrorStats
+        _ digest: Digest, upstream: UpstreamChain, repository: String, identity: UpstreamIdentity, stats: MirrorStats
     ) async throws(RegistryError) -> BlobRelay {
         stats.upstreamRequests.add()
         let response: UpstreamResponse
         do {
-            response = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", as: identity)
+            response = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", as: identity).response
         } catch {
             throw RegistryError(.unavailable, "the cache cannot store this blob and the upstream cannot be reached")
         }

@@ -11,14 +11,21 @@ import WharfUpstream
 /// A manifest to send to a client.
 public struct ManifestAnswer: Sendable {
     public let manifest: StoredManifest
-    /// True when the upstream could not be asked and a cached tag answer past its TTL was used.
+    /// True when the upstream could not be asked and a cached tag answer past its TTL was used, or
+    /// when a fallback resolved the tag because the upstream was unreachable (the upstream did not
+    /// confirm it).
     public let stale: Bool
     /// True when no upstream request was needed.
     public let fromCache: Bool
 }
 
-/// Resolves manifests by tag or digest: from the index when fresh, else from the upstream, verified
-/// and stored by digest with exact bytes. Tag answers are cached per accept class.
+/// Resolves manifests by tag or digest: from the index when fresh, else from the upstream (or, as
+/// ``FailoverPolicy`` allows, its fallbacks), verified and stored by digest with exact bytes. Tag
+/// answers are cached per accept class, under the upstream's name whichever source gave them.
+///
+/// A tag resolved by a fallback (the upstream was unreachable) is answered marked stale and stored
+/// already expired: the next request asks the upstream again, and while the upstream stays down the
+/// mapping is what an expired tag is served from.
 public struct ManifestResolver: Sendable {
     public static let maxManifestBytes = 4 * 1024 * 1024
     private let index: CacheIndex
@@ -41,9 +48,9 @@ public struct ManifestResolver: Sendable {
 
     /// `identity`: whose credentials upstream requests carry (the mirror's, or a pass-through client's).
     public func resolve(
-        upstream: UpstreamClient, repository: String, reference: Reference, accept: AcceptSet, identity: UpstreamIdentity = .mirror
+        upstream: UpstreamChain, repository: String, reference: Reference, accept: AcceptSet, identity: UpstreamIdentity = .mirror
     ) async throws(RegistryError) -> ManifestAnswer {
-        let negativeKey = "\(upstream.configuration.name)\u{0}\(repository)\u{0}\(reference)\u{0}\(accept.classKey)"
+        let negativeKey = "\(upstream.name)\u{0}\(repository)\u{0}\(reference)\u{0}\(accept.classKey)"
         switch reference {
         case .digest(let digest):
             if let cached = self.cached(digest) {
@@ -51,29 +58,30 @@ public struct ManifestResolver: Sendable {
                 return ManifestAnswer(manifest: cached, stale: false, fromCache: true)
             }
             try self.checkNegative(negativeKey)
-            let fetched = try await self.remembering404(negativeKey) { () async throws(RegistryError) -> StoredManifest in
+            let fetched = try await self.remembering404(negativeKey) { () async throws(RegistryError) -> Fetched in
                 try await self.fetch(upstream: upstream, repository: repository, reference: digest.description, accept: .all, expected: digest, identity: identity)
             }
-            await self.store(fetched, upstream: upstream, repository: repository, tag: nil)
-            return ManifestAnswer(manifest: fetched, stale: false, fromCache: false)
+            await self.store(fetched.manifest, upstream: upstream, repository: repository, tag: nil)
+            return ManifestAnswer(manifest: fetched.manifest, stale: false, fromCache: false)
 
         case .tag(let tag):
-            let cachedTag = self.cachedTag(upstream: upstream.configuration.name, repository: repository, tag: tag.value, accept: accept)
+            let cachedTag = self.cachedTag(upstream: upstream.name, repository: repository, tag: tag.value, accept: accept)
             guard let (record, manifest) = cachedTag else {
                 try self.checkNegative(negativeKey)
-                let fetched = try await self.remembering404(negativeKey) { () async throws(RegistryError) -> StoredManifest in
+                let fetched = try await self.remembering404(negativeKey) { () async throws(RegistryError) -> Fetched in
                     try await self.fetch(upstream: upstream, repository: repository, reference: tag.value, accept: accept, expected: nil, identity: identity)
                 }
-                await self.store(fetched, upstream: upstream, repository: repository, tag: (tag.value, accept.classKey))
-                return ManifestAnswer(manifest: fetched, stale: false, fromCache: false)
+                await self.store(
+                    fetched.manifest, upstream: upstream, repository: repository, tag: (tag.value, accept.classKey), unconfirmed: !fetched.fromPrimary)
+                return ManifestAnswer(manifest: fetched.manifest, stale: !fetched.fromPrimary, fromCache: false)
             }
             let now = self.index.clock.wallSeconds()
-            let expires = record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds)
+            let expires = record.fetchedAt + Self.seconds(upstream.configuration.tagTTL)
             if now < expires {
                 return ManifestAnswer(manifest: manifest, stale: false, fromCache: true)
             }
             if now < expires + UInt64(max(0, upstream.configuration.staleWhileRevalidate.components.seconds)) {
-                let key = "\(upstream.configuration.name)\u{0}\(repository)\u{0}\(tag.value)\u{0}\(accept.classKey)"
+                let key = "\(upstream.name)\u{0}\(repository)\u{0}\(tag.value)\u{0}\(accept.classKey)"
                 let queued = self.revalidations.start(key) {
                     do {
                         _ = try await self.revalidate(
@@ -104,7 +112,7 @@ public struct ManifestResolver: Sendable {
     /// synchronous hit path); nil when the answer would need the upstream.
     public func freshTag(upstream: UpstreamClient, repository: String, tag: String, accept: AcceptSet) -> StoredManifest? {
         guard let (record, manifest) = self.cachedTag(upstream: upstream.configuration.name, repository: repository, tag: tag, accept: accept),
-              self.index.clock.wallSeconds() < record.fetchedAt + UInt64(upstream.configuration.tagTTL.components.seconds)
+              self.index.clock.wallSeconds() < record.fetchedAt + Self.seconds(upstream.configuration.tagTTL)
         else { return nil }
         return manifest
     }
@@ -139,20 +147,22 @@ public struct ManifestResolver: Sendable {
 
     /// An expired tag: ask with a HEAD (free on Docker Hub's rate limit). Unchanged → keep the cached
     /// manifest; changed → GET only a digest not already cached, and not while the pull budget is
-    /// down to its reserve (a 429 the caller answers with the stale tag).
+    /// down to its reserve (a 429 the caller answers with the stale tag). A fallback's answer (the
+    /// upstream is unreachable) leaves the tag unconfirmed: answered stale, stored expired.
     private func revalidate(
-        upstream: UpstreamClient, repository: String, tag: String, accept: AcceptSet, cached: StoredManifest, identity: UpstreamIdentity
+        upstream: UpstreamChain, repository: String, tag: String, accept: AcceptSet, cached: StoredManifest, identity: UpstreamIdentity
     ) async throws(RegistryError) -> ManifestAnswer {
         var headers = HTTPHeaders()
         headers.add(name: "Accept", value: Self.acceptHeader(accept))
         self.stats.upstreamRequests.add()
-        let response: UpstreamResponse
+        let answer: UpstreamChain.Answer
         do {
-            response = try await upstream.send(.HEAD, repository: repository, path: "manifests/\(tag)", headers: headers, as: identity)
+            answer = try await upstream.send(.HEAD, repository: repository, path: "manifests/\(tag)", headers: headers, as: identity)
         } catch {
             if !(error is UpstreamBackoff) { self.stats.upstreamErrors.add() }
             throw UpstreamErrors.from(error, kind: .manifest)
         }
+        let response = answer.response
         guard response.status == 200 else {
             if response.status >= 500 { self.stats.upstreamErrors.add() }
             throw UpstreamErrors.fromStatus(response.status, headers: response.headers, kind: .manifest)
@@ -160,24 +170,29 @@ public struct ManifestResolver: Sendable {
         let current = response.headers.first(name: "docker-content-digest").flatMap { try? Digest(parsing: $0) }
         let manifest: StoredManifest
         var fromCache = true
+        var confirmed = answer.fromPrimary
         if current == cached.digest {
             manifest = cached
-            self.stats.revalidations.add()
+            if confirmed { self.stats.revalidations.add() }
         } else if let current, let known = self.cached(current), accept.accepts(known.mediaType) {
             manifest = known
-        } else if upstream.rateLimitMode(for: identity) != .normal {
+        } else if answer.source.rateLimitMode(for: identity) != .normal {
             // The pull budget is down to its reserve: keep it for content nobody has; the tag is served stale.
             self.stats.budgetStaleServes.add()
             throw RegistryError(.tooManyRequests, "upstream pull budget in reserve")
         } else if let current {
-            manifest = try await self.fetch(upstream: upstream, repository: repository, reference: current.description, accept: accept, expected: current, identity: identity)
+            manifest = try await self.fetch(
+                upstream: upstream, repository: repository, reference: current.description, accept: accept, expected: current, identity: identity
+            ).manifest
             fromCache = false
         } else {
-            manifest = try await self.fetch(upstream: upstream, repository: repository, reference: tag, accept: accept, expected: nil, identity: identity)
+            let fetched = try await self.fetch(upstream: upstream, repository: repository, reference: tag, accept: accept, expected: nil, identity: identity)
+            manifest = fetched.manifest
+            confirmed = fetched.fromPrimary
             fromCache = false
         }
-        await self.store(manifest, upstream: upstream, repository: repository, tag: (tag, accept.classKey))
-        return ManifestAnswer(manifest: manifest, stale: false, fromCache: fromCache)
+        await self.store(manifest, upstream: upstream, repository: repository, tag: (tag, accept.classKey), unconfirmed: !confirmed)
+        return ManifestAnswer(manifest: manifest, stale: !confirmed, fromCache: fromCache)
     }
 
     private func checkNegative(_ key: String) throws(RegistryError) {
@@ -186,7 +201,7 @@ public struct ManifestResolver: Sendable {
         throw RegistryError(.manifestUnknown, "not found upstream (cached answer)")
     }
 
-    private func remembering404(_ key: String, _ body: () async throws(RegistryError) -> StoredManifest) async throws(RegistryError) -> StoredManifest {
+    private func remembering404(_ key: String, _ body: () async throws(RegistryError) -> Fetched) async throws(RegistryError) -> Fetched {
         do {
             return try await body()
         } catch {
@@ -194,6 +209,8 @@ public struct ManifestResolver: Sendable {
             throw error
         }
     }
+
+    static func seconds(_ d: Duration) -> UInt64 { UInt64(max(0, d.components.seconds)) }
 
     static func acceptHeader(_ accept: AcceptSet) -> String {
         accept.wildcard ? MediaType.modern.joined(separator: ", ") + ", */*" : accept.headerValue
@@ -220,16 +237,26 @@ public struct ManifestResolver: Sendable {
         return nil
     }
 
+    /// A verified manifest and whether the upstream itself (not a fallback) served it.
+    private struct Fetched: Sendable {
+        let manifest: StoredManifest
+        let fromPrimary: Bool
+    }
+
+    /// GETs a manifest from the upstream or, as ``FailoverPolicy`` allows, a fallback, and verifies it:
+    /// against `expected` (by digest, whichever source), else against the answer's own digest header.
     private func fetch(
-        upstream: UpstreamClient, repository: String, reference: String, accept: AcceptSet, expected: Digest?, identity: UpstreamIdentity
-    ) async throws(RegistryError) -> StoredManifest {
+        upstream: UpstreamChain, repository: String, reference: String, accept: AcceptSet, expected: Digest?, identity: UpstreamIdentity
+    ) async throws(RegistryError) -> Fetched {
         var headers = HTTPHeaders()
         headers.add(name: "Accept", value: Self.acceptHeader(accept))
         let response: UpstreamResponse
+        let answer: UpstreamChain.Answer
         let body: ByteBuffer
         self.stats.upstreamRequests.add()
         do {
-            response = try await upstream.send(.GET, repository: repository, path: "manifests/\(reference)", headers: headers, as: identity)
+            answer = try await upstream.send(.GET, repository: repository, path: "manifests/\(reference)", headers: headers, as: identity)
+            response = answer.response
             guard response.status == 200 else {
                 _ = try? await response.collect(upTo: 64 * 1024)
                 throw UpstreamErrors.fromStatus(response.status, headers: response.headers, kind: .manifest)
@@ -251,7 +278,10 @@ public struct ManifestResolver: Sendable {
         let computed = Digest.sha256(of: bytes)
         let claimed = response.headers.first(name: "docker-content-digest").flatMap { try? Digest(parsing: $0) }
         guard computed == (expected ?? claimed ?? computed) else {
-            self.logger.warning("upstream manifest digest mismatch", metadata: ["repository": "\(repository)", "reference": "\(reference)"])
+            self.logger.warning("upstream manifest digest mismatch", metadata: [
+                "repository": "\(repository)", "reference": "\(reference)", "source": "\(answer.source.configuration.name)",
+            ])
+            self.stats.digestMismatches.add()
             throw RegistryError(.unknown, "upstream manifest does not match its digest", status: 502)
         }
         // From the header or, when it is absent, the manifest's own `mediaType`: either way an
@@ -261,16 +291,21 @@ public struct ManifestResolver: Sendable {
             self.logger.warning("upstream manifest has an invalid media type", metadata: ["repository": "\(repository)", "reference": "\(reference)"])
             throw RegistryError(.manifestInvalid, "the upstream's manifest has an invalid media type", status: 502)
         }
-        return StoredManifest(digest: computed, mediaType: type, bytes: bytes)
+        return Fetched(manifest: StoredManifest(digest: computed, mediaType: type, bytes: bytes), fromPrimary: answer.fromPrimary)
     }
 
     /// Stores a verified manifest with its tag and the digests it names, in one durable transaction.
-    private func store(_ manifest: StoredManifest, upstream: UpstreamClient, repository: String, tag: (String, String)?) async {
-        let index = self.index, name = upstream.configuration.name
+    /// An `unconfirmed` tag (a fallback resolved it) is stored as fetched one tag TTL ago: expired.
+    private func store(
+        _ manifest: StoredManifest, upstream: UpstreamChain, repository: String, tag: (String, String)?, unconfirmed: Bool = false
+    ) async {
+        let index = self.index, name = upstream.name
         let tag = tag.map { (name: $0.0, acceptClass: $0.1) }
+        let age = unconfirmed ? Self.seconds(upstream.configuration.tagTTL) : 0
         do {
             try await BlockingIO.run {
-                try index.putManifest(manifest, upstream: name, repository: repository, tag: tag, naming: Self.referencedDigests(manifest.bytes))
+                try index.putManifest(
+                    manifest, upstream: name, repository: repository, tag: tag, naming: Self.referencedDigests(manifest.bytes), tagAge: age)
             }
         } catch {
             self.logger.error("index write failed", metadata: ["error": "\(error)"])

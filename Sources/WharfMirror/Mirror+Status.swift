@@ -34,8 +34,15 @@ extension Mirror {
             let shown = all.first { $0.identity == UpstreamIdentity.mirror.cacheKey } ?? all.min { $0.remaining < $1.remaining }
             return MirrorStats.BudgetGauge(upstream: u.configuration.name, budget: shown, refusals: u.budgetRefusals)
         }
+        let failovers = self.chains.flatMap { chain in
+            chain.fallbacks.map { f in
+                let counts = f.failovers
+                return MirrorStats.FailoverCounts(
+                    upstream: chain.name, fallback: f.label, manifests: counts.manifests, blobs: counts.blobs, unconfirmedTags: counts.tags)
+            }
+        }
         return self.stats.prometheusText(
-            fillsInFlight: self.fills.inFlight, entries: try? self.index.counts(), upstreamUp: allUp, budgets: budgets,
+            fillsInFlight: self.fills.inFlight, entries: try? self.index.counts(), upstreamUp: allUp, budgets: budgets, failovers: failovers,
             diskUsed: self.budget.occupiedBytes, diskLimit: self.budget.limits?.maxBytes,
             evictedBlobs: self.evictor.counters.evictedBlobs.load(ordering: .relaxed),
             evictedBytes: self.evictor.counters.evictedBytes.load(ordering: .relaxed))

@@ -19,8 +19,12 @@ public final class Mirror: Sendable {
     package let manifests: ManifestResolver
     /// The default upstream (or the first one configured).
     package let upstream: UpstreamClient
-    /// Every configured upstream, in configuration order.
+    /// The default upstream with its fallbacks.
+    package let upstreamChain: UpstreamChain
+    /// Every configured upstream, in configuration order (without their fallbacks).
     package var upstreams: [UpstreamClient] { self.router.routes.map(\.client) }
+    /// Every configured upstream with its fallbacks, in configuration order.
+    package var chains: [UpstreamChain] { self.router.routes.map(\.chain) }
     package let router: UpstreamRouter
     /// Cross-repository access check for digests (links, else an upstream HEAD).
     package let linkGate: RepositoryLinkGate
@@ -77,12 +81,16 @@ public final class Mirror: Sendable {
             client.observeReachability { up, reason in
                 notifier.emit(up ? .upstreamUp(upstream: name) : .upstreamDown(upstream: name, reason: reason ?? "unreachable"))
             }
-            routes.append(UpstreamRoute(client: client, namespaces: u.namespaces, pathPrefix: u.pathPrefix, policy: u.policy))
+            let fallbacks = try u.fallbacks.map {
+                UpstreamClient(configuration: try u.configuration.fallback($0), httpClients: httpClients, logger: logger, clock: clock)
+            }
+            routes.append(UpstreamRoute(client: client, fallbacks: fallbacks, namespaces: u.namespaces, pathPrefix: u.pathPrefix, policy: u.policy))
             if !u.pins.isEmpty { pins.append((u.configuration.name, try PinnedImages(u.pins, dockerHub: u.configuration.isDockerHub))) }
         }
         let defaultIndex = upstreams.firstIndex(where: \.isDefault) ?? (upstreams.count == 1 ? 0 : nil)
         self.router = UpstreamRouter(routes: routes, defaultRoute: defaultIndex.map { routes[$0] })
         self.upstream = routes[defaultIndex ?? 0].client
+        self.upstreamChain = routes[defaultIndex ?? 0].chain
         let pinSet = PinSet(
             configured: pins, dockerHub: Dictionary(upstreams.map { ($0.configuration.name, $0.configuration.isDockerHub) }, uniquingKeysWith: { a, _ in a }),
             path: self.layout.root + "/pins.json")

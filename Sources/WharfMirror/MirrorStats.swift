@@ -83,6 +83,8 @@ public final class MirrorStats: Sendable {
     private let entriesGauges: [String: Gauge]
     private let upstreamUpGauge: Gauge
     private let budgetRefusalCounters = Mutex<[String: MirroredCounter]>([:])
+    /// Keyed by upstream, fallback and kind.
+    private let failoverCounters = Mutex<[[String]: MirroredCounter]>([:])
     private let diskUsedGauge: Gauge
     private let diskLimitGauge: Gauge
     private let evictedBlobs: MirroredCounter
@@ -172,10 +174,21 @@ public final class MirrorStats: Sendable {
         public var refusals: Int
     }
 
+    /// Answers one fallback of one upstream gave in its place, for `/metrics`.
+    public struct FailoverCounts: Sendable {
+        public var upstream: String
+        /// The fallback's `host[:port]`.
+        public var fallback: String
+        public var manifests: Int
+        public var blobs: Int
+        /// Tags resolved by the fallback while the upstream was unreachable (among `manifests`).
+        public var unconfirmedTags: Int
+    }
+
     /// Prometheus text exposition of every metric, with the gauges set from the given state.
     public func prometheusText(
         fillsInFlight: Int, entries: (blobs: Int, manifests: Int, tags: Int)?, upstreamUp: Bool, budgets: [BudgetGauge],
-        diskUsed: Int64, diskLimit: Int64?, evictedBlobs: Int, evictedBytes: Int64
+        failovers: [FailoverCounts] = [], diskUsed: Int64, diskLimit: Int64?, evictedBlobs: Int, evictedBytes: Int64
     ) -> [UInt8] {
         self.metrics.syncCounters()
         self.diskUsedGauge.set(to: Double(diskUsed))
@@ -208,6 +221,25 @@ public final class MirrorStats: Sendable {
                 return c
             }
             refusals.sync(to: Int64(b.refusals))
+        }
+        for f in failovers {
+            let series: [(name: String, help: String, kind: String?, value: Int)] = [
+                ("wharf_upstream_failovers_total", "Requests a fallback answered because its upstream was unreachable or refused", "manifest", f.manifests),
+                ("wharf_upstream_failovers_total", "Requests a fallback answered because its upstream was unreachable or refused", "blob", f.blobs),
+                ("wharf_upstream_unconfirmed_tags_total", "Tags a fallback resolved while the upstream was unreachable (served stale)", nil, f.unconfirmedTags),
+            ]
+            for s in series {
+                var labels = [("upstream", f.upstream), ("fallback", f.fallback)]
+                if let kind = s.kind { labels.append(("kind", kind)) }
+                let counter = self.failoverCounters.withLock { counters in
+                    let key = [s.name] + labels.map(\.1)
+                    if let c = counters[key] { return c }
+                    let c = MirroredCounter(self.registry.makeCounter(descriptor: metric(s.name, s.help), labels: labels))
+                    counters[key] = c
+                    return c
+                }
+                counter.sync(to: Int64(s.value))
+            }
         }
         return self.registry.emitToBuffer()
     }

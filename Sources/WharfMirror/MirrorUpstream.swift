@@ -14,10 +14,13 @@ public struct MirrorUpstream: Sendable {
     public var pins: [String]
     /// Serves requests that match no `ns` and no path prefix.
     public var isDefault: Bool
+    /// Other registries serving the same content, asked in order when this one is unreachable or
+    /// refuses (see ``FailoverPolicy``); they inherit everything but URL, credentials and token realms.
+    public var fallbacks: [UpstreamFallback]
 
     public init(
         configuration: UpstreamConfiguration, namespaces: [String] = [], pathPrefix: String? = nil,
-        policy: RepositoryPolicy = RepositoryPolicy(), pins: [String] = [], isDefault: Bool = false
+        policy: RepositoryPolicy = RepositoryPolicy(), pins: [String] = [], isDefault: Bool = false, fallbacks: [UpstreamFallback] = []
     ) {
         self.configuration = configuration
         self.namespaces = namespaces
@@ -25,5 +28,6 @@ public struct MirrorUpstream: Sendable {
         self.policy = policy
         self.pins = pins
         self.isDefault = isDefault
+        self.fallbacks = fallbacks
     }
 }

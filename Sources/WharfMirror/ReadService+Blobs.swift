@@ -115,7 +115,7 @@ extension ReadService {
     public func relay(_ query: BlobQuery, _ routed: RoutedRequest) async throws(RegistryError) -> BlobAnswer {
         guard !query.hasRange else { throw RegistryError(.unavailable, "the cache cannot store this blob right now; retry without Range") }
         return .relay(try await BlobRelay.open(
-            query.digest, upstream: routed.client, repository: routed.repository, identity: query.identity ?? .mirror, stats: self.mirror.stats))
+            query.digest, upstream: routed.chain, repository: routed.repository, identity: query.identity ?? .mirror, stats: self.mirror.stats))
     }
 
     /// True for the error a fill fails with when the cache cannot keep its blob (disk full): the
@@ -128,7 +128,7 @@ extension ReadService {
         let digest = query.digest, identity = query.identity ?? .mirror
         let source: BlobFills.Source
         do {
-            source = try self.mirror.fills.source(for: digest, upstream: routed.client, repository: routed.repository, identity: identity)
+            source = try self.mirror.fills.source(for: digest, upstream: routed.chain, repository: routed.repository, identity: identity)
         } catch {
             guard BlobFills.isCannotKeep(error) else { throw error }
             return try await self.relay(query, routed)
@@ -150,7 +150,8 @@ extension ReadService {
     /// for the fill (it will get there about as soon as a new upstream request would answer).
     static let rangeLookahead: Int64 = 1 << 20
 
-    /// For a `Range` GET of a blob being filled: a ranged upstream GET when the range starts beyond
+    /// For a `Range` GET of a blob being filled: a ranged upstream GET (of the upstream itself, never a
+    /// fallback: a range cannot be verified) when the range starts beyond
     /// what the fill has written (plus ``rangeLookahead``) and the blob's ranged budget allows it
     /// (``BlobFill/reserveRangedBytes(_:size:)``); nil when the range follows the fill instead (its
     /// own bytes only: see the HTTP layer). Waits for the fill's response head, which gives the size.
@@ -168,19 +169,19 @@ extension ReadService {
     }
 
     private func confirm(_ digest: Digest, _ routed: RoutedRequest, _ identity: UpstreamIdentity) async throws(RegistryError) {
-        try await self.mirror.linkGate.confirm(digest, kind: .blob, upstream: routed.client, repository: routed.repository, identity: identity)
+        try await self.mirror.linkGate.confirm(digest, kind: .blob, upstream: routed.chain, repository: routed.repository, identity: identity)
     }
 
     private static func headMissKey(_ routed: RoutedRequest, _ digest: Digest) -> String {
         "\(routed.upstreamName)\u{0}\(routed.repository)\u{0}\(digest.hex)"
     }
 
-    /// A HEAD of a blob not cached here: asked upstream (a 404 is remembered briefly).
+    /// A HEAD of a blob not cached here: asked upstream, or a fallback (a 404, the upstream's only, is remembered briefly).
     private func headMiss(_ routed: RoutedRequest, _ digest: Digest, _ identity: UpstreamIdentity) async throws(RegistryError) -> BlobAnswer {
         let response: UpstreamResponse
         self.mirror.stats.upstreamRequests.add()
         do {
-            response = try await routed.client.send(.HEAD, repository: routed.repository, path: "blobs/\(digest)", as: identity)
+            response = try await routed.chain.send(.HEAD, repository: routed.repository, path: "blobs/\(digest)", as: identity).response
         } catch {
             throw RegistryError(.blobUnknown, "upstream unreachable")
         }

@@ -103,7 +103,7 @@ extension ReadService {
         let manifest: ManifestAnswer
         do {
             manifest = try await self.mirror.manifests.resolve(
-                upstream: routed.client, repository: routed.repository, reference: .tag(tag), accept: Self.indexOnly, identity: identity ?? .mirror)
+                upstream: routed.chain, repository: routed.repository, reference: .tag(tag), accept: Self.indexOnly, identity: identity ?? .mirror)
         } catch where error.status == 404 {
             return ReferrersAnswer(index: .empty, filtered: false, source: .empty, stale: false, cache: .miss)
         }

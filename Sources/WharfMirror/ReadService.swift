@@ -78,7 +78,7 @@ public struct ReadService: Sendable {
             try self.mirror.lookups.charge(query.client)
         }
         let answer = try await manifests.resolve(
-            upstream: routed.client, repository: routed.repository, reference: query.reference, accept: query.accept,
+            upstream: routed.chain, repository: routed.repository, reference: query.reference, accept: query.accept,
             identity: query.identity ?? .mirror)
         self.notePull(query, routed, answer.manifest.digest)
         return answer

@@ -11,7 +11,9 @@ import WharfUpstream
 /// digest is not enough: a manifest can name anything (issue #12, bug 3). Knowing a digest is not
 /// enough to read a private layer through a public name.
 ///
-/// When the upstream cannot be asked, a digest R's manifests name is still served to clients that
+/// With the mirror's own identity the question goes on to the upstream's fallbacks when the upstream
+/// is unreachable or refuses (``FailoverPolicy``): a fallback's `200` confirms as the upstream's would.
+/// When none can be asked, a digest R's manifests name is still served to clients that
 /// use the mirror's own upstream identity (open and htpasswd modes, where every client can read all
 /// the mirror can: an offline site keeps pulling); pass-through clients fail closed.
 public struct RepositoryLinkGate: Sendable {
@@ -34,23 +36,22 @@ public struct RepositoryLinkGate: Sendable {
 
     /// Returns when `repository` may serve `digest`; throws 404 (`BLOB_UNKNOWN`/`MANIFEST_UNKNOWN`) otherwise.
     public func confirm(
-        _ digest: Digest, kind: Kind, upstream: UpstreamClient, repository: String, identity: UpstreamIdentity
+        _ digest: Digest, kind: Kind, upstream: UpstreamChain, repository: String, identity: UpstreamIdentity
     ) async throws(RegistryError) {
-        if self.isLinked(digest, upstream: upstream, repository: repository) { return }
+        if self.isLinked(digest, upstream: upstream.primary, repository: repository) { return }
         let code: RegistryError.Code = kind == .blob ? .blobUnknown : .manifestUnknown
         let path = (kind == .blob ? "blobs/" : "manifests/") + digest.description
         self.stats.upstreamRequests.add()
         var status: Int?
         var failure = ""
         do {
-            let response = try await upstream.send(.HEAD, repository: repository, path: path, as: identity)
-            status = response.status
+            status = try await upstream.send(.HEAD, repository: repository, path: path, as: identity).response.status
         } catch {
             failure = "\(error)"
         }
         guard let status, status < 500, status != 429 else {
             // The upstream cannot answer (unreachable, 5xx, rate-limited).
-            if case .mirror = identity, (try? self.index.isNamed(digest, upstream: upstream.configuration.name, repository: repository)) == true {
+            if case .mirror = identity, (try? self.index.isNamed(digest, upstream: upstream.name, repository: repository)) == true {
                 return  // named by this repository's manifests, and this client may read all the mirror can
             }
             self.logger.notice("cannot confirm a digest for a repository", metadata: [
@@ -62,7 +63,7 @@ public struct RepositoryLinkGate: Sendable {
             self.stats.crossRepositoryRefusals.add()
             throw RegistryError(code, "\(digest) is unknown in repository \(repository)")
         }
-        let index = self.index, name = upstream.configuration.name
+        let index = self.index, name = upstream.name
         do { try await BlockingIO.run { try index.link([digest], upstream: name, repository: repository) } } catch {
             self.logger.error("index write failed", metadata: ["error": "\(error)"])
         }

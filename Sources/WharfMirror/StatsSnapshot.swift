@@ -32,6 +32,26 @@ public struct StatsSnapshot: Codable, Sendable {
         public var rateLimitBudgets: [RateLimitBudget]
         /// Manifest `GET`s answered 429 because the budget was spent, without asking the upstream.
         public var budgetRefusals: Int
+        /// The upstream's fallbacks, in the order they are asked.
+        public var fallbacks: [Fallback]
+    }
+    /// A fallback of an upstream: its own requests and health, and the answers taken from it.
+    public struct Fallback: Codable, Sendable {
+        /// `host[:port]` (the `fallback` label of `wharf_upstream_failovers_total`).
+        public var name: String
+        public var url: String
+        public var requests, errors: Int
+        public var health: UpstreamHealth
+        public var failovers: Failovers
+    }
+    /// Answers a fallback gave because its upstream could not.
+    public struct Failovers: Codable, Sendable {
+        /// Manifests, by digest and by tag.
+        public var manifests: Int
+        /// Blob `GET`s and `HEAD`s.
+        public var blobs: Int
+        /// Tags among the manifests: resolved while the upstream was unreachable, served stale.
+        public var unconfirmedTags: Int
     }
     /// Referrers answers by source.
     public struct Referrers: Codable, Sendable {
@@ -105,11 +125,19 @@ public struct StatsSnapshot: Codable, Sendable {
             inFlight: mirror.fills.inFlight, started: s.fillsStarted.value, completed: s.fillsCompleted.value,
             failed: s.fillsFailed.value, digestMismatches: s.digestMismatches.value, followersJoined: s.followersJoined.value,
             rangedRelays: s.rangedRelays.value)
-        self.upstreams = mirror.upstreams.map { u in
+        self.upstreams = mirror.chains.map { chain in
+            let u = chain.primary
             let (requests, errors) = u.requestCounts
+            let fallbacks = chain.fallbacks.map { f in
+                let (requests, errors) = f.client.requestCounts
+                let counts = f.failovers
+                return Fallback(
+                    name: f.label, url: f.client.configuration.url, requests: requests, errors: errors, health: f.client.health,
+                    failovers: Failovers(manifests: counts.manifests, blobs: counts.blobs, unconfirmedTags: counts.tags))
+            }
             return Upstream(
                 name: u.configuration.name, url: u.configuration.url, requests: requests, errors: errors, health: u.health,
-                rateLimitBudgets: u.rateLimitBudgets, budgetRefusals: u.budgetRefusals)
+                rateLimitBudgets: u.rateLimitBudgets, budgetRefusals: u.budgetRefusals, fallbacks: fallbacks)
         }
         let served = { (source: ReferrersSource) in s.referrersServed[source]?.value ?? 0 }
         self.referrers = Referrers(upstream: served(.upstream), tagSchema: served(.tagSchema), empty: served(.empty))
@@ -128,6 +156,13 @@ public struct StatsSnapshot: Codable, Sendable {
         self.topRepositoriesByBytes = top.byBytes.map { Repository(name: $0.0, bytes: $0.1.bytes, pulls: $0.1.pulls) }
         self.topRepositoriesByPulls = top.byPulls.map { Repository(name: $0.0, bytes: $0.1.bytes, pulls: $0.1.pulls) }
     }
+}
+
+extension StatsSnapshot.Fallback {
+    /// `up`, `down`, or `unknown` before the first request.
+    public var state: String { self.health.reachable.map { $0 ? "up" : "down" } ?? "unknown" }
+    /// The last rate-limit remaining the fallback reported.
+    public var rateLimitRemaining: String? { self.health.rateLimitRemaining }
 }
 
 extension StatsSnapshot.Upstream {

@@ -3,15 +3,22 @@ import WharfUpstream
 
 /// One configured upstream and how requests reach it.
 public struct UpstreamRoute: Sendable {
-    public let client: UpstreamClient
+    /// The upstream and its fallbacks: manifests and blobs are asked of it.
+    public let chain: UpstreamChain
+    /// The upstream itself (the primary): routing, policy, tag lists, referrers and pass-through
+    /// authorization use it alone.
+    public var client: UpstreamClient { self.chain.primary }
     /// Values of containerd's `ns` query parameter served by this upstream (e.g. `docker.io`, `ghcr.io`).
     public let namespaces: Set<String>
     /// First path component(s) that select this upstream: `/v2/<prefix>/<repo>/…` (podman mirrors, Docker ≥ 25 path mirrors).
     public let pathPrefix: String?
     public let policy: RepositoryPolicy
 
-    public init(client: UpstreamClient, namespaces: [String] = [], pathPrefix: String? = nil, policy: RepositoryPolicy = RepositoryPolicy()) {
-        self.client = client
+    public init(
+        client: UpstreamClient, fallbacks: [UpstreamClient] = [], namespaces: [String] = [], pathPrefix: String? = nil,
+        policy: RepositoryPolicy = RepositoryPolicy()
+    ) {
+        self.chain = UpstreamChain(primary: client, fallbacks: fallbacks)
         var ns = Set(namespaces.map { $0.lowercased() })
         ns.insert(client.configuration.hostAndPort.lowercased())
         if client.configuration.isDockerHub { ns.formUnion(["docker.io", "registry-1.docker.io", "index.docker.io"]) }
@@ -28,6 +35,8 @@ public struct RoutedRequest: Sendable {
     /// Set when the request was routed by `ns`: echoed as `OCI-Namespace`.
     public let namespace: String?
     public var client: UpstreamClient { self.route.client }
+    /// The upstream and its fallbacks.
+    public var chain: UpstreamChain { self.route.chain }
 }
 
 /// Picks the upstream for a request: containerd's `ns` first, then a path prefix, then the default.

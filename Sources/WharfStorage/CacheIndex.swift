@@ -160,9 +160,11 @@ public final class CacheIndex: Sendable {
     }
 
     /// Stores a verified manifest, its confirmed link to `repository`, optionally a tag mapping, and
-    /// the digests it names (``name(_:upstream:repository:)``), in one transaction.
+    /// the digests it names (``name(_:upstream:repository:)``), in one transaction. The tag mapping is
+    /// recorded as fetched `tagAge` seconds ago (a mapping its upstream did not confirm is stored expired).
     public func putManifest(
-        _ manifest: StoredManifest, upstream: String, repository: String, tag: (name: String, acceptClass: String)?, naming: [Digest] = []
+        _ manifest: StoredManifest, upstream: String, repository: String, tag: (name: String, acceptClass: String)?, naming: [Digest] = [],
+        tagAge: UInt64 = 0
     ) throws {
         let now = self.clock.wallSeconds()
         try self.environment.write { txn in
@@ -173,7 +175,8 @@ public final class CacheIndex: Sendable {
                 if try txn.get(self.links, key) == nil { try txn.put(self.links, key, []) }
             }
             if let tag {
-                let record = TagRecord(digest: manifest.digest, mediaType: manifest.mediaType, size: Int64(manifest.bytes.count), fetchedAt: now)
+                let record = TagRecord(
+                    digest: manifest.digest, mediaType: manifest.mediaType, size: Int64(manifest.bytes.count), fetchedAt: now - min(now, tagAge))
                 try txn.put(self.tags, Self.tagKey(upstream, repository, tag.name, tag.acceptClass), record.encoded)
             }
         }

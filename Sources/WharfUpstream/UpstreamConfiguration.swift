@@ -80,6 +80,23 @@ public struct UpstreamConfiguration: Sendable {
 
     public static let dockerHubURL = "https://registry-1.docker.io"
 
+    /// The configuration of a fallback of this upstream: its own URL, credentials and token realms,
+    /// everything else (timeouts, TTLs, redirect policy, rate-limit reserve) inherited. Named by its
+    /// `host[:port]`, which is how logs, `/stats` and metrics show it; the cache's index keys stay the
+    /// primary's name.
+    public func fallback(_ fallback: UpstreamFallback) throws -> UpstreamConfiguration {
+        var c = try UpstreamConfiguration(
+            url: fallback.url, credentials: fallback.credentials, tagTTL: self.tagTTL, tokenRealms: fallback.tokenRealms,
+            allowPrivateRedirects: self.allowPrivateRedirects, bodyTimeout: self.bodyTimeout)
+        c.name = c.hostAndPort
+        c.staleWhileRevalidate = self.staleWhileRevalidate
+        c.connectTimeout = self.connectTimeout
+        c.firstByteTimeout = self.firstByteTimeout
+        c.idleTimeout = self.idleTimeout
+        c.rateLimitReservePercent = self.rateLimitReservePercent
+        return c
+    }
+
     public init(
         name: String? = nil, url: String, credentials: UpstreamCredentials? = nil, tagTTL: Duration = .seconds(300),
         tokenRealms: [String] = [], allowPrivateRedirects: Bool = false, bodyTimeout: Duration = .seconds(30)
@@ -114,5 +131,22 @@ public struct UpstreamConfiguration: Sendable {
 
     static func isDockerHubHost(_ host: String) -> Bool {
         ["registry-1.docker.io", "docker.io", "index.docker.io", "registry.hub.docker.com"].contains(host.lowercased())
+    }
+}
+
+/// Another registry serving an upstream's content (a public mirror, an in-house copy), asked when the
+/// upstream is unreachable or refuses (see ``FailoverPolicy``).
+public struct UpstreamFallback: Sendable {
+    /// `http(s)://host[:port]`.
+    public var url: String
+    /// Wharf's credentials at this fallback (never the primary's).
+    public var credentials: UpstreamCredentials?
+    /// Token realms besides the fallback's own origin that may receive ``credentials``.
+    public var tokenRealms: [String]
+
+    public init(url: String, credentials: UpstreamCredentials? = nil, tokenRealms: [String] = []) {
+        self.url = url
+        self.credentials = credentials
+        self.tokenRealms = tokenRealms
     }
 }

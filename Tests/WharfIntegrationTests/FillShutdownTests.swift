@@ -34,7 +34,7 @@ struct FillShutdownTests {
 
         /// Starts the fill of `blob` and waits until half of it (all the stalling upstream sends) is on disk.
         func startFill() async throws -> BlobFill {
-            guard case .fill(let fill) = try self.mirror.fills.source(for: self.digest, upstream: self.mirror.upstream, repository: "team/app") else {
+            guard case .fill(let fill) = try self.mirror.fills.source(for: self.digest, upstream: self.mirror.upstreamChain, repository: "team/app") else {
                 throw FixtureError.invalid("the blob was already cached")
             }
             let half = Int64(self.blob.count / 2)
@@ -66,8 +66,8 @@ struct FillShutdownTests {
 
             // A fill asked for now fails like one the cache cannot keep: its client is relayed, not left waiting.
             let other = Digest.sha256(of: [1, 2, 3])
-            #expect(throws: RegistryError.self) { _ = try f.mirror.fills.source(for: other, upstream: f.mirror.upstream, repository: "team/app") }
-            do { _ = try f.mirror.fills.source(for: other, upstream: f.mirror.upstream, repository: "team/app") } catch {
+            #expect(throws: RegistryError.self) { _ = try f.mirror.fills.source(for: other, upstream: f.mirror.upstreamChain, repository: "team/app") }
+            do { _ = try f.mirror.fills.source(for: other, upstream: f.mirror.upstreamChain, repository: "team/app") } catch {
                 #expect(BlobFills.isCannotKeep(error))
             }
 
