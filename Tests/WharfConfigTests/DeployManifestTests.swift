@@ -403,7 +403,7 @@ import Yams
         for directive in [
             "ProtectSystem=strict", "ProtectHome=yes", "NoNewPrivileges=yes", "PrivateTmp=yes", "ReadWritePaths=/var/lib/wharf",
             "LimitNOFILE=1048576", "Restart=on-failure", "ExecReload=/bin/kill -HUP $MAINPID",
-            "ExecStart=/usr/local/bin/wharf serve --config /etc/wharf/wharf.yaml",
+            "ExecStart=/usr/local/bin/wharf serve --config /etc/wharf/wharf.yaml", "Type=notify", "NotifyAccess=main", "WatchdogSec=30s",
         ] {
             #expect(directives.contains(directive), "\(directive)")
         }
