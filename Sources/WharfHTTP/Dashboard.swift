@@ -1,5 +1,6 @@
 import Foundation
 import WharfMirror
+import WharfText
 
 /// The human page at `/`: plain server-rendered HTML, no scripts.
 enum Dashboard {
@@ -8,7 +9,7 @@ enum Dashboard {
             t.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
                 .replacingOccurrences(of: "\"", with: "&quot;")
         }
-        func bytes(_ n: Int) -> String { ByteCountFormatter.string(fromByteCount: Int64(n), countStyle: .binary) }
+        func bytes(_ n: Int) -> String { ByteCount.string(n) }
         func pct(_ r: Double) -> String { String(format: "%.1f%%", r * 100) }
         let repoRows = s.topRepositoriesByBytes.map { "<tr><td>\(esc($0.name))</td><td>\(bytes($0.bytes))</td><td>\($0.pulls)</td></tr>" }.joined()
         let repositories = s.repositoryNamesShown
@@ -33,7 +34,7 @@ enum Dashboard {
             <tr><th>Uptime</th><td>\(Int(s.uptimeSeconds)) s</td></tr></table>
             <h2>Upstreams</h2><table><tr><th>Name</th><th>URL</th><th>State</th><th>Requests</th><th>Errors</th><th>Rate limit left</th></tr>\(upstreamRows)</table>
             <h2>Top repositories</h2>\(repositories)
-            <p><a href="/stats">/stats</a> · <a href="/metrics">/metrics</a></p></body></html>
+            <p><a href="/stats">/stats</a> · <a href="/metrics">/metrics</a> · wharf \(esc(s.version)) (commit \(esc(s.commit)))</p></body></html>
 
             """
     }
