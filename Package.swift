@@ -6,6 +6,10 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+/// The commit `wharf --version` names: `WHARF_COMMIT=$(git rev-parse --short HEAD) swift build …`
+/// (hex digits only); "unknown" without it. Nothing runs git at run time.
+let buildCommit = Context.environment["WHARF_COMMIT"].map { String($0.filter(\.isHexDigit).prefix(40)) }.flatMap { $0.isEmpty ? nil : $0 }
+
 let package = Package(
     name: "wharf",
     platforms: [.macOS(.v15)],
@@ -38,8 +42,12 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         /// Only the SHA-256 benchmark links libcrypto (to compare it with swift-crypto).
         .systemLibrary(name: "COpenSSLCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        /// The build's commit as a C string (a define cannot carry a value into Swift).
+        .target(name: "CWharfBuild", cSettings: buildCommit.map { [.define("WHARF_COMMIT", to: "\"\($0)\"")] } ?? []),
 
         // MARK: - Library targets
+        /// How Wharf shows itself and its numbers to people: the version, byte counts (IEC units), durations.
+        .target(name: "WharfText", dependencies: ["CWharfBuild"], swiftSettings: swiftSettings),
         /// Per-key rate limits as a value (failed logins, upstream look-ups per client).
         .target(name: "RateLimiting", swiftSettings: swiftSettings),
         /// The time behind Wharf's time-based decisions: the system's, or a test's that moves forward.
@@ -57,7 +65,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// Upstream registry client: token auth, redirects, the upstream's health (breakers, 429 holds).
         .target(name: "WharfUpstream", dependencies: [
-            "OCIDistribution", "WharfClock",
+            "OCIDistribution", "WharfClock", "WharfText",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -66,7 +74,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// Mirror policy: manifest/tag resolution and single-flight blob fills.
         .target(name: "WharfMirror", dependencies: [
-            "OCIDistribution", "WharfStorage", "WharfUpstream", "RateLimiting", "WharfClock",
+            "OCIDistribution", "WharfStorage", "WharfUpstream", "RateLimiting", "WharfClock", "WharfText",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -92,7 +100,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// The SwiftNIO HTTP/1.1 front: routing, OCI responses, sendfile.
         .target(name: "WharfHTTP", dependencies: [
-            "OCIDistribution", "WharfMirror", "WharfAuth",
+            "OCIDistribution", "WharfMirror", "WharfAuth", "WharfText",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOExtras", package: "swift-nio-extras"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -102,7 +110,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "WharfCLI", dependencies: [
-            "WharfConfig", "WharfAuth", "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution",
+            "WharfConfig", "WharfAuth", "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfText",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -150,7 +158,7 @@ let package = Package(
         .testTarget(name: "LMDBTests", dependencies: ["LMDB"], swiftSettings: swiftSettings),
         .testTarget(name: "OCIDistributionTests", dependencies: ["OCIDistribution"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfConfigTests", dependencies: [
-            "WharfConfig",
+            "WharfConfig", "WharfText",
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfUpstreamTests", dependencies: ["WharfUpstream", "OCIDistribution"], swiftSettings: swiftSettings),
@@ -178,6 +186,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfIntegrationTests", dependencies: [
             "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport", "WharfConfig", "WharfAuth", "RateLimiting", "WharfClock",
+            "WharfText",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -6,7 +6,9 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import OCIDistribution
+import WharfConfig
 import WharfStorage
+import WharfText
 
 /// `wharf export IMAGE… -o bundle.tar`: the images, as a running Wharf serves them (from its cache,
 /// or filled on the way), written as an OCI image-layout tarball for a site with no upstream link.
@@ -19,15 +21,18 @@ struct ExportCommand: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "The tarball to write.")
     var output: String
 
-    @Option(help: "Base URL of the running Wharf.")
-    var url = "http://127.0.0.1:5000"
+    @Option(help: "Base URL of the running Wharf, http(s)://HOST:PORT (HOST:PORT means http://).")
+    var url = CommandHTTPClient.defaultURL
 
     @Option(help: "containerd-style namespace to route by, if the mirror routes by ns.")
     var ns: String?
 
+    func validate() throws {
+        _ = try CommandHTTPClient.baseURL(self.url)
+    }
+
     func run() async throws {
-        var base = self.url
-        while base.hasSuffix("/") { base.removeLast() }
+        let base = try CommandHTTPClient.baseURL(self.url)
         try await CommandHTTPClient.run { http in
             let client = WarmClient(base: base, ns: self.ns, authorization: nil, client: http)
             try await client.checkReachable()
@@ -80,7 +85,7 @@ struct ExportCommand: AsyncParsableCommand {
             }
             try out.write(contentsOf: [UInt8](repeating: 0, count: 2 * Tar.block))
             try out.close()
-            print("exported \(self.images.count) image(s): \(manifests.count) manifest(s), \(blobs.count) blob(s), \(ByteFormat.string(total)) to \(self.output)")
+            print("exported \(self.images.count) image(s): \(manifests.count) manifest(s), \(blobs.count) blob(s), \(ByteCount.string(total)) to \(self.output)")
         } catch {
             try? out.close()
             try? FileManager.default.removeItem(atPath: self.output)
@@ -102,8 +107,14 @@ struct ImportCommand: ParsableCommand {
     @Option(name: .customLong("data-dir"), help: "Cache folder (refused while a Wharf is running on it).")
     var dataDirectory: String
 
-    @Option(help: "Name of the upstream these images belong to on this Wharf (see wharf stats).")
+    @Option(help: """
+        Name of the upstream these images belong to on the Wharf serving this folder (wharf stats lists them): \
+        one of --config's upstreams, else of those its last wharf serve recorded.
+        """)
     var upstream: String
+
+    @Option(help: "The configuration file the folder is served with (also WHARF_CONFIG); --upstream must name one of its upstreams.")
+    var config: String?
 
     @Option(help: "Repository for images whose index entry names none.")
     var repository: String?
@@ -113,6 +124,9 @@ struct ImportCommand: ParsableCommand {
         guard fd >= 0 else { throw ValidationError("cannot open \(self.bundle)") }
         defer { close(fd) }
         let layout = CacheLayout(root: self.dataDirectory)
+        let configured = try self.configuredUpstreams(environment: ProcessInfo.processInfo.environment)
+        let served = FileManager.default.fileExists(atPath: layout.indexDirectory + "/data.mdb")
+        if configured == nil, !served { try self.checkUpstream(among: UpstreamNames.unserved) }  // before anything is created
         try layout.createDirectories()
         let lock = try DataDirectoryLock(directory: layout.root)
         defer { lock.release() }
@@ -129,8 +143,13 @@ struct ImportCommand: ParsableCommand {
             struct Entry: Decodable { let mediaType: String?; let digest: String; let annotations: [String: String]? }
             let manifests: [Entry]
         }
-        let index = try JSONDecoder().decode(Index.self, from: Data(try read("index.json")))
         let cache = try CacheIndex(directory: layout.indexDirectory)
+        if let configured {
+            try self.checkUpstream(among: configured)
+        } else if served {
+            try self.checkUpstream(among: try cache.recordedUpstreamNames().map { .recorded(self.dataDirectory, $0) } ?? UpstreamNames.unserved)
+        }
+        let index = try JSONDecoder().decode(Index.self, from: Data(try read("index.json")))
         let store = BlobStore(layout: layout)
         var manifestCount = 0, blobCount = 0, bytes: Int64 = 0
         for entry in index.manifests {
@@ -164,7 +183,25 @@ struct ImportCommand: ParsableCommand {
                 }
             }
         }
-        print("imported \(index.manifests.count) image(s): \(manifestCount) manifest(s), \(blobCount) new blob(s), \(ByteFormat.string(bytes)); every digest verified")
+        print("imported \(index.manifests.count) image(s): \(manifestCount) manifest(s), \(blobCount) new blob(s), \(ByteCount.string(bytes)); every digest verified")
+    }
+
+    /// The upstream names of `--config` (or `WHARF_CONFIG`), or nil when neither is given.
+    private func configuredUpstreams(environment env: [String: String]) throws -> UpstreamNames? {
+        guard let path = self.config ?? env["WHARF_CONFIG"].flatMap({ $0.isEmpty ? nil : $0 }) else { return nil }
+        do {
+            return .configured(path, try ConfigurationLoader.load(path: path).upstreams.map(\.name))
+        } catch {
+            throw CommandError(ConfigCheckCommand.located(error, in: path))
+        }
+    }
+
+    /// Refuses an `--upstream` the folder's server does not have: the images would be filed under a
+    /// name it never reads, and stay invisible.
+    private func checkUpstream(among known: UpstreamNames) throws {
+        guard !known.names.contains(self.upstream) else { return }
+        let hint = CommandLineValues.suggestion(for: self.upstream, among: known.names).map { " Did you mean '\($0)'?" } ?? ""
+        throw CommandError("--upstream '\(self.upstream)' is not an upstream of \(known.source).\(hint)\n\(known.advice)")
     }
 
     /// Copies one member through a ``BlobIngest`` (hashed as it is written), which publishes and
@@ -188,6 +225,40 @@ struct ImportCommand: ParsableCommand {
             _ = try ingest.commit(link: link)
         } catch BlobIngest.Failure.digestMismatch {
             throw BundleError("blob \(digest) does not match its digest")
+        }
+    }
+}
+
+/// The upstream names `wharf import` accepts for a data folder, and where they come from.
+enum UpstreamNames {
+    /// The upstreams of the configuration file the folder is served with.
+    case configured(String, [String])
+    /// The upstreams the folder's last `wharf serve` recorded in its index.
+    case recorded(String, [String])
+    /// A folder no `wharf serve` has recorded upstreams in, and no configuration file: the names a
+    /// serve without a file gives its one upstream.
+    case unserved
+
+    var names: [String] {
+        switch self {
+        case .configured(_, let names), .recorded(_, let names): names
+        case .unserved: ["default", "dockerhub"]
+        }
+    }
+
+    var source: String {
+        switch self {
+        case .configured(let file, let names): "the configuration \(file) (it has \(names.joined(separator: ", ")))"
+        case .recorded(let folder, let names): "the Wharf serving \(folder) (its last start had \(names.joined(separator: ", ")))"
+        case .unserved: "a Wharf started without a configuration file ('default' with --upstream URL, 'dockerhub' for Docker Hub)"
+        }
+    }
+
+    var advice: String {
+        switch self {
+        case .configured: "Use one of its names, or add the upstream to the file."
+        case .recorded: "Use one of those names, or pass --config FILE with the configuration the folder will be served with."
+        case .unserved: "No wharf serve has recorded its upstreams in this folder yet: pass --config FILE with the configuration it will be served with, or start wharf serve on it once."
         }
     }
 }

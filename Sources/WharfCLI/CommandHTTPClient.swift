@@ -1,6 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
 import AsyncHTTPClient
 import NIOCore
 import NIOPosix
+import WharfConfig
 
 /// The HTTP client of the commands that talk to a running Wharf (`warm`, `export`, `stats`).
 ///
@@ -12,6 +17,9 @@ import NIOPosix
 enum CommandHTTPClient {
     /// How long a connection attempt may take before the command gives up on the server.
     static let connectTimeout: TimeAmount = .seconds(3)
+
+    /// The default `--url`.
+    static let defaultURL = "http://127.0.0.1:5000"
 
     /// Redirects followed (an edge answers blob GETs with a 307); a stall of two minutes without a
     /// byte ends a request.
@@ -42,14 +50,53 @@ enum CommandHTTPClient {
         return result
     }
 
-    /// A short reason for a failed request: "connection refused", "no connection within 3 s", or the error.
-    static func reason(_ error: any Error) -> String {
-        if let error = error as? HTTPClientError {
-            if error == .connectTimeout { return "no connection within \(Self.connectTimeout.nanoseconds / 1_000_000_000) s" }
-            if error == .deadlineExceeded { return "no answer in time" }
+    /// `--url` as a base URL: `HOST:PORT` means `http://HOST:PORT`; trailing `/` dropped.
+    /// - Throws: a `ValidationError` naming `--url`.
+    static func baseURL(_ text: String) throws -> String {
+        do { return try CommandLineValues.serverURL(text) } catch { throw ValidationError("--url: \(error)") }
+    }
+
+    /// The failure of a command that could not talk to the Wharf at `base`: the address, why, and
+    /// what to check.
+    static func unreachable(_ base: String, _ error: any Error) -> CommandError {
+        let why: String
+        switch Self.cause(error) {
+        case .refused:
+            why = "connection refused (nothing listens there); is `wharf serve` running on that host and port?"
+        case .connectTimeout:
+            why = "no connection within \(Self.connectTimeout.nanoseconds / 1_000_000_000) s (the host does not answer: a wrong address, or a firewall?)"
+        case .noAnswer:
+            why = "it accepted the connection but did not answer in time; is it a Wharf, and is it overloaded?"
+        case .unresolved(let host):
+            why = "cannot resolve the host name '\(host)'"
+        case .tls(let detail):
+            why = "TLS failed (\(detail)); if it serves plain HTTP, use http://"
+        case .other(let text):
+            why = text
         }
+        return CommandError("cannot reach a Wharf at \(base): \(why)\nCheck --url (default \(Self.defaultURL)).")
+    }
+
+    enum Cause: Equatable {
+        case refused, connectTimeout, noAnswer, unresolved(String), tls(String), other(String)
+    }
+
+    /// What went wrong, from AsyncHTTPClient's and NIO's errors (they nest the socket's errno).
+    static func cause(_ error: any Error) -> Cause {
+        if let error = error as? HTTPClientError {
+            if error == .connectTimeout { return .connectTimeout }
+            if error == .deadlineExceeded || error == .readTimeout { return .noAnswer }
+        }
+        if let io = error as? IOError, io.errnoCode == ECONNREFUSED { return .refused }
+        if let connection = error as? NIOConnectionError {
+            if connection.connectionErrors.contains(where: { ($0.error as? IOError)?.errnoCode == ECONNREFUSED }) { return .refused }
+            if connection.connectionErrors.isEmpty, connection.dnsAError != nil || connection.dnsAAAAError != nil { return .unresolved(connection.host) }
+        }
+        if let address = error as? SocketAddressError, case .unknown(let host, _) = address { return .unresolved(host) }
         let text = String(describing: error)
-        return text.contains("Connection refused") ? "connection refused" : text
+        if text.contains("Connection refused") { return .refused }
+        if text.contains("SSL") || text.contains("TLS") || text.contains("handshake") { return .tls(text) }
+        return .other(text)
     }
 }
 

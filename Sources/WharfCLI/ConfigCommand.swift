@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import WharfConfig
+import WharfText
 
 /// `wharf config`: tools for the YAML configuration file.
 struct ConfigCommand: ParsableCommand {
@@ -44,6 +45,12 @@ struct ConfigCheckCommand: ParsableCommand {
         for line in Self.summary(config) { print(line) }
     }
 
+    /// Each mistake on a line of its own: `FILE:LINE:COLUMN: key: message`, or `FILE: message`
+    /// without a position.
+    static func located(_ errors: ConfigurationErrors, in file: String) -> String {
+        errors.errors.map { "\(file):" + ($0.line == nil ? " " : "") + $0.description }.joined(separator: "\n")
+    }
+
     /// A few lines: listeners, data directory and bound, client auth, and each upstream's routing.
     static func summary(_ config: WharfConfiguration) -> [String] {
         var lines: [String] = []
@@ -51,7 +58,7 @@ struct ConfigCheckCommand: ParsableCommand {
         lines.append("listeners: " + listeners.joined(separator: ", "))
         let data = config.data
         let bound = data.maxSize.map {
-            "max \(ByteFormat.string($0)), evicting from \(data.highWatermark)% down to \(data.lowWatermark)%"
+            "max \(ByteCount.string($0)), evicting from \(data.highWatermark)% down to \(data.lowWatermark)%"
         } ?? "unbounded"
         lines.append("data: \(data.directory) (\(bound))")
         let auth = config.clientAuth
@@ -63,10 +70,11 @@ struct ConfigCheckCommand: ParsableCommand {
             if upstream.name == config.defaultUpstream?.name { routes.append("default") }
             if !upstream.namespaces.isEmpty { routes.append("ns " + upstream.namespaces.joined(separator: ", ")) }
             if let prefix = upstream.pathPrefix { routes.append("prefix /v2/\(prefix)/") }
-            var details = ["tag-ttl \(upstream.tagTTLSeconds)s"]
-            if upstream.staleWhileRevalidateSeconds > 0 { details.append("stale-while-revalidate \(upstream.staleWhileRevalidateSeconds)s") }
+            let duration = { (seconds: Int) in DurationText.string(seconds: seconds) }
+            var details = ["tag-ttl \(duration(upstream.tagTTLSeconds))"]
+            if upstream.staleWhileRevalidateSeconds > 0 { details.append("stale-while-revalidate \(duration(upstream.staleWhileRevalidateSeconds))") }
             details.append(
-                "timeouts: connect \(upstream.connectTimeoutSeconds)s, first byte \(upstream.firstByteTimeoutSeconds)s, idle \(upstream.idleTimeoutSeconds)s")
+                "timeouts: connect \(duration(upstream.connectTimeoutSeconds)), first byte \(duration(upstream.firstByteTimeoutSeconds)), idle \(duration(upstream.idleTimeoutSeconds))")
             switch upstream.credentials {
             case .file(let path): details.append("credentials from \(path)")
             case .environment(let user, let password): details.append("credentials from $\(user)/$\(password)")
@@ -97,17 +105,14 @@ struct ConfigCheckCommand: ParsableCommand {
         }
         if let warm = config.warm {
             let platforms = warm.platforms.isEmpty ? "all platforms" : warm.platforms.joined(separator: ", ")
-            let rate = warm.maxRate.map { ", at most \(ByteFormat.string($0))/s" } ?? ""
+            let rate = warm.maxRate.map { ", at most \(ByteCount.rate($0))" } ?? ""
             lines.append("warm: \(warm.images.count) image(s) every \(Self.duration(warm.everySeconds)) (\(platforms)\(rate))")
         }
         return lines
     }
 
     /// `6h`, `1h30m`, `45s`: the shape `DurationString` reads.
-    static func duration(_ seconds: Int) -> String {
-        let parts = [(seconds / 3600, "h"), (seconds % 3600 / 60, "m"), (seconds % 60, "s")].filter { $0.0 > 0 }
-        return parts.isEmpty ? "0s" : parts.map { "\($0.0)\($0.1)" }.joined()
-    }
+    static func duration(_ seconds: Int) -> String { DurationText.string(seconds: seconds) }
 
     /// `off`, `edge → URL`, `cache (signed blobs only)`, or both.
     static func edgeRole(_ edge: EdgeConfiguration) -> String {

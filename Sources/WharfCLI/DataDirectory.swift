@@ -25,17 +25,3 @@ struct DataDirectory {
         self.store = BlobStore(layout: self.layout)
     }
 }
-
-/// Human-readable byte counts: `512 B`, `1.5 MiB`, `200.0 GiB`.
-enum ByteFormat {
-    static func string(_ bytes: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(bytes)
-        var unit = 0
-        while value >= 1024, unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(bytes) B" : String(format: "%.1f ", value) + units[unit]
-    }
-}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import WharfStorage
+import WharfText
 
 /// `wharf gc`: makes the index and the files agree and drops tags that point nowhere.
 struct GCCommand: ParsableCommand {
@@ -40,8 +41,8 @@ struct GCCommand: ParsableCommand {
         try reconciler.removeOrphanFiles(dryRun: self.dryRun, modifiedBefore: nil, isInUse: { _ in false }, into: &report)
         let tags = try data.index.removeDanglingTags(dryRun: self.dryRun)
         let verb = self.dryRun ? "found" : "removed"
-        print("entries without a matching file: \(report.entriesDropped) (\(ByteFormat.string(report.bytesDropped))) \(verb)")
-        print("orphan files: \(report.orphansRemoved) (\(ByteFormat.string(report.orphanBytes))) \(verb)")
+        print("entries without a matching file: \(report.entriesDropped) (\(ByteCount.string(report.bytesDropped))) \(verb)")
+        print("orphan files: \(report.orphansRemoved) (\(ByteCount.string(report.orphanBytes))) \(verb)")
         print("dangling tags: \(tags) \(verb)")
         if report.foreignFiles > 0 { print("files under blobs/ not named by a digest, left alone: \(report.foreignFiles)") }
         if !self.dryRun {
@@ -51,6 +52,6 @@ struct GCCommand: ParsableCommand {
             }
         }
         let counts = try data.index.counts()
-        print("cache: \(counts.blobs) blobs, \(ByteFormat.string(data.index.blobBytes)), \(counts.manifests) manifests, \(counts.tags) tags")
+        print("cache: \(counts.blobs) blobs, \(ByteCount.string(data.index.blobBytes)), \(counts.manifests) manifests, \(counts.tags) tags")
     }
 }

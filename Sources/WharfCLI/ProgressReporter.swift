@@ -1,4 +1,5 @@
 import Foundation
+import WharfText
 
 /// Progress of a long check: one bar redrawn in place on a terminal (`isatty(1)`), plain lines every
 /// 10% otherwise (logs, CI). Messages printed through it never tear the bar.
@@ -32,7 +33,7 @@ final class ProgressReporter {
             let tenth = self.done * 10 / self.total
             if tenth > self.lastPlainTenth {
                 self.lastPlainTenth = tenth
-                print("\(self.verb) \(self.done)/\(self.total) blobs (\(ByteFormat.string(self.bytes)))")
+                print("\(self.verb) \(self.done)/\(self.total) blobs (\(ByteCount.string(self.bytes)))")
             }
         }
         self.drawIfDue()
@@ -63,7 +64,7 @@ final class ProgressReporter {
         let filled = Int(fraction * Double(Self.width))
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: Self.width - filled)
         let percent = String(format: "%3d%%", Int(fraction * 100))
-        let line = "[\(bar)] \(percent)  \(self.done)/\(self.total) blobs  \(ByteFormat.string(self.bytes)) / \(ByteFormat.string(self.totalBytes))"
+        let line = "[\(bar)] \(percent)  \(self.done)/\(self.total) blobs  \(ByteCount.string(self.bytes)) / \(ByteCount.string(self.totalBytes))"
         print("\r\u{1B}[2K" + line, terminator: "")
         fflush(nil)  // all streams: print() writes through C stdio
     }

@@ -8,6 +8,7 @@ import WharfConfig
 import WharfHTTP
 import WharfMirror
 import WharfStorage
+import WharfText
 import WharfUpstream
 
 /// The running parts built from a ``WharfConfiguration``: the mirror, one server per listener,
@@ -71,17 +72,18 @@ struct ServeAssembly: Sendable {
             server.requestHeadTimeout = .seconds(Int64(config.limits.requestHeadTimeoutSeconds))
             server.idleTimeout = .seconds(Int64(config.limits.idleTimeoutSeconds))
             server.admin = admin
-            server.about = ServerAbout(version: WharfCommand.configuration.version.isEmpty ? "dev" : WharfCommand.configuration.version, configuration: ConfigCheckCommand.summary(config))
+            server.about = ServerAbout(configuration: ConfigCheckCommand.summary(config))
             servers.append(RegistryServer(configuration: server, mirror: self.mirror, auth: authenticator, edge: edge, logger: logger))
         }
         self.certificates = certificates
         self.servers = servers
         logger.info("starting wharf", metadata: [
+            "version": "\(WharfVersion.description)",
             "listen": "\(config.listeners.map { $0.address + ($0.tls == nil ? "" : " (tls)") }.joined(separator: ", "))",
             "data-dir": "\(config.data.directory)",
             "upstreams": "\(upstreams.map(Self.summary).joined(separator: ", "))",
             "client-auth": "\(auth.mode.rawValue)",
-            "cache-limit": "\(limits.map { "\($0)" } ?? "unbounded")",
+            "cache-limit": "\(limits.map { "max \(ByteCount.string($0.maxBytes)), evict above \($0.highWatermarkPercent)% down to \($0.lowWatermarkPercent)%" } ?? "unbounded")",
             "edge": "\(ConfigCheckCommand.edgeRole(config.edge))",
             "webhooks": "\(config.webhooks.count)",
             "warm": "\(config.warm.map { "\($0.images.count) image(s) every \(ConfigCheckCommand.duration($0.everySeconds))" } ?? "off")",

@@ -34,8 +34,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-listen.")
     var tlsKey: String?
 
-    @Option(help: "URL of the default upstream registry. Default Docker Hub.")
+    @Option(help: "URL of the default upstream registry, http(s)://HOST[:PORT]. Default Docker Hub. Also WHARF_UPSTREAM.")
     var upstream: String?
+
+    @Option(name: .customLong("upstream-name"), help: """
+        Name of the default upstream (the index keeps its tags under it; wharf import --upstream takes it). \
+        Default: 'default' with --upstream URL, 'dockerhub' for the built-in Docker Hub, the file's name with --config. Also WHARF_UPSTREAM_NAME.
+        """)
+    var upstreamName: String?
 
     @Option(name: .customLong("data-dir"), help: "Cache folder (blobs, tmp, LMDB index). Default ./data.")
     var dataDirectory: String?
@@ -58,8 +64,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("pin"), help: "Image of the default upstream never evicted, REPO[:TAG] or REPO@DIGEST (repeatable).")
     var pins: [String] = []
 
-    @Option(name: .customLong("tag-ttl"), help: "Seconds a tag answer of the default upstream is served without asking it.")
-    var tagTTL: Int?
+    @Option(name: .customLong("tag-ttl"), help: "How long a tag answer of the default upstream is served without asking it: 300, 90s, 5m, 1h30m (default 5m).")
+    var tagTTL: String?
 
     @Option(name: .customLong("client-auth"), help: "open, htpasswd or passthrough.")
     var clientAuth: String?
@@ -79,8 +85,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("edge-secret"), help: "File with the secret (≥ 16 bytes) shared by edge and caches.")
     var edgeSecret: String?
 
-    @Option(name: .customLong("edge-ttl"), help: "Seconds a signed blob URL stays valid (default 60).")
-    var edgeTTL: Int?
+    @Option(name: .customLong("edge-ttl"), help: "How long a signed blob URL stays valid: 60, 90s, 5m (default 60s).")
+    var edgeTTL: String?
 
     @Option(name: .customLong("webhook"), help: "URL that receives event notifications as JSON POSTs (repeatable).")
     var webhooks: [String] = []
@@ -90,6 +96,11 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String?
+
+    /// Flag and file mistakes are reported before anything starts, naming the flag (or the file).
+    func validate() throws {
+        _ = try self.settings(environment: ProcessInfo.processInfo.environment)
+    }
 
     func run() async throws {
         let settings = try self.settings(environment: ProcessInfo.processInfo.environment)
@@ -101,6 +112,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "wharf")
         Self.raiseOpenFilesLimit()
+        // Before the data folder is created or locked: a listen address that cannot be bound (in use,
+        // a privileged port, not this machine's) stops the start with nothing left behind.
+        try ListenPreflight.check(settings.listeners)
         // One writer per data folder: a second server, import or gc on it is refused while this runs.
         let lock = try DataDirectoryLock(directory: CacheLayout(root: settings.data.directory).root, create: true)
         defer { lock.release() }
@@ -110,9 +124,12 @@ struct ServeCommand: AsyncParsableCommand {
             let notifier = try ServeDeployment.notifier(settings.webhooks, httpClient: http.metadata, logger: logger)
             let edge = try ServeDeployment.edgeSettings(settings.edge)
             assembly = try ServeAssembly(settings, edge: edge, notifier: notifier, httpClients: http, logger: logger)
+            // What `wharf import` checks its --upstream against.
+            try assembly.mirror.index.recordUpstreamNames(settings.upstreams.map(\.name))
         } catch {
             try? await http.shutdown()
-            throw error
+            // A file that cannot be read (certificate, credentials, secret) is no usage mistake: no usage text.
+            throw (error as? ValidationError).map { CommandError($0.message) } ?? error
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = assembly.servers.map { .init(service: $0) }
         services.append(.init(service: MaintenanceService(mirror: assembly.mirror, server: assembly.servers[0])))

@@ -9,13 +9,26 @@ import WharfMirror
 extension ServeCommand {
     /// The edge and webhook flags on top of the file's `edge` and `webhooks`: each edge flag given
     /// replaces its key; `--webhook` replaces the whole `webhooks` list (all events, `--webhook-secret`).
-    func mergeDeploymentFlags(into config: inout WharfConfiguration) throws {
-        if let url = self.edgeRedirect { config.edge.redirectBlobsTo = url }
+    func mergeDeploymentFlags(into config: inout WharfConfiguration, origins: inout SettingOrigins) throws {
+        if let url = self.edgeRedirect {
+            config.edge.redirectBlobsTo = url
+            origins["edge.redirect-blobs-to"] = "--edge-redirect"
+        }
         if self.requireSignedBlobs { config.edge.requireSignedBlobs = true }
-        if let file = self.edgeSecret { config.edge.secretFile = file }
-        if let ttl = self.edgeTTL { config.edge.ttlSeconds = ttl }
+        if let file = self.edgeSecret {
+            config.edge.secretFile = file
+            origins["edge.secret-file"] = "--edge-secret"
+        }
+        if let ttl = self.edgeTTL {
+            config.edge.ttlSeconds = try Self.parse(ttl, origin: "--edge-ttl", CommandLineValues.seconds)
+            origins["edge.ttl"] = "--edge-ttl"
+        }
         if !self.webhooks.isEmpty {
             config.webhooks = self.webhooks.map { WebhookConfiguration(url: $0, secretFile: self.webhookSecret) }
+            for i in config.webhooks.indices {
+                origins["webhooks[\(i)]"] = "--webhook"
+                origins["webhooks[\(i)].secret-file"] = "--webhook-secret"
+            }
         } else if self.webhookSecret != nil {
             throw ValidationError("--webhook-secret needs --webhook URL")
         }

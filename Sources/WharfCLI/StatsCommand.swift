@@ -3,37 +3,41 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import WharfText
 
 /// `wharf stats`: a running instance's `/stats`, as a readable table.
 struct StatsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stats", abstract: "Print a running Wharf's statistics.")
 
-    @Option(help: "Base URL of the running instance.")
-    var url = "http://127.0.0.1:5000"
+    @Option(help: "Base URL of the running instance, http(s)://HOST:PORT (HOST:PORT means http://).")
+    var url = CommandHTTPClient.defaultURL
 
     @Flag(help: "Print the raw JSON instead of a table.")
     var json = false
 
+    func validate() throws {
+        _ = try CommandHTTPClient.baseURL(self.url)
+    }
+
     func run() async throws {
-        var base = self.url
-        while base.hasSuffix("/") { base.removeLast() }
+        let base = try CommandHTTPClient.baseURL(self.url)
         let (status, body) = try await CommandHTTPClient.run { client in
             do {
                 let response = try await client.execute(HTTPClientRequest(url: base + "/stats"), timeout: .seconds(10))
                 let body = try await response.body.collect(upTo: 16 << 20)
                 return (response.status, body)  // built after the await: see Warmer.warm(_:from:limiter:)
             } catch {
-                throw CommandError("cannot reach a Wharf at \(base): \(CommandHTTPClient.reason(error))")
+                throw CommandHTTPClient.unreachable(base, error)
             }
         }
-        guard status == .ok else { throw ValidationError("\(base)/stats answered \(status.code)") }
+        guard status == .ok else { throw CommandError("\(base)/stats answered HTTP \(status.code), not a Wharf's statistics; check --url") }
         let data = Data(body.readableBytesView)
         if self.json {
             print(String(decoding: data, as: UTF8.self))
             return
         }
-        guard let stats = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ValidationError("\(base)/stats did not return a JSON object")
+        guard let stats = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw CommandError("\(base)/stats did not return a JSON object; is it a Wharf? Check --url")
         }
         print(StatsTable.render(stats))
     }
@@ -44,10 +48,11 @@ enum StatsTable {
     static func render(_ s: [String: Any]) -> String {
         func dict(_ k: String) -> [String: Any] { s[k] as? [String: Any] ?? [:] }
         func int(_ d: [String: Any], _ k: String) -> Int { d[k] as? Int ?? 0 }
-        func bytes(_ n: Int) -> String { ByteCountFormatter.string(fromByteCount: Int64(n), countStyle: .binary) }
+        func bytes(_ n: Int) -> String { ByteCount.string(n) }
         func pct(_ v: Any?) -> String { String(format: "%.1f%%", (v as? Double ?? 0) * 100) }
         let cache = dict("cache"), b = dict("bytes"), fills = dict("fills"), entries = dict("entries")
         var rows: [(String, String)] = [
+            ("version", (s["version"] as? String).map { "\($0) (commit \(s["commit"] as? String ?? "unknown"))" } ?? "unknown (older than 0.1.0)"),
             ("uptime", "\(Int(s["uptimeSeconds"] as? Double ?? 0)) s"),
             ("hit ratio (requests)", pct(cache["hitRatioByRequests"])),
             ("hit ratio (bytes)", pct(cache["hitRatioByBytes"])),

@@ -35,7 +35,7 @@ struct WarmClient: WarmSource {
             let response = try await self.client.execute(self.request("/v2/"), timeout: .seconds(5))
             _ = try await response.body.collect(upTo: 1 << 20)
         } catch {
-            throw CommandError("cannot reach a Wharf at \(self.base): \(CommandHTTPClient.reason(error))")
+            throw CommandHTTPClient.unreachable(self.base, error)
         }
     }
 

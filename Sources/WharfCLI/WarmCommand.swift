@@ -11,13 +11,13 @@ struct WarmCommand: AsyncParsableCommand {
     @Argument(help: "Images as the mirror's clients name them: REPO[:TAG] or REPO@sha256:… (e.g. library/alpine:3.20, ghcr/org/tool:1).")
     var images: [String]
 
-    @Option(help: "Base URL of the running Wharf.")
-    var url = "http://127.0.0.1:5000"
+    @Option(help: "Base URL of the running Wharf, http(s)://HOST:PORT (HOST:PORT means http://).")
+    var url = CommandHTTPClient.defaultURL
 
     @Option(name: .customLong("platform"), help: "Only this platform of multi-arch images, OS/ARCH[/VARIANT] (repeatable; default all).")
     var platforms: [String] = []
 
-    @Option(name: .customLong("max-rate"), help: "Bandwidth cap for layer downloads per second, e.g. 50MB or 100MiB.")
+    @Option(name: .customLong("max-rate"), help: "Bandwidth cap for layer downloads per second, e.g. 50MiB or 50MB (MiB: 2^20 bytes, MB: 10^6).")
     var maxRate: String?
 
     @Option(help: "containerd-style namespace to route by (e.g. docker.io), if the mirror routes by ns.")
@@ -29,13 +29,27 @@ struct WarmCommand: AsyncParsableCommand {
     @Option(help: "Blobs fetched at the same time.")
     var parallel = 4
 
-    func run() async throws {
-        var base = self.url
-        while base.hasSuffix("/") { base.removeLast() }
-        let rate = try self.maxRate.map { text -> Int64 in
-            guard let v = ByteSize.parse(text), v > 0 else { throw ValidationError("--max-rate must be a size per second, e.g. 50MB") }
-            return v
+    func validate() throws {
+        _ = try CommandHTTPClient.baseURL(self.url)
+        for platform in self.platforms {
+            if let problem = CommandLineValues.platformProblem(platform) { throw ValidationError("--platform: \(problem)") }
         }
+        _ = try self.rate()
+        guard self.parallel >= 1 else { throw ValidationError("--parallel must be at least 1") }
+    }
+
+    /// `--max-rate` in bytes per second, or nil for no cap.
+    private func rate() throws -> Int64? {
+        try self.maxRate.map { text in
+            let bytes = try ServeCommand.parse(text, origin: "--max-rate", CommandLineValues.bytes)
+            guard bytes > 0 else { throw ValidationError("--max-rate must be more than 0 bytes per second (leave it out for no cap)") }
+            return bytes
+        }
+    }
+
+    func run() async throws {
+        let base = try CommandHTTPClient.baseURL(self.url)
+        let rate = try self.rate()
         var authorization: String?
         if let file = self.credentials {
             let line = try String(contentsOfFile: file, encoding: .utf8).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""

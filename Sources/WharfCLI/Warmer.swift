@@ -1,6 +1,7 @@
 import Foundation
 import OCIDistribution
 import Synchronization
+import WharfText
 
 /// Where ``Warmer`` reads manifests and fetches blobs: a running Wharf over HTTP (``WarmClient``, for
 /// `wharf warm`) or the serving mirror itself (``MirrorWarmSource``, for the `warm` list of `wharf serve`).
@@ -45,7 +46,7 @@ struct Warmer: Sendable {
         var summary: String {
             let seconds = Double(self.duration.components.seconds) + Double(self.duration.components.attoseconds) / 1e18
             return "warmed \(self.images - self.failedImages)/\(self.images) image(s): \(self.manifests) manifest(s), "
-                + "\(self.warmedBlobs)/\(self.blobs) blob(s), \(ByteFormat.string(self.bytes)) in \(String(format: "%.1f", seconds)) s"
+                + "\(self.warmedBlobs)/\(self.blobs) blob(s), \(ByteCount.string(self.bytes)) in \(String(format: "%.1f", seconds)) s"
         }
     }
 
@@ -152,12 +153,18 @@ struct Warmer: Sendable {
             let bytes = try await self.source.manifestBytes(repository: repository, reference: ref)
             count += 1
             let manifest = try JSONDecoder().decode(Manifest.self, from: Data(bytes))
-            for child in manifest.manifests ?? [] {
-                let p = child.platform
-                if self.wants([p?.os, p?.architecture, p?.variant].compactMap { $0 }.joined(separator: "/"), known: p != nil) {
-                    queue.append(child.digest)
-                }
+            let children = (manifest.manifests ?? []).map { child in
+                (digest: child.digest, platform: child.platform.map { p in [p.os, p.architecture, p.variant].compactMap { $0 }.joined(separator: "/") })
             }
+            let chosen = children.filter { self.wants($0.platform ?? "", known: $0.platform != nil) }
+            // Asking for platforms an index does not have fails the image rather than warming nothing.
+            if !children.isEmpty, chosen.isEmpty {
+                let offered = Set(children.compactMap(\.platform).filter { !$0.isEmpty && $0 != "unknown/unknown" }).sorted()
+                throw WarmFailure(
+                    "no \(self.platforms.joined(separator: " or ")) in this index; it has "
+                        + (offered.isEmpty ? "no platforms listed" : offered.joined(separator: ", ")))
+            }
+            queue += chosen.map(\.digest)
             if let config = manifest.config { blobs.append((config.digest, config.size ?? 0)) }
             for layer in manifest.layers ?? [] { blobs.append((layer.digest, layer.size ?? 0)) }
         }
@@ -184,6 +191,12 @@ struct Warmer: Sendable {
         }
         return (try RepositoryName(parsing: rest).value, reference)
     }
+}
+
+/// Why an image could not be warmed, in words (`FAILED: <description>`).
+struct WarmFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// Spreads downloads so their sum stays under a byte rate (nil: no cap).

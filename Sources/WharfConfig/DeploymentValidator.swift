@@ -41,8 +41,8 @@ extension ConfigurationValidator {
     private mutating func warm(_ warm: WarmConfiguration) {
         if warm.everySeconds < 1 { self.fail("warm.every", "the interval must be at least 1s") }
         if let rate = warm.maxRate, rate <= 0 { self.fail("warm.max-rate", "max-rate must be greater than 0 (leave it out for no cap)") }
-        for (j, platform) in warm.platforms.enumerated() where !Syntax.isPlatform(platform) {
-            self.fail("warm.platforms[\(j)]", "'\(platform)' is not a platform; write OS/ARCH or OS/ARCH/VARIANT, e.g. linux/amd64 or linux/arm/v7")
+        for (j, platform) in warm.platforms.enumerated() {
+            if let problem = CommandLineValues.platformProblem(platform) { self.fail("warm.platforms[\(j)]", problem) }
         }
         if warm.images.isEmpty { self.fail("warm.images", "list at least one image (leave 'warm' out to warm nothing)") }
         for (j, image) in warm.images.enumerated() {

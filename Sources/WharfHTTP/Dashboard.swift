@@ -1,14 +1,13 @@
 import Foundation
 import WharfMirror
+import WharfText
 
-/// What the dashboard shows about the running server itself: its version and its effective
-/// configuration (a summary without secrets, as `wharf config` prints it).
+/// What the dashboard shows about the running server beyond `/stats`: its effective configuration
+/// (a summary without secrets, as `wharf config check` prints it).
 public struct ServerAbout: Sendable {
-    public var version: String
     public var configuration: [String]
 
-    public init(version: String = "dev", configuration: [String] = []) {
-        self.version = version
+    public init(configuration: [String] = []) {
         self.configuration = configuration
     }
 }
@@ -51,7 +50,7 @@ enum Dashboard {
             <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Wharf</title>
             <link rel="icon" href="/favicon.ico"><meta name="viewport" content="width=device-width">
             <style>\(Self.style)</style></head><body>
-            <header><h1>Wharf</h1><p>version <b data-stat="version">\(esc(about.version))</b> · up \(PageText.age(s.uptimeSeconds)) · \
+            <header><h1>Wharf</h1><p>version <b data-stat="version">\(esc(s.version))</b> · up \(PageText.age(s.uptimeSeconds)) · \
             <span id="refreshed">as of \(Self.clock(now))</span></p></header>
             <section class="kpis"><table>
             <tr><th>Hit ratio (requests)</th>\(stat("cache.hitRatioByRequests", PageText.percent(s.cache.hitRatioByRequests)))\
@@ -72,7 +71,8 @@ enum Dashboard {
             <h2>Upstreams</h2><table><tr><th>Name</th><th>URL</th><th>State</th><th>Circuit</th><th>Requests</th><th>Errors</th><th>Pull budget</th></tr>\(upstreamRows)</table>
             <h2>Top repositories</h2>\(repositories)
             \(configuration)
-            <footer><a href="/stats">/stats</a> · <a href="/metrics">/metrics</a> · <a href="/ui/cache">cache browser</a></footer>
+            <footer><a href="/stats">/stats</a> · <a href="/metrics">/metrics</a> · <a href="/ui/cache">cache browser</a> · \
+            wharf \(esc(s.version)) (commit \(esc(s.commit)))</footer>
             <script>\(Self.refreshScript)</script>
             </body></html>
 

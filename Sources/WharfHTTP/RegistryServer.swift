@@ -155,9 +155,11 @@ public final class RegistryServer: Service, Sendable {
                     }
                 }
         } catch {
+            let failure = ListenFailure(address: ListenFailure.address(host: config.host, port: config.port), error: error)
             let waiters = self.bound.withLock { b in defer { b.waiters = [] }; return b.waiters }
-            waiters.forEach { $0.resume(throwing: error) }
-            throw error
+            waiters.forEach { $0.resume(throwing: failure) }
+            self.beginShutdown()  // nothing to drain; completes the quiesce promise
+            throw failure
         }
         let port = serverChannel.channel.localAddress?.port ?? config.port
         let waiters = self.bound.withLock { b in

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import WharfStorage
+import WharfText
 import WharfUpstream
 
 /// The `/stats` document: a consistent-enough snapshot of ``MirrorStats`` plus index and upstream state.
@@ -86,6 +87,9 @@ public struct StatsSnapshot: Codable, Sendable {
         public var bytes, pulls: Int
     }
 
+    /// Wharf's release (`0.1.0`) and the commit it was built from (`unknown` when the build did not say).
+    public var version: String
+    public var commit: String
     public var uptimeSeconds: Double
     public var startedAt: UInt64
     public var requests: [String: Int]
@@ -105,6 +109,8 @@ public struct StatsSnapshot: Codable, Sendable {
     public init(mirror: Mirror, showNames: Bool) {
         let s = mirror.stats
         let uptime = ContinuousClock.now - s.startedAt
+        self.version = WharfVersion.version
+        self.commit = WharfVersion.commit
         self.uptimeSeconds = Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18
         self.startedAt = s.startedAtWall
         self.requests = Dictionary(uniqueKeysWithValues: s.requests.map { ($0.key.rawValue, $0.value.value) })

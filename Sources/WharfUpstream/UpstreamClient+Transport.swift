@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import OCIDistribution
 import Synchronization
+import WharfText
 
 /// One request on the wire: which request it belongs to (for the health machine) and its trial number.
 struct Exchange: Sendable {
@@ -55,7 +56,7 @@ extension UpstreamClient {
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers = headers
-        request.headers.replaceOrAdd(name: "User-Agent", value: "wharf/0.1")
+        request.headers.replaceOrAdd(name: "User-Agent", value: WharfVersion.userAgent)
         if let authorization { request.headers.replaceOrAdd(name: "Authorization", value: authorization) }
         self.sent.add(1, ordering: .relaxed)
         let client = self.clients.client(for: exchange.key.kind, method: method, timeouts: self.configuration.transportTimeouts)
@@ -101,7 +102,7 @@ extension UpstreamClient {
             url = components.string ?? realm
         }
         var request = HTTPClientRequest(url: url)
-        request.headers.replaceOrAdd(name: "User-Agent", value: "wharf/0.1")
+        request.headers.replaceOrAdd(name: "User-Agent", value: WharfVersion.userAgent)
         self.sent.add(1, ordering: .relaxed)
         do {
             let client = self.clients.client(for: kind, method: .GET, timeouts: self.configuration.transportTimeouts)

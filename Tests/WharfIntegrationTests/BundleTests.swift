@@ -25,7 +25,12 @@ struct BundleTests {
             await source.stop()
             await upstream.stop()  // from here on there is no upstream at all
 
-            let imported = try await WharfProcess.run(["import", work + "/bundle.tar", "--data-dir", work + "/site", "--upstream", "test-upstream"])
+            // The site's configuration names the upstream the images are filed under (import checks it).
+            let siteConfig = work + "/site.yaml"
+            try "upstreams:\n  - name: test-upstream\n    url: http://127.0.0.1:9\n".write(toFile: siteConfig, atomically: true, encoding: .utf8)
+            let imported = try await WharfProcess.run([
+                "import", work + "/bundle.tar", "--data-dir", work + "/site", "--config", siteConfig, "--upstream", "test-upstream",
+            ])
             #expect(imported.status == 0, "\(imported.output)")
             #expect(imported.output.contains("every digest verified"))
             let site = try await WharfInstance.start(upstream: "http://127.0.0.1:9", dataDirectory: work + "/site")
@@ -49,7 +54,9 @@ struct BundleTests {
             let at = try #require(bytes.firstRange(of: marker))
             bytes[at.lowerBound + 512 + 1000] ^= 0xFF
             try Data(bytes).write(to: URL(fileURLWithPath: work + "/damaged.tar"))
-            let refused = try await WharfProcess.run(["import", work + "/damaged.tar", "--data-dir", work + "/other", "--upstream", "test-upstream"])
+            let refused = try await WharfProcess.run([
+                "import", work + "/damaged.tar", "--data-dir", work + "/other", "--config", siteConfig, "--upstream", "test-upstream",
+            ])
             #expect(refused.status != 0 && refused.output.contains("does not match its digest"), "\(refused.output)")
             #expect(!CacheFiles.blobs(in: work + "/other").keys.contains(String(app.layers[0].digest.dropFirst(7))))
             #expect(CacheFiles.tempFiles(in: work + "/other").isEmpty)

@@ -51,7 +51,7 @@ struct DashboardBrowserTests {
             upstreams: [MirrorUpstream(configuration: config, pins: ["team/app:v1"], isDefault: true)], maxSize: 64 << 20,
             historyInterval: .milliseconds(500)
         ) { server in
-            server.about = ServerAbout(version: "9.9.9-test", configuration: ["upstreams:", "  registry: \(upstream.registry.url)"])
+            server.about = ServerAbout(configuration: ["upstreams:", "  registry: \(upstream.registry.url)"])
         }
         let keep = ProcessInfo.processInfo.environment["WHARF_SCREENSHOTS"]
         let shots = try keep ?? TempDirectory.make("screenshots")
@@ -78,7 +78,7 @@ struct DashboardBrowserTests {
             }
             let entries = stats["entries"] as? [String: Any] ?? [:]
             #expect(Self.stat("entries.blobs", in: dom) == (entries["blobs"] as? Int).map(String.init))
-            #expect(Self.stat("version", in: dom) == "9.9.9-test")
+            #expect(Self.stat("version", in: dom) == stats["version"] as? String && stats["version"] != nil)
             // Seven charts, each an SVG; the traffic ones have a drawn line with measured points.
             #expect(dom.components(separatedBy: "<figure class=\"chart\"").count - 1 == 7)
             for name in ["Requests per second", "Hit ratio (requests)", "Served from disk", "Upstream latency (first byte)"] {
