@@ -10,7 +10,7 @@ struct WharfCommand: AsyncParsableCommand {
         commandName: "wharf",
         abstract: "A pull-through container-registry cache and mirror.",
         version: "wharf \(WharfVersion.description)",
-        subcommands: [ServeCommand.self, ConfigCommand.self, HtpasswdCommand.self, WarmCommand.self, ExportCommand.self, ImportCommand.self, StatsCommand.self, VerifyCommand.self, GCCommand.self],
+        subcommands: [ServeCommand.self, ConfigCommand.self, HtpasswdCommand.self, WarmCommand.self, ExportCommand.self, ImportCommand.self, StatsCommand.self, VerifyCommand.self, GCCommand.self, CacheCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 
