@@ -7,6 +7,7 @@ import UnixSignals
 import WharfAuth
 import WharfConfig
 import WharfHTTP
+import WharfLogging
 import WharfMirror
 import WharfStorage
 import WharfUpstream
@@ -91,14 +92,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String?
 
+    @Option(name: .customLong("log-format"), help: "text (logfmt) or json: one line per event on stderr.")
+    var logFormat: String?
+
     func run() async throws {
         let settings = try self.settings(environment: ProcessInfo.processInfo.environment)
         let level = Logger.Level(rawValue: settings.logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        let format = LogFormat(rawValue: settings.logFormat) ?? .text
+        LoggingSystem.bootstrap { _ in WharfLogHandler(format: format, level: level) }
         let logger = Logger(label: "wharf")
         Self.raiseOpenFilesLimit()
         // One writer per data folder: a second server, import or gc on it is refused while this runs.

@@ -46,6 +46,7 @@ extension ServeCommand {
         if let file = self.htpasswd { config.clientAuth.htpasswdFile = file }
         if self.allowAuthWithoutTLS { config.clientAuth.allowWithoutTLS = true }
         if let level = value(self.logLevel, "WHARF_LOG_LEVEL") { config.logLevel = level }
+        if let format = value(self.logFormat, "WHARF_LOG_FORMAT") { config.logFormat = format.lowercased() }
         try self.mergeDeploymentFlags(into: &config)
 
         // Flags about "the upstream" apply to the default one.

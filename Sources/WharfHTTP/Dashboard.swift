@@ -15,7 +15,7 @@ enum Dashboard {
             ? "<table><tr><th>Repository</th><th>Bytes served</th><th>Pulls</th></tr>\(repoRows)</table>"
             : #"<p>Repository names are shown to administrators only: <a href="/?signin">sign in</a>.</p>"#
         let upstreamRows = s.upstreams.map {
-            "<tr><td>\(esc($0.name))</td><td>\(esc($0.url))</td><td>\($0.state)</td><td>\($0.requests)</td><td>\($0.errors)</td><td>\(esc($0.rateLimitRemaining ?? "-"))</td></tr>"
+            "<tr><td>\(esc($0.name))</td><td>\(esc($0.url))</td><td>\($0.state)</td><td>\($0.requests)</td><td>\($0.errors)</td><td>\(bytes($0.bytes))</td><td>\(esc($0.rateLimitRemaining ?? "-"))</td></tr>"
         }.joined()
         return """
             <!doctype html><html><head><meta charset="utf-8"><title>Wharf</title>
@@ -30,8 +30,9 @@ enum Dashboard {
             <tr><th>Evictions</th><td>\(s.evictions.count) blobs, \(bytes(Int(s.evictions.bytes)))</td></tr>
             <tr><th>Cached entries</th><td>\(s.entries.blobs) blobs, \(s.entries.manifests) manifests, \(s.entries.tags) tags</td></tr>
             <tr><th>Fills in flight</th><td>\(s.fills.inFlight)</td></tr>
-            <tr><th>Uptime</th><td>\(Int(s.uptimeSeconds)) s</td></tr></table>
-            <h2>Upstreams</h2><table><tr><th>Name</th><th>URL</th><th>State</th><th>Requests</th><th>Errors</th><th>Rate limit left</th></tr>\(upstreamRows)</table>
+            <tr><th>Uptime</th><td>\(Int(s.uptimeSeconds)) s</td></tr>
+            <tr><th>Version</th><td>\(esc(s.build.version)) (\(esc(s.build.commit)))</td></tr></table>
+            <h2>Upstreams</h2><table><tr><th>Name</th><th>URL</th><th>State</th><th>Requests</th><th>Errors</th><th>Fetched</th><th>Rate limit left</th></tr>\(upstreamRows)</table>
             <h2>Top repositories</h2>\(repositories)
             <p><a href="/stats">/stats</a> · <a href="/metrics">/metrics</a></p></body></html>
 

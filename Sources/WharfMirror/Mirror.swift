@@ -1,7 +1,9 @@
 import AsyncHTTPClient
 import Logging
 import OCIDistribution
+import Synchronization
 import WharfClock
+import WharfLogging
 import WharfStorage
 import WharfUpstream
 
@@ -64,7 +66,17 @@ public final class Mirror: Sendable {
         for u in upstreams {
             let client = UpstreamClient(configuration: u.configuration, httpClients: httpClients, logger: logger, clock: clock)
             let name = u.configuration.name
+            let downSince = Mutex<ContinuousClock.Instant?>(nil)
             client.observeReachability { up, reason in
+                if up {
+                    let since = downSince.withLock { d in defer { d = nil }; return d }
+                    var metadata: Logger.Metadata = ["upstream": .string(name), "reason": .string(reason ?? "answering again")]
+                    if let since { metadata["down_ms"] = LogValue.milliseconds(ContinuousClock.now - since) }
+                    logger.notice("upstream up", metadata: metadata)
+                } else {
+                    downSince.withLock { $0 = $0 ?? .now }
+                    logger.warning("upstream down", metadata: ["upstream": .string(name), "reason": .string(reason ?? "unreachable")])
+                }
                 notifier.emit(up ? .upstreamUp(upstream: name) : .upstreamDown(upstream: name, reason: reason ?? "unreachable"))
             }
             routes.append(UpstreamRoute(client: client, namespaces: u.namespaces, pathPrefix: u.pathPrefix, policy: u.policy))

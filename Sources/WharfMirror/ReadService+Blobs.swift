@@ -178,7 +178,6 @@ extension ReadService {
     /// A HEAD of a blob not cached here: asked upstream (a 404 is remembered briefly).
     private func headMiss(_ routed: RoutedRequest, _ digest: Digest, _ identity: UpstreamIdentity) async throws(RegistryError) -> BlobAnswer {
         let response: UpstreamResponse
-        self.mirror.stats.upstreamRequests.add()
         do {
             response = try await routed.client.send(.HEAD, repository: routed.repository, path: "blobs/\(digest)", as: identity)
         } catch {

@@ -39,7 +39,6 @@ public struct RepositoryLinkGate: Sendable {
         if self.isLinked(digest, upstream: upstream, repository: repository) { return }
         let code: RegistryError.Code = kind == .blob ? .blobUnknown : .manifestUnknown
         let path = (kind == .blob ? "blobs/" : "manifests/") + digest.description
-        self.stats.upstreamRequests.add()
         var status: Int?
         var failure = ""
         do {
