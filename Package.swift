@@ -52,6 +52,11 @@ let package = Package(
         .target(name: "RateLimiting", swiftSettings: swiftSettings),
         /// The time behind Wharf's time-based decisions: the system's, or a test's that moves forward.
         .target(name: "WharfClock", swiftSettings: swiftSettings),
+        /// The version and commit of this build (`wharf_build_info`, `wharf --version`).
+        /// Log lines: logfmt or JSON, millisecond UTC timestamps, escaped values.
+        .target(name: "WharfLogging", dependencies: [
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         /// Thin Swift wrapper over liblmdb.
         .target(name: "LMDB", dependencies: ["CLMDB"], swiftSettings: swiftSettings),
         /// OCI distribution domain: names, digests, media types, ranges, errors, auth challenges.
@@ -74,7 +79,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// Mirror policy: manifest/tag resolution and single-flight blob fills.
         .target(name: "WharfMirror", dependencies: [
-            "OCIDistribution", "WharfStorage", "WharfUpstream", "RateLimiting", "WharfClock", "WharfText",
+            "OCIDistribution", "WharfStorage", "WharfUpstream", "RateLimiting", "WharfClock", "WharfText", "WharfLogging",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -110,7 +115,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "WharfCLI", dependencies: [
-            "WharfConfig", "WharfAuth", "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfText",
+            "WharfConfig", "WharfAuth", "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfText", "WharfLogging",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -179,6 +184,11 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
+        /// The log handler's logfmt and JSON lines, read back by parsers of their own.
+        .testTarget(name: "WharfLoggingTests", dependencies: [
+            "WharfLogging", "WharfTestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfTestSupportTests", dependencies: ["WharfTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfAuthTests", dependencies: [
             "WharfAuth", "RateLimiting",
@@ -186,7 +196,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfIntegrationTests", dependencies: [
             "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport", "WharfConfig", "WharfAuth", "RateLimiting", "WharfClock",
-            "WharfText",
+            "WharfText", "WharfLogging",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -63,7 +63,7 @@ struct ConfigCheckCommand: ParsableCommand {
         lines.append("data: \(data.directory) (\(bound))")
         let auth = config.clientAuth
         lines.append("client auth: \(auth.mode.rawValue)" + (auth.mode == .htpasswd ? " (\(auth.htpasswdFile ?? ""))" : ""))
-        lines.append("log level: \(config.logLevel)")
+        lines.append("log level: \(config.logLevel), format \(config.logFormat)")
         lines.append("upstreams:")
         for upstream in config.upstreams {
             var routes: [String] = []

@@ -7,6 +7,7 @@ import UnixSignals
 import WharfAuth
 import WharfConfig
 import WharfHTTP
+import WharfLogging
 import WharfMirror
 import WharfStorage
 import WharfUpstream
@@ -97,6 +98,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.")
     var logLevel: String?
 
+    @Option(name: .customLong("log-format"), help: "text (logfmt) or json: one line per event on stderr.")
+    var logFormat: String?
+
     /// Flag and file mistakes are reported before anything starts, naming the flag (or the file).
     func validate() throws {
         _ = try self.settings(environment: ProcessInfo.processInfo.environment)
@@ -105,11 +109,8 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let settings = try self.settings(environment: ProcessInfo.processInfo.environment)
         let level = Logger.Level(rawValue: settings.logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        let format = LogFormat(rawValue: settings.logFormat) ?? .text
+        LoggingSystem.bootstrap { _ in WharfLogHandler(format: format, level: level) }
         let logger = Logger(label: "wharf")
         Self.raiseOpenFilesLimit()
         // Before the data folder is created or locked: a listen address that cannot be bound (in use,

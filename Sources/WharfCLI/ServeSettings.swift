@@ -78,6 +78,10 @@ extension ServeCommand {
             config.logLevel = level
             origins["log-level"] = origin
         }
+        if let (format, origin) = value(self.logFormat, "--log-format", "WHARF_LOG_FORMAT") {
+            config.logFormat = format.lowercased()
+            origins["log-format"] = origin
+        }
         try self.mergeDeploymentFlags(into: &config, origins: &origins)
 
         // Flags about "the upstream" apply to the default one.

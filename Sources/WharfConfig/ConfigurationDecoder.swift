@@ -5,7 +5,7 @@ import Yams
 struct ConfigurationDecoder {
     var reader = NodeReader()
 
-    static let topKeys = ["listen", "data", "client-auth", "limits", "log-level", "upstreams", "edge", "webhooks", "warm", "admin"]
+    static let topKeys = ["listen", "data", "client-auth", "limits", "log-level", "log-format", "upstreams", "edge", "webhooks", "warm", "admin"]
     static let listenerKeys = ["address", "tls"]
     static let tlsKeys = ["certificate", "key"]
     static let dataKeys = ["directory", "max-size", "high-watermark", "low-watermark"]
@@ -44,6 +44,11 @@ struct ConfigurationDecoder {
             WharfConfiguration.logLevels.contains($0.lowercased()) ? $0.lowercased() : nil
         }) {
             config.logLevel = level
+        }
+        if let format = self.reader.parsed(top, "log-format", expected: "a log format (\(WharfConfiguration.logFormats.joined(separator: ", ")))", {
+            WharfConfiguration.logFormats.contains($0.lowercased()) ? $0.lowercased() : nil
+        }) {
+            config.logFormat = format
         }
         if let items = self.reader.items(top, "upstreams") {
             var upstreams = UpstreamDecoder(reader: self.reader)

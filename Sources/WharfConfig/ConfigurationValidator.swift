@@ -22,6 +22,9 @@ struct ConfigurationValidator {
         if !WharfConfiguration.logLevels.contains(self.config.logLevel) {
             self.fail("log-level", "'\(self.config.logLevel)' is not a log level; use one of \(WharfConfiguration.logLevels.joined(separator: ", "))")
         }
+        if !WharfConfiguration.logFormats.contains(self.config.logFormat) {
+            self.fail("log-format", "'\(self.config.logFormat)' is not a log format; use \(WharfConfiguration.logFormats.joined(separator: " or "))")
+        }
         var upstreams = UpstreamValidator(self.config.upstreams)
         self.errors += upstreams.run()
         self.deployment()

@@ -13,6 +13,8 @@ public struct WharfConfiguration: Sendable, Equatable {
     public var limits: LimitsConfiguration
     /// swift-log level name (`log-level`).
     public var logLevel: String
+    /// How log lines are written, `text` (logfmt) or `json` (`log-format`).
+    public var logFormat: String
     /// Registries the mirror pulls from (`upstreams`).
     public var upstreams: [UpstreamEntry]
     /// Edge or cache role in the edge/cache split (`edge`); off by default.
@@ -27,6 +29,9 @@ public struct WharfConfiguration: Sendable, Equatable {
     /// Log levels accepted by `log-level`, least to most severe.
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
+    /// Formats accepted by `log-format`.
+    public static let logFormats = ["text", "json"]
+
     /// All defaults: one plain listener on `0.0.0.0:5000`, `./data`, open access, Docker Hub.
     public init() {
         self.listeners = [ListenerConfiguration(host: "0.0.0.0", port: 5000, tls: nil)]
@@ -34,6 +39,7 @@ public struct WharfConfiguration: Sendable, Equatable {
         self.clientAuth = ClientAuthConfiguration()
         self.limits = LimitsConfiguration()
         self.logLevel = "info"
+        self.logFormat = "text"
         self.upstreams = [.dockerHub]
         self.edge = EdgeConfiguration()
         self.webhooks = []

@@ -83,7 +83,9 @@ final class HitFront: ChannelDuplexHandler, RemovableChannelHandler {
                 self.pendingSearched = searched
                 return
             }
-            let scan = buffer.withUnsafeReadableBytes { HitRequestScanner.scan($0, maxHeadBytes: self.maxHeadBytes, searchedTo: searched) }
+            let scan = buffer.withUnsafeReadableBytes {
+                HitRequestScanner.scan($0, maxHeadBytes: self.maxHeadBytes, searchedTo: searched, userAgent: hitPath.logsRequests)
+            }
             searched = 0
             switch scan {
             case .incomplete:
@@ -152,6 +154,15 @@ final class HitConnection {
     var triedHeads = 0
     /// The last `Accept` lines and their parse: a client sends the same ones on every request.
     private var lastAccept: (lines: [String], set: AcceptSet)?
+    /// The client's address, for the access log (read once per connection).
+    private var clientAddress: String?
+
+    func client(_ channel: any Channel) -> String {
+        if let known = self.clientAddress { return known }
+        let address = ConnectionAdmissions.clientKey(channel)
+        self.clientAddress = address
+        return address
+    }
 
     func acceptSet(_ lines: [String]) -> AcceptSet {
         if let last = self.lastAccept, last.lines == lines { return last.set }

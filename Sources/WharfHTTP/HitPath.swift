@@ -36,6 +36,8 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     private let lifecycle: ConnectionLifecycle
     /// Dropping the body parts of a request this handler answered.
     private var swallowing = false
+    /// Access-log lines are written: read the user agent and the client's address.
+    let logsRequests: Bool
 
     init(
         reads: ReadService, edge: EdgeSettings?, front: HitFront, lifecycle: ConnectionLifecycle, openFiles: LoopOpenFiles,
@@ -47,6 +49,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         self.reads = reads
         self.edge = edge
         self.isShuttingDown = isShuttingDown
+        self.logsRequests = reads.outcomes.logsRequests
         front.hitPath = self
     }
 
@@ -109,7 +112,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         switch consume answer {
         case .head(let size, _):
             // Recorded before the write: a client that sees the connection close must see the stats too.
-            self.record(request, routed, kind: .blob, status: 200, bytes: 0, started: started)
+            self.record(request, routed, kind: .blob, status: 200, bytes: 0, started: started, channel: outlet.channel)
             var response = Self.blobHead(digest, length: size ?? 0, namespace: namespace, allocator: outlet.channel.allocator)
             response.finish(keepAlive: keepAlive)
             self.send(outlet, response.buffer, keepAlive: keepAlive)
@@ -133,11 +136,11 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
             response.finish(keepAlive: keepAlive)
             guard response.appendFile(file.descriptor, count: Int(size)) else {
                 // The file shrank under us (it cannot: blobs are immutable); fail the connection rather than send less.
-                self.record(request, routed, kind: .blob, status: 200, bytes: 0, aborted: true, started: started)
+                self.record(request, routed, kind: .blob, status: 200, bytes: 0, aborted: true, started: started, channel: outlet.channel)
                 outlet.close(promise: nil)
                 return
             }
-            self.record(request, routed, kind: .blob, status: 200, bytes: size, started: started)
+            self.record(request, routed, kind: .blob, status: 200, bytes: size, started: started, channel: outlet.channel)
             self.send(outlet, response.buffer, keepAlive: keepAlive)
             return
         }
@@ -148,15 +151,18 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         let (fd, finished) = file.handOff()
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
         let region = FileRegion(fileHandle: handle, readerIndex: 0, endIndex: Int(size))
-        self.record(request, routed, kind: .blob, status: 200, bytes: size, started: started)
         outlet.write(NIOAny(IOData.byteBuffer(response.buffer)), promise: nil)
         let done = outlet.eventLoop.makePromise(of: Void.self)
         self.lifecycle.hitSendStarted()
         outlet.writeAndFlush(NIOAny(IOData.fileRegion(region)), promise: done)
         let channel = outlet.channel, lifecycle = self.lifecycle
-        done.futureResult.assumeIsolated().whenComplete { _ in
+        done.futureResult.assumeIsolated().whenComplete { result in
             try? handle.close()
             finished()
+            // Recorded once sendfile is done, before the connection may close: a transfer the
+            // client cut off is logged as aborted, and the duration covers the whole transfer.
+            let aborted = if case .failure = result { true } else { false }
+            self.record(request, routed, kind: .blob, status: 200, bytes: size, aborted: aborted, started: started, channel: channel)
             if keepAlive { lifecycle.hitSendFinished() } else { channel.close(promise: nil) }
         }
     }
@@ -188,7 +194,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         if withBody { response.append(manifest.bytes) }
         self.record(
             request, routed, kind: .manifest, status: notModified ? 304 : 200, bytes: withBody ? Int64(manifest.bytes.count) : 0,
-            isPull: !isHead && !rawReference.contains(":"), started: started)  // a pull starts with a tag; children by digest are part of it
+            isPull: !isHead && !rawReference.contains(":"), started: started, channel: outlet.channel)  // a pull starts with a tag; children by digest are part of it
         self.send(outlet, response.buffer, keepAlive: keepAlive)
         return true
     }
@@ -225,13 +231,15 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// The request's outcome, recorded when its response is queued (a client that sees the answer sees the stats).
+    /// The request's outcome, recorded when its response is queued (a client that sees the answer sees
+    /// the stats), or for a file sent with sendfile when that is done.
     private func record(
         _ request: HitRequest, _ routed: RoutedRequest, kind: MirrorStats.RequestKind, status: Int, bytes: Int64, aborted: Bool = false,
-        isPull: Bool = false, started: ContinuousClock.Instant
+        isPull: Bool = false, started: ContinuousClock.Instant, channel: any Channel
     ) {
         self.reads.outcomes.record(RequestOutcome(
-            kind: kind, method: request.isHead ? "HEAD" : "GET", path: request.uri, upstream: routed.upstreamName,
+            kind: kind, method: request.isHead ? "HEAD" : "GET", path: request.uri,
+            client: self.logsRequests ? self.connection.client(channel) : "-", userAgent: request.userAgent, upstream: routed.upstreamName,
             repository: routed.repository, cache: .hit, status: status, bytes: bytes, aborted: aborted, isPull: isPull,
             duration: ContinuousClock.now - started))
     }
@@ -244,6 +252,6 @@ extension HitRequest {
         self.init(
             isHead: head.method == .HEAD, uri: head.uri, keepAlive: head.isKeepAlive,
             needsAsync: head.headers.contains(name: "range") || head.headers.contains(name: "authorization"),
-            accept: head.headers["accept"], ifNoneMatch: head.headers["if-none-match"])
+            accept: head.headers["accept"], ifNoneMatch: head.headers["if-none-match"], userAgent: head.headers.first(name: "user-agent"))
     }
 }

@@ -7,6 +7,8 @@ struct HitRequest {
     var needsAsync: Bool
     var accept: [String]
     var ifNoneMatch: [String]
+    /// The first `User-Agent`, read only for the access log.
+    var userAgent: String?
 }
 
 /// Reads a request head straight from the connection's bytes, so a cache hit skips NIO's HTTP
@@ -26,8 +28,9 @@ enum HitRequestScanner {
     }
 
     /// `searchedTo`: how many bytes an earlier scan of the same, shorter head already searched for its
-    /// end (a head arriving in pieces is not searched from the start again).
-    static func scan(_ bytes: UnsafeRawBufferPointer, maxHeadBytes: Int, searchedTo: Int = 0) -> Scan {
+    /// end (a head arriving in pieces is not searched from the start again). `userAgent`: read the
+    /// `User-Agent` (for the access log; skipped when nothing logs requests).
+    static func scan(_ bytes: UnsafeRawBufferPointer, maxHeadBytes: Int, searchedTo: Int = 0, userAgent: Bool = false) -> Scan {
         let found = self.endOfHead(bytes, limit: maxHeadBytes, from: searchedTo)
         if found == -1 { return .other }
         guard let end = found else {
@@ -83,6 +86,7 @@ enum HitRequestScanner {
                 }
             case .accept: request.accept.append(String(decoding: value, as: UTF8.self))
             case .ifNoneMatch: request.ifNoneMatch.append(String(decoding: value, as: UTF8.self))
+            case .userAgent: if userAgent, request.userAgent == nil { request.userAgent = String(decoding: value, as: UTF8.self) }
             }
         }
         return .request(request, length: end + 2)
@@ -107,7 +111,7 @@ enum HitRequestScanner {
         return nil
     }
 
-    private enum Field { case ignored, refused, async, connection, accept, ifNoneMatch }
+    private enum Field { case ignored, refused, async, connection, accept, ifNoneMatch, userAgent }
 
     private static func field(_ name: UnsafeRawBufferPointer) -> Field {
         switch name.count {
@@ -116,7 +120,9 @@ enum HitRequestScanner {
             if self.equalsLowercased(name, "accept") { return .accept }
             if self.equalsLowercased(name, "expect") { return .refused }
         case 7: if self.equalsLowercased(name, "upgrade") { return .refused }
-        case 10: if self.equalsLowercased(name, "connection") { return .connection }
+        case 10:
+            if self.equalsLowercased(name, "connection") { return .connection }
+            if self.equalsLowercased(name, "user-agent") { return .userAgent }
         case 13:
             if self.equalsLowercased(name, "authorization") { return .async }
             if self.equalsLowercased(name, "if-none-match") { return .ifNoneMatch }

@@ -41,12 +41,26 @@ struct RegistryHandler: Sendable {
         var kind = MirrorStats.RequestKind.other
         var aborted = false
         defer {
-            self.reads.outcomes.record(RequestOutcome(
-                kind: kind, method: head.method.rawValue, path: head.uri, upstream: writer.routed?.upstreamName,
+            let recorder = self.reads.outcomes
+            let outcome = RequestOutcome(
+                kind: kind, method: head.method.rawValue, path: head.uri, client: writer.client,
+                userAgent: recorder.logsRequests ? head.headers.first(name: "user-agent") : nil, upstream: writer.routed?.upstreamName,
                 repository: writer.routed?.repository, cache: writer.cache, errorCode: writer.errorCode, status: writer.status,
                 bytes: writer.bytes, aborted: aborted,
                 isPull: kind == .manifest && !writer.isHead && (writer.status == 200 || writer.status == 304) && Self.isTagRequest(head.uri),
-                duration: ContinuousClock.now - started))
+                duration: ContinuousClock.now - started)
+            if !aborted, outcome.bytes > 0, let channel = writer.channel {
+                // A body is queued, not yet written: recorded once it is (aborted if the connection
+                // failed first, e.g. the client went away), with the duration of the whole transfer.
+                RegistryServer.queuedBytesWritten(channel).whenComplete { result in
+                    var written = outcome
+                    if case .failure = result { written.aborted = true }
+                    written.duration = ContinuousClock.now - started
+                    recorder.record(written)
+                }
+            } else {
+                recorder.record(outcome)
+            }
         }
         do {
             try await self.dispatch(head, writer, kind: &kind)

@@ -239,7 +239,7 @@ public final class RegistryServer: Service, Sendable {
                     let keepAlive = head.isKeepAlive && !self.connections.isShuttingDown && !refused
                     let writer = ResponseWriter(
                         outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: keepAlive,
-                        isSecure: self.configuration.tls != nil, files: files, client: client)
+                        isSecure: self.configuration.tls != nil, files: files, client: client, channel: connection.channel)
                     writer.clientGone = admission?.clientGone ?? connection.channel.closeFuture
                     if refused {
                         try await writer.sendError(RegistryError(.unavailable, "the server is at its connection limit", headers: [("Retry-After", "1")]))

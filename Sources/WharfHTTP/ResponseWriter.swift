@@ -56,13 +56,16 @@ final class ResponseWriter {
     let files: QueuedFiles
     /// The client's IP address, no port: what per-client limits (look-ups, failed logins) count under.
     let client: String
+    /// The connection, to learn when the response's bytes have been written (nil: not known).
+    let channel: (any Channel)?
 
     init(
         outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, allocator: ByteBufferAllocator, isHead: Bool, keepAlive: Bool,
-        isSecure: Bool = false, files: QueuedFiles = QueuedFiles(), client: String = "unknown"
+        isSecure: Bool = false, files: QueuedFiles = QueuedFiles(), client: String = "unknown", channel: (any Channel)? = nil
     ) {
         self.files = files
         self.client = client
+        self.channel = channel
         self.outbound = outbound
         self.allocator = allocator
         self.isHead = isHead

@@ -7,6 +7,7 @@ import Logging
 import NIOCore
 import OCIDistribution
 import Synchronization
+import WharfLogging
 import WharfStorage
 import WharfUpstream
 
@@ -234,10 +235,11 @@ public final class BlobFills: Sendable {
         var ingest = ingest
         var open = false
         var source = upstream.name
+        var sourceClient = upstream.primary
         do {
-            self.stats.upstreamRequests.add()
             let answer = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", as: identity)
             source = answer.source.configuration.name
+            sourceClient = answer.source
             let response = answer.response
             guard response.status == 200, let body = response.body else {
                 throw UpstreamErrors.fromStatus(response.status, headers: response.headers, kind: .blob)
@@ -277,7 +279,7 @@ public final class BlobFills: Sendable {
             // follows; if it fails the client still got correct bytes, and nothing is indexed.
             fill.completed(size: ingest.written)
             let written = ingest.written
-            self.stats.bytesFetched.add(Int(written))
+            sourceClient.countReceived(Int(written))
             let (verified, origin) = (ingest, fill.origin)
             open = false
             let outcome = try await BlockingIO.run { try verified.commit(link: origin) }
@@ -286,14 +288,13 @@ public final class BlobFills: Sendable {
             self.stats.fillFinished(after: ContinuousClock.now - started)
             if case .cached = outcome {
                 self.logger.info("blob cached", metadata: [
-                    "digest": "\(digest)", "bytes": "\(written)", "duration": "\(ContinuousClock.now - started)", "source": "\(source)",
+                    "digest": "\(digest)", "bytes": LogValue.integer(written), "duration_ms": LogValue.milliseconds(ContinuousClock.now - started), "source": "\(source)",
                 ])
             }
         } catch {
             if writerOwns { await writer.abort() } else if open { ingest.abort() }
             let cancelled = Task.isCancelled && !(error is RegistryError)
             let failure = cancelled ? RegistryError(.unavailable, "the cache is shutting down") : UpstreamErrors.from(error, kind: .blob)
-            if !cancelled, !(error is RegistryError) || failure.status >= 500 { self.stats.upstreamErrors.add() }
             self.stats.fillsFailed.add()
             self.logger.warning("blob fill failed", metadata: ["digest": "\(digest)", "error": "\(failure)"])
             fill.failed(failure)  // no effect on followers of an already verified fill

@@ -17,7 +17,8 @@ public struct BlobRangeRelay: Sendable {
     public let bounds: ClosedRange<Int64>
     public let total: Int64
     private let body: HTTPClientResponse.Body
-    private let stats: MirrorStats
+    /// Where the bytes come from (its received-bytes count).
+    private let upstream: UpstreamClient
 
     public var count: Int64 { Int64(self.bounds.count) }
 
@@ -28,7 +29,6 @@ public struct BlobRangeRelay: Sendable {
         _ digest: Digest, bounds: ClosedRange<Int64>, size: Int64, upstream: UpstreamClient, repository: String,
         identity: UpstreamIdentity, stats: MirrorStats
     ) async -> BlobRangeRelay? {
-        stats.upstreamRequests.add()
         var headers = HTTPHeaders()
         headers.add(name: "Range", value: "bytes=\(bounds.lowerBound)-\(bounds.upperBound)")
         guard let response = try? await upstream.send(
@@ -43,7 +43,7 @@ public struct BlobRangeRelay: Sendable {
             return nil
         }
         stats.rangedRelays.add()
-        return BlobRangeRelay(bounds: bounds, total: size, body: body, stats: stats)
+        return BlobRangeRelay(bounds: bounds, total: size, body: body, upstream: upstream)
     }
 
     /// Hands every chunk to `send`; throws if the upstream sends more or fewer bytes than the range.
@@ -52,7 +52,7 @@ public struct BlobRangeRelay: Sendable {
         for try await chunk in self.body {
             received += Int64(chunk.readableBytes)
             guard received <= self.count else { throw RegistryError(.blobUnknown, "upstream sent more bytes than the range") }
-            self.stats.bytesFetched.add(chunk.readableBytes)
+            self.upstream.countReceived(chunk.readableBytes)
             try await send(chunk)
         }
         guard received == self.count else { throw RegistryError(.blobUnknown, "upstream range ended after \(received) of \(self.count) bytes") }

@@ -18,7 +18,6 @@ public struct BlobRelay: Sendable {
     public static func open(
         _ digest: Digest, upstream: UpstreamChain, repository: String, identity: UpstreamIdentity, stats: MirrorStats
     ) async throws(RegistryError) -> BlobRelay {
-        stats.upstreamRequests.add()
         let response: UpstreamResponse
         do {
             response = try await upstream.send(.GET, repository: repository, path: "blobs/\(digest)", as: identity).response

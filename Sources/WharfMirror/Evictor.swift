@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import OCIDistribution
 import Synchronization
+import WharfLogging
 import WharfStorage
 
 /// Size-bounded LRU eviction in the background.
@@ -104,7 +105,7 @@ public final class Evictor: Sendable {
         if removedBlobs > 0 {
             self.logger.info("evicted least recently used blobs", metadata: [
                 "blobs": "\(removedBlobs)", "bytes": "\(removedBytes)", "cache-bytes": "\(self.budget.occupiedBytes)",
-                "duration": "\(ContinuousClock.now - started)",
+                "duration_ms": LogValue.milliseconds(ContinuousClock.now - started),
             ])
         }
         return (removedBlobs, removedBytes)

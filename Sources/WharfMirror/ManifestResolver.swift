@@ -154,17 +154,14 @@ public struct ManifestResolver: Sendable {
     ) async throws(RegistryError) -> ManifestAnswer {
         var headers = HTTPHeaders()
         headers.add(name: "Accept", value: Self.acceptHeader(accept))
-        self.stats.upstreamRequests.add()
         let answer: UpstreamChain.Answer
         do {
             answer = try await upstream.send(.HEAD, repository: repository, path: "manifests/\(tag)", headers: headers, as: identity)
         } catch {
-            if !(error is UpstreamBackoff) { self.stats.upstreamErrors.add() }
             throw UpstreamErrors.from(error, kind: .manifest)
         }
         let response = answer.response
         guard response.status == 200 else {
-            if response.status >= 500 { self.stats.upstreamErrors.add() }
             throw UpstreamErrors.fromStatus(response.status, headers: response.headers, kind: .manifest)
         }
         let current = response.headers.first(name: "docker-content-digest").flatMap { try? Digest(parsing: $0) }
@@ -253,7 +250,6 @@ public struct ManifestResolver: Sendable {
         let response: UpstreamResponse
         let answer: UpstreamChain.Answer
         let body: ByteBuffer
-        self.stats.upstreamRequests.add()
         do {
             answer = try await upstream.send(.GET, repository: repository, path: "manifests/\(reference)", headers: headers, as: identity)
             response = answer.response
@@ -263,10 +259,8 @@ public struct ManifestResolver: Sendable {
             }
             body = try await response.collect(upTo: Self.maxManifestBytes)
         } catch let e as RegistryError {
-            if e.status >= 500 { self.stats.upstreamErrors.add() }
             throw e
         } catch {
-            if !(error is UpstreamBackoff) { self.stats.upstreamErrors.add() }
             throw UpstreamErrors.from(error, kind: .manifest)
         }
         let bytes = Array(buffer: body)

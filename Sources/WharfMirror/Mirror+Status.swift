@@ -26,25 +26,9 @@ extension Mirror {
     /// The `/stats` document; `showNames`: whether it may name repositories.
     public func statsSnapshot(showNames: Bool) -> StatsSnapshot { StatsSnapshot(mirror: self, showNames: showNames) }
 
-    /// `/metrics`: every counter and gauge in Prometheus text format.
+    /// `/metrics`: every counter, histogram and gauge in Prometheus text format. The gauges and the
+    /// upstreams' figures are written from the same snapshot `/stats` shows (without repository names).
     public func prometheusText() -> [UInt8] {
-        let allUp = self.upstreams.allSatisfy { $0.health.reachable != false }
-        let budgets = self.upstreams.map { u in
-            let all = u.rateLimitBudgets
-            let shown = all.first { $0.identity == UpstreamIdentity.mirror.cacheKey } ?? all.min { $0.remaining < $1.remaining }
-            return MirrorStats.BudgetGauge(upstream: u.configuration.name, budget: shown, refusals: u.budgetRefusals)
-        }
-        let failovers = self.chains.flatMap { chain in
-            chain.fallbacks.map { f in
-                let counts = f.failovers
-                return MirrorStats.FailoverCounts(
-                    upstream: chain.name, fallback: f.label, manifests: counts.manifests, blobs: counts.blobs, unconfirmedTags: counts.tags)
-            }
-        }
-        return self.stats.prometheusText(
-            fillsInFlight: self.fills.inFlight, entries: try? self.index.counts(), upstreamUp: allUp, budgets: budgets, failovers: failovers,
-            diskUsed: self.budget.occupiedBytes, diskLimit: self.budget.limits?.maxBytes,
-            evictedBlobs: self.evictor.counters.evictedBlobs.load(ordering: .relaxed),
-            evictedBytes: self.evictor.counters.evictedBytes.load(ordering: .relaxed))
+        self.stats.prometheusText(StatsSnapshot(mirror: self, showNames: false))
     }
 }

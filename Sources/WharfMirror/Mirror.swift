@@ -3,6 +3,7 @@ import Logging
 import OCIDistribution
 import Synchronization
 import WharfClock
+import WharfLogging
 import WharfStorage
 import WharfUpstream
 
@@ -78,7 +79,17 @@ public final class Mirror: Sendable {
         for u in upstreams {
             let client = UpstreamClient(configuration: u.configuration, httpClients: httpClients, logger: logger, clock: clock)
             let name = u.configuration.name
+            let downSince = Mutex<ContinuousClock.Instant?>(nil)
             client.observeReachability { up, reason in
+                if up {
+                    let since = downSince.withLock { d in defer { d = nil }; return d }
+                    var metadata: Logger.Metadata = ["upstream": .string(name), "reason": .string(reason ?? "answering again")]
+                    if let since { metadata["down_ms"] = LogValue.milliseconds(ContinuousClock.now - since) }
+                    logger.notice("upstream up", metadata: metadata)
+                } else {
+                    downSince.withLock { $0 = $0 ?? .now }
+                    logger.warning("upstream down", metadata: ["upstream": .string(name), "reason": .string(reason ?? "unreachable")])
+                }
                 notifier.emit(up ? .upstreamUp(upstream: name) : .upstreamDown(upstream: name, reason: reason ?? "unreachable"))
             }
             let fallbacks = try u.fallbacks.map {
@@ -130,7 +141,7 @@ public final class Mirror: Sendable {
             time: self.index.clock.wallTime(), requests: s.requests.values.reduce(0) { $0 + $1.value },
             hits: s.blobHits.value + s.manifestHits.value, misses: s.blobMisses.value + s.manifestMisses.value,
             bytesFromDisk: s.bytesFromDisk.value, bytesFromFills: s.bytesFromFills.value, bytesFromRanges: s.bytesFromRanges.value,
-            bytesFetched: s.bytesFetched.value, fillsInFlight: self.fills.inFlight, upstreamAnswers: latency.0, upstreamLatencyNanoseconds: latency.1)
+            bytesFetched: self.chains.reduce(0) { $0 + $1.primary.bytesReceived + $1.fallbacks.reduce(0) { $0 + $1.client.bytesReceived } }, fillsInFlight: self.fills.inFlight, upstreamAnswers: latency.0, upstreamLatencyNanoseconds: latency.1)
         self.history.withLock { $0.record(sample) }
     }
 

@@ -11,7 +11,7 @@ public final class StatCounter: Sendable {
     private let prometheus: MirroredCounter
 
     init(_ metrics: MetricsRegistry, _ name: String, _ labels: [(String, String)] = [], help: String) {
-        self.prometheus = MirroredCounter(metrics.registry.makeCounter(descriptor: metric(name, help), labels: labels))
+        self.prometheus = MirroredCounter(metrics.registry.makeCounter(descriptor: metrics.descriptor(name, help), labels: labels))
         metrics.track(self)
     }
 
@@ -26,12 +26,72 @@ public final class StatCounter: Sendable {
 final class MetricsRegistry: Sendable {
     let registry = PrometheusCollectorRegistry()
     private let counters = Mutex<[StatCounter]>([])
+    /// The names of the families made in ``registry``.
+    private let families = Mutex<Set<String>>([])
 
     func track(_ counter: StatCounter) { self.counters.withLock { $0.append(counter) } }
     func syncCounters() { self.counters.withLock { $0 }.forEach { $0.syncPrometheus() } }
+
+    /// A family's descriptor, its name remembered for ``names``.
+    func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        self.families.withLock { _ = $0.insert(name) }
+        return metric(name, help)
+    }
+
+    var names: Set<String> { self.families.withLock { $0 } }
 }
 
-/// Everything Wharf counts about itself: requests, hits and misses, bytes, fills, upstream calls,
+/// The class of an HTTP status, the `status_class` label of `wharf_requests_total`.
+public enum StatusClass: String, Sendable, CaseIterable {
+    case success = "2xx"
+    case redirection = "3xx"
+    case clientError = "4xx"
+    case serverError = "5xx"
+    /// No response was sent (the connection ended first).
+    case none
+
+    public init(status: Int) {
+        switch status {
+        case 200..<300: self = .success
+        case 300..<400: self = .redirection
+        case 400..<500: self = .clientError
+        case 500..<600: self = .serverError
+        default: self = .none
+        }
+    }
+
+    var index: Int {
+        switch self {
+        case .success: 0
+        case .redirection: 1
+        case .clientError: 2
+        case .serverError: 3
+        case .none: 4
+        }
+    }
+}
+
+/// The requests of one route, a ``StatCounter`` per status class, all made up front (counting a
+/// request is an array index and one relaxed atomic add).
+public final class RequestCounters: Sendable {
+    private let byClass: [StatCounter]
+
+    init(_ metrics: MetricsRegistry, route: String) {
+        self.byClass = StatusClass.allCases.map {
+            StatCounter(metrics, "wharf_requests_total", [("route", route), ("status_class", $0.rawValue)], help: "HTTP requests by route and status class")
+        }
+    }
+
+    func add(status: Int) { self.byClass[StatusClass(status: status).index].add() }
+
+    /// All requests of the route.
+    public var value: Int { self.byClass.reduce(0) { $0 + $1.value } }
+
+    /// The requests of the route answered with a status of `statusClass`.
+    public func value(_ statusClass: StatusClass) -> Int { self.byClass[statusClass.index].value }
+}
+
+/// Everything Wharf counts about itself: requests, hits and misses, bytes, fills, refusals,
 /// and the busiest repositories. Read by `/stats`, `/metrics` and the dashboard.
 public final class MirrorStats: Sendable {
     public enum RequestKind: String, Sendable, CaseIterable { case manifest, blob, tags, referrers, base, status, other }
@@ -41,7 +101,8 @@ public final class MirrorStats: Sendable {
     public let startedAt = ContinuousClock.now
     public let startedAtWall = WharfClock.system.wallSeconds()
 
-    public let requests: [RequestKind: StatCounter]
+    /// Requests by route (the request kind) and status class.
+    public let requests: [RequestKind: RequestCounters]
     public let blobHits: StatCounter
     public let blobMisses: StatCounter
     public let manifestHits: StatCounter
@@ -53,7 +114,6 @@ public final class MirrorStats: Sendable {
     public let negativeHits: StatCounter
     public let bytesFromDisk: StatCounter
     public let bytesFromFills: StatCounter
-    public let bytesFetched: StatCounter
     public let fillsStarted: StatCounter
     public let fillsCompleted: StatCounter
     public let fillsFailed: StatCounter
@@ -67,8 +127,6 @@ public final class MirrorStats: Sendable {
     public let fillsAbandoned: StatCounter
     public let digestMismatches: StatCounter
     public let followersJoined: StatCounter
-    public let upstreamRequests: StatCounter
-    public let upstreamErrors: StatCounter
     /// Digests refused through a repository they were never seen in (cross-repository gate).
     public let crossRepositoryRefusals: StatCounter
     /// Expired tags served stale because a new digest would have cost a pull of a budget in its reserve.
@@ -78,17 +136,6 @@ public final class MirrorStats: Sendable {
     /// Referrers answers by where they came from: the upstream's API, the tag schema, or none (empty).
     public let referrersServed: [ReferrersSource: StatCounter]
     let requestDuration: [RequestKind: DurationHistogram]
-    // Gauges refreshed when `/metrics` is scraped.
-    private let fillsInFlightGauge: Gauge
-    private let entriesGauges: [String: Gauge]
-    private let upstreamUpGauge: Gauge
-    private let budgetRefusalCounters = Mutex<[String: MirroredCounter]>([:])
-    /// Keyed by upstream, fallback and kind.
-    private let failoverCounters = Mutex<[[String]: MirroredCounter]>([:])
-    private let diskUsedGauge: Gauge
-    private let diskLimitGauge: Gauge
-    private let evictedBlobs: MirroredCounter
-    private let evictedBytes: MirroredCounter
     let fillDuration: DurationHistogram
     private let repositories = Mutex<[String: RepositoryUsage]>([:])
     static let maxTrackedRepositories = 10_000
@@ -102,14 +149,15 @@ public final class MirrorStats: Sendable {
     public init() {
         let r = self.metrics
         let registry = self.metrics.registry
-        var requests: [RequestKind: StatCounter] = [:]
+        var requests: [RequestKind: RequestCounters] = [:]
         var durations: [RequestKind: DurationHistogram] = [:]
         let buckets: [Duration] = [.microseconds(100), .milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100),
                                    .milliseconds(500), .seconds(2), .seconds(10), .seconds(60)]
         for kind in RequestKind.allCases {
-            requests[kind] = StatCounter(r, "wharf_requests_total", [("kind", kind.rawValue)], help: "HTTP requests by endpoint kind")
+            requests[kind] = RequestCounters(r, route: kind.rawValue)
             durations[kind] = registry.makeDurationHistogram(
-                descriptor: metric("wharf_request_duration_seconds", "Request latency"), labels: [("kind", kind.rawValue)], buckets: buckets)
+                descriptor: r.descriptor("wharf_request_duration_seconds", "Request latency by route"), labels: [("route", kind.rawValue)],
+                buckets: buckets)
         }
         self.requests = requests
         self.requestDuration = durations
@@ -124,7 +172,6 @@ public final class MirrorStats: Sendable {
         self.negativeHits = StatCounter(r, "wharf_negative_hits_total", help: "Requests answered from the not-found cache")
         self.bytesFromDisk = StatCounter(r, "wharf_served_bytes_total", [("source", "disk")], help: "Body bytes sent to clients")
         self.bytesFromFills = StatCounter(r, "wharf_served_bytes_total", [("source", "fill")], help: "Body bytes sent to clients")
-        self.bytesFetched = StatCounter(r, "wharf_upstream_bytes_total", help: "Blob bytes downloaded from upstreams")
         self.fillsStarted = StatCounter(r, "wharf_fills_started_total", help: "Blob downloads started")
         self.fillsCompleted = StatCounter(r, "wharf_fills_completed_total", help: "Blob downloads verified and cached")
         self.fillsFailed = StatCounter(r, "wharf_fills_failed_total", help: "Blob downloads that failed or did not verify")
@@ -135,8 +182,6 @@ public final class MirrorStats: Sendable {
         self.bytesFromRanges = StatCounter(r, "wharf_served_bytes_total", [("source", "upstream-range")], help: "Body bytes sent to clients")
         self.digestMismatches = StatCounter(r, "wharf_digest_mismatches_total", help: "Upstream bodies whose digest did not match")
         self.followersJoined = StatCounter(r, "wharf_fill_followers_total", help: "Requests that joined a download in progress")
-        self.upstreamRequests = StatCounter(r, "wharf_upstream_requests_total", help: "Manifest and blob requests sent upstream")
-        self.upstreamErrors = StatCounter(r, "wharf_upstream_errors_total", help: "Upstream requests that failed (transport or 5xx)")
         self.crossRepositoryRefusals = StatCounter(
             r, "wharf_cross_repository_refusals_total", help: "Digests refused through a repository the upstream did not confirm")
         self.budgetStaleServes = StatCounter(
@@ -145,103 +190,34 @@ public final class MirrorStats: Sendable {
         self.referrersServed = Dictionary(uniqueKeysWithValues: ReferrersSource.allCases.map {
             ($0, StatCounter(r, "wharf_referrers_served_total", [("source", $0.rawValue)], help: "Referrers answers by source (upstream API, tag schema, empty)"))
         })
-        self.fillsInFlightGauge = registry.makeGauge(descriptor: metric("wharf_fills_in_flight", "Blob downloads in progress"))
-        self.entriesGauges = Dictionary(uniqueKeysWithValues: ["blobs", "manifests", "tags"].map {
-            ($0, registry.makeGauge(descriptor: metric("wharf_cache_entries", "Entries in the cache index"), labels: [("kind", $0)]))
-        })
-        self.upstreamUpGauge = registry.makeGauge(descriptor: metric("wharf_upstream_up", "1 if the last upstream request got an answer below 500"))
-        self.diskUsedGauge = registry.makeGauge(descriptor: metric("wharf_disk_used_bytes", "Bytes of cached blobs (including ones being published)"))
-        self.diskLimitGauge = registry.makeGauge(descriptor: metric("wharf_disk_limit_bytes", "Configured cache size bound (-1: unbounded)"))
-        self.evictedBlobs = MirroredCounter(registry.makeCounter(descriptor: metric("wharf_evictions_total", "Blobs evicted (least recently used first)"), labels: [("reason", "lru")]))
-        self.evictedBytes = MirroredCounter(registry.makeCounter(descriptor: metric("wharf_evicted_bytes_total", "Bytes evicted"), labels: [("reason", "lru")]))
         self.fillDuration = registry.makeDurationHistogram(
-            descriptor: metric("wharf_fill_duration_seconds", "Time from upstream request to verified blob"),
+            descriptor: r.descriptor("wharf_fill_duration_seconds", "Time from upstream request to verified blob"),
             buckets: [.milliseconds(10), .milliseconds(100), .seconds(1), .seconds(10), .seconds(60), .seconds(600)])
     }
 
-    public func request(_ kind: RequestKind, duration: Duration) {
-        self.requests[kind]?.add()
+    /// Counts one request of `kind` answered with `status` (0: none sent) after `duration`.
+    public func request(_ kind: RequestKind, status: Int, duration: Duration) {
+        self.requests[kind]?.add(status: status)
         self.requestDuration[kind]?.record(duration)
     }
 
     public func fillFinished(after duration: Duration) { self.fillDuration.record(duration) }
 
-    /// One upstream's pull budget for `/metrics`: the mirror's own identity (or, with pass-through
-    /// clients only, the one with the least left), and the manifest `GET`s refused for a spent budget.
-    public struct BudgetGauge: Sendable {
-        public var upstream: String
-        public var budget: RateLimitBudget?
-        public var refusals: Int
-    }
+    /// Every metric family `/metrics` may show: the counters and histograms kept here, and the
+    /// families written from the `/stats` snapshot at scrape time (``ScrapeFamily``).
+    public var metricNames: Set<String> { self.metrics.names.union(ScrapeFamily.allCases.map(\.rawValue)) }
 
-    /// Answers one fallback of one upstream gave in its place, for `/metrics`.
-    public struct FailoverCounts: Sendable {
-        public var upstream: String
-        /// The fallback's `host[:port]`.
-        public var fallback: String
-        public var manifests: Int
-        public var blobs: Int
-        /// Tags resolved by the fallback while the upstream was unreachable (among `manifests`).
-        public var unconfirmedTags: Int
-    }
-
-    /// Prometheus text exposition of every metric, with the gauges set from the given state.
-    public func prometheusText(
-        fillsInFlight: Int, entries: (blobs: Int, manifests: Int, tags: Int)?, upstreamUp: Bool, budgets: [BudgetGauge],
-        failovers: [FailoverCounts] = [], diskUsed: Int64, diskLimit: Int64?, evictedBlobs: Int, evictedBytes: Int64
-    ) -> [UInt8] {
+    /// Prometheus text exposition of every metric: the counters and histograms kept here, then the
+    /// families derived from `snapshot` (the `/stats` document, so both show the same figures) and the
+    /// process's own (`process_…`, read from `/proc` now).
+    func prometheusText(_ snapshot: StatsSnapshot) -> [UInt8] {
         self.metrics.syncCounters()
-        self.diskUsedGauge.set(to: Double(diskUsed))
-        self.diskLimitGauge.set(to: Double(diskLimit ?? -1))
-        self.evictedBlobs.sync(to: Int64(evictedBlobs))
-        self.evictedBytes.sync(to: evictedBytes)
-        self.fillsInFlightGauge.set(to: Double(fillsInFlight))
-        if let entries {
-            self.entriesGauges["blobs"]?.set(to: Double(entries.blobs))
-            self.entriesGauges["manifests"]?.set(to: Double(entries.manifests))
-            self.entriesGauges["tags"]?.set(to: Double(entries.tags))
-        }
-        self.upstreamUpGauge.set(to: upstreamUp ? 1 : 0)
-        for b in budgets {
-            let labels = [("upstream", b.upstream)]
-            let gauges: [(String, String, Double)] = [
-                ("wharf_upstream_ratelimit_remaining", "Pulls left of the upstream's rate limit (-1: no RateLimit headers seen)",
-                 b.budget.map { Double($0.remaining) } ?? -1),
-                ("wharf_upstream_ratelimit_limit", "The upstream's RateLimit-Limit (-1: none seen)", b.budget?.limit.map(Double.init) ?? -1),
-                ("wharf_upstream_ratelimit_reserve", "Pulls kept for uncached content (at or under it, cached tags are not re-fetched)",
-                 b.budget.map { Double($0.reserve) } ?? 0),
-            ]
-            for (name, help, value) in gauges { self.registry.makeGauge(descriptor: metric(name, help), labels: labels).set(to: value) }
-            let refusals = self.budgetRefusalCounters.withLock { counters in
-                if let c = counters[b.upstream] { return c }
-                let c = MirroredCounter(self.registry.makeCounter(
-                    descriptor: metric("wharf_ratelimit_budget_refusals_total", "Manifest GETs answered 429 for a spent pull budget, without asking"),
-                    labels: labels))
-                counters[b.upstream] = c
-                return c
-            }
-            refusals.sync(to: Int64(b.refusals))
-        }
-        for f in failovers {
-            let series: [(name: String, help: String, kind: String?, value: Int)] = [
-                ("wharf_upstream_failovers_total", "Requests a fallback answered because its upstream was unreachable or refused", "manifest", f.manifests),
-                ("wharf_upstream_failovers_total", "Requests a fallback answered because its upstream was unreachable or refused", "blob", f.blobs),
-                ("wharf_upstream_unconfirmed_tags_total", "Tags a fallback resolved while the upstream was unreachable (served stale)", nil, f.unconfirmedTags),
-            ]
-            for s in series {
-                var labels = [("upstream", f.upstream), ("fallback", f.fallback)]
-                if let kind = s.kind { labels.append(("kind", kind)) }
-                let counter = self.failoverCounters.withLock { counters in
-                    let key = [s.name] + labels.map(\.1)
-                    if let c = counters[key] { return c }
-                    let c = MirroredCounter(self.registry.makeCounter(descriptor: metric(s.name, s.help), labels: labels))
-                    counters[key] = c
-                    return c
-                }
-                counter.sync(to: Int64(s.value))
-            }
-        }
-        return self.registry.emitToBuffer()
+        var text = self.registry.emitToBuffer()
+        var exposition = MetricsExposition()
+        exposition.snapshot(snapshot)
+        exposition.process(ProcessMetrics.read())
+        text.append(contentsOf: exposition.text)
+        return text
     }
 
     /// Notes repository traffic for the top-repositories tables.

@@ -179,7 +179,6 @@ extension ReadService {
     /// A HEAD of a blob not cached here: asked upstream, or a fallback (a 404, the upstream's only, is remembered briefly).
     private func headMiss(_ routed: RoutedRequest, _ digest: Digest, _ identity: UpstreamIdentity) async throws(RegistryError) -> BlobAnswer {
         let response: UpstreamResponse
-        self.mirror.stats.upstreamRequests.add()
         do {
             response = try await routed.chain.send(.HEAD, repository: routed.repository, path: "blobs/\(digest)", as: identity).response
         } catch {

@@ -41,7 +41,6 @@ public struct RepositoryLinkGate: Sendable {
         if self.isLinked(digest, upstream: upstream.primary, repository: repository) { return }
         let code: RegistryError.Code = kind == .blob ? .blobUnknown : .manifestUnknown
         let path = (kind == .blob ? "blobs/" : "manifests/") + digest.description
-        self.stats.upstreamRequests.add()
         var status: Int?
         var failure = ""
         do {

@@ -1,5 +1,6 @@
 import Logging
 import Synchronization
+import WharfLogging
 
 /// What became of one request, recorded once when it ends, by both request paths (the event-loop
 /// hit path and the async side). `/stats`, `/metrics` and the access log are all fed from this one
@@ -30,6 +31,9 @@ public struct RequestOutcome: Sendable {
     public var kind: MirrorStats.RequestKind
     public var method: String
     public var path: String
+    /// The client's address (no port), and its `User-Agent` as sent (bounded when logged).
+    public var client: String
+    public var userAgent: String?
     /// The upstream and repository the request was routed to, once routed.
     public var upstream: String?
     public var repository: String?
@@ -37,22 +41,25 @@ public struct RequestOutcome: Sendable {
     /// The error code of a refused request (`BLOB_UNKNOWN`, …), logged in place of the cache outcome.
     public var errorCode: String?
     public var status: Int
-    /// Body bytes written.
+    /// Body bytes written (for an aborted response, those known to have been handed to the connection).
     public var bytes: Int64
-    /// The response was cut short (the connection closed before it was complete).
+    /// The response was cut short: the connection closed or failed before all of it was written.
     public var aborted: Bool
     /// A manifest request the client will pull (a GET, not a HEAD): counted as a pull of its repository.
     public var isPull: Bool
     public var duration: Duration
 
     public init(
-        kind: MirrorStats.RequestKind, method: String, path: String, upstream: String? = nil, repository: String? = nil,
+        kind: MirrorStats.RequestKind, method: String, path: String, client: String = "-", userAgent: String? = nil, upstream: String? = nil,
+        repository: String? = nil,
         cache: Cache = .none, errorCode: String? = nil, status: Int, bytes: Int64 = 0, aborted: Bool = false, isPull: Bool = false,
         duration: Duration
     ) {
         self.kind = kind
         self.method = method
         self.path = path
+        self.client = client
+        self.userAgent = userAgent
         self.upstream = upstream
         self.repository = repository
         self.cache = cache
@@ -69,10 +76,19 @@ public struct RequestOutcome: Sendable {
 }
 
 /// Turns outcomes into counters and access-log lines.
+///
+/// The access log is one `request` line (at `info`) per request: `id`, `client`, `method`, `path`,
+/// `status`, `bytes`, `duration_ms`, `cache` (the outcome, or the error code of a refusal), `kind`
+/// (the route), `upstream`, `aborted` and `user_agent`. Client-sent text is bounded here (path 512,
+/// user agent 256 characters) and escaped by the log handler.
 public struct OutcomeRecorder: Sendable {
     let stats: MirrorStats
     let logger: Logger
-    let logsRequests: Bool
+    /// Whether access-log lines are written (the logger's level is `info` or lower): when not, the
+    /// hit path does not even read the user agent.
+    public let logsRequests: Bool
+    static let maxLoggedPath = 512
+    static let maxLoggedUserAgent = 256
     private static let requestCounter = Atomic<UInt64>(0)
 
     public init(stats: MirrorStats, logger: Logger) {
@@ -83,7 +99,7 @@ public struct OutcomeRecorder: Sendable {
 
     public func record(_ o: RequestOutcome) {
         let s = self.stats
-        s.request(o.kind, duration: o.duration)
+        s.request(o.kind, status: o.status, duration: o.duration)
         switch (o.kind, o.cache) {
         case (.blob, .hit):
             s.blobHits.add()
@@ -106,9 +122,11 @@ public struct OutcomeRecorder: Sendable {
         }
         guard self.logsRequests else { return }
         self.logger.info("request", metadata: [
-            "id": "\(Self.requestCounter.add(1, ordering: .relaxed).newValue)", "method": "\(o.method)", "path": "\(o.path.prefix(512))",
-            "kind": "\(o.kind.rawValue)", "status": "\(o.status)", "bytes": "\(o.bytes)", "us": "\(Int(o.duration / .microseconds(1)))",
-            "cache": "\(o.logOutcome)", "aborted": "\(o.aborted)",
+            "id": LogValue.integer(Self.requestCounter.add(1, ordering: .relaxed).newValue), "client": .string(o.client),
+            "method": .string(o.method), "path": LogValue.clientText(o.path, limit: Self.maxLoggedPath), "kind": .string(o.kind.rawValue),
+            "status": LogValue.integer(o.status), "bytes": LogValue.integer(o.bytes), "duration_ms": LogValue.milliseconds(o.duration),
+            "cache": .string(o.logOutcome), "upstream": .string(o.upstream ?? "-"), "aborted": LogValue.bool(o.aborted),
+            "user_agent": o.userAgent.map { LogValue.clientText($0, limit: Self.maxLoggedUserAgent) } ?? "-",
         ])
     }
 }

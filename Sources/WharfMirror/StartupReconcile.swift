@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Logging
 import Synchronization
+import WharfLogging
 import WharfStorage
 
 /// The index ↔ disk agreement check that a server runs once, in the background, after it is listening.
@@ -53,7 +54,7 @@ public final class StartupReconcile: Sendable {
             self.logger.notice("cache check finished", metadata: [
                 "entries": "\(report.entriesChecked)", "dropped-entries": "\(report.entriesDropped)",
                 "files": "\(report.filesChecked)", "removed-orphans": "\(report.orphansRemoved)",
-                "foreign-files": "\(report.foreignFiles)", "duration": "\(ContinuousClock.now - started)",
+                "foreign-files": "\(report.foreignFiles)", "duration_ms": LogValue.milliseconds(ContinuousClock.now - started),
             ])
         case .failure(let error):
             self.logger.error("cache check failed", metadata: ["error": "\(error)"])

@@ -3,9 +3,16 @@ import Synchronization
 import WharfStorage
 import WharfText
 import WharfUpstream
+import WharfText
 
 /// The `/stats` document: a consistent-enough snapshot of ``MirrorStats`` plus index and upstream state.
+/// `/metrics` writes its gauges and upstream figures from one too (``MetricsExposition``), and its
+/// counters read the same atomics, so the two agree.
 public struct StatsSnapshot: Codable, Sendable {
+    /// Which Wharf this is (`wharf_build_info`).
+    public struct Build: Codable, Sendable {
+        public var version, commit: String
+    }
     public struct Cache: Codable, Sendable {
         public var blobHits, blobMisses, manifestHits, manifestMisses, staleServes, revalidations, negativeHits: Int
         /// Expired tags answered at once within their stale-while-revalidate window.
@@ -16,6 +23,7 @@ public struct StatsSnapshot: Codable, Sendable {
         public var hitRatioByBytes: Double
     }
     public struct Bytes: Codable, Sendable {
+        /// `fetchedFromUpstream`: the sum of the upstreams' `bytes`.
         public var servedFromDisk, servedFromFills, fetchedFromUpstream, saved: Int
         /// Ranges of uncached blobs passed through from ranged upstream GETs (also in `fetchedFromUpstream`).
         public var servedFromUpstreamRanges: Int
@@ -27,7 +35,10 @@ public struct StatsSnapshot: Codable, Sendable {
     }
     public struct Upstream: Codable, Sendable {
         public var name, url: String
+        /// HTTP requests sent (token fetches, probes and redirects included) and how many failed (transport or 5xx).
         public var requests, errors: Int
+        /// Blob body bytes downloaded from it.
+        public var bytes: Int
         public var health: UpstreamHealth
         /// Docker Hub style pull budgets per identity, from the upstream's `RateLimit-*` headers.
         public var rateLimitBudgets: [RateLimitBudget]
@@ -42,6 +53,8 @@ public struct StatsSnapshot: Codable, Sendable {
         public var name: String
         public var url: String
         public var requests, errors: Int
+        /// Blob body bytes downloaded from it.
+        public var bytes: Int
         public var health: UpstreamHealth
         public var failovers: Failovers
     }
@@ -90,9 +103,13 @@ public struct StatsSnapshot: Codable, Sendable {
     /// Wharf's release (`0.1.0`) and the commit it was built from (`unknown` when the build did not say).
     public var version: String
     public var commit: String
+    public var build: Build
     public var uptimeSeconds: Double
     public var startedAt: UInt64
+    /// Requests by route (`blob`, `manifest`, `tags`, `referrers`, `base`, `status`, `other`).
     public var requests: [String: Int]
+    /// Requests by the class of their status (`2xx` … `5xx`, `none` when no response was sent).
+    public var requestsByStatus: [String: Int]
     public var cache: Cache
     public var bytes: Bytes
     public var fills: Fills
@@ -108,15 +125,34 @@ public struct StatsSnapshot: Codable, Sendable {
 
     public init(mirror: Mirror, showNames: Bool) {
         let s = mirror.stats
+        self.build = Build(version: WharfVersion.version, commit: WharfVersion.commit)
         let uptime = ContinuousClock.now - s.startedAt
         self.version = WharfVersion.version
         self.commit = WharfVersion.commit
         self.uptimeSeconds = Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18
         self.startedAt = s.startedAtWall
         self.requests = Dictionary(uniqueKeysWithValues: s.requests.map { ($0.key.rawValue, $0.value.value) })
+        self.requestsByStatus = Dictionary(uniqueKeysWithValues: StatusClass.allCases.map { c in
+            (c.rawValue, s.requests.values.reduce(0) { $0 + $1.value(c) })
+        })
         let hits = s.blobHits.value + s.manifestHits.value
         let lookups = hits + s.blobMisses.value + s.manifestMisses.value
         let disk = s.bytesFromDisk.value, fills = s.bytesFromFills.value, ranges = s.bytesFromRanges.value
+        self.upstreams = mirror.chains.map { chain in
+            let u = chain.primary
+            let (requests, errors) = u.requestCounts
+            let fallbacks = chain.fallbacks.map { f in
+                let (requests, errors) = f.client.requestCounts
+                let counts = f.failovers
+                return Fallback(
+                    name: f.label, url: f.client.configuration.url, requests: requests, errors: errors, bytes: f.client.bytesReceived,
+                    health: f.client.health, failovers: Failovers(manifests: counts.manifests, blobs: counts.blobs, unconfirmedTags: counts.tags))
+            }
+            return Upstream(
+                name: u.configuration.name, url: u.configuration.url, requests: requests, errors: errors, bytes: u.bytesReceived, health: u.health,
+                rateLimitBudgets: u.rateLimitBudgets, budgetRefusals: u.budgetRefusals, fallbacks: fallbacks)
+        }
+        let fetched = self.upstreams.reduce(0) { $0 + $1.bytes + $1.fallbacks.reduce(0) { $0 + $1.bytes } }
         self.cache = Cache(
             blobHits: s.blobHits.value, blobMisses: s.blobMisses.value, manifestHits: s.manifestHits.value,
             manifestMisses: s.manifestMisses.value, staleServes: s.staleServes.value,
@@ -125,26 +161,12 @@ public struct StatsSnapshot: Codable, Sendable {
             hitRatioByRequests: lookups == 0 ? 0 : Double(hits) / Double(lookups),
             hitRatioByBytes: disk + fills + ranges == 0 ? 0 : Double(disk) / Double(disk + fills + ranges))
         self.bytes = Bytes(
-            servedFromDisk: disk, servedFromFills: fills, fetchedFromUpstream: s.bytesFetched.value,
-            saved: max(0, disk + fills + ranges - s.bytesFetched.value), servedFromUpstreamRanges: ranges)
+            servedFromDisk: disk, servedFromFills: fills, fetchedFromUpstream: fetched,
+            saved: max(0, disk + fills + ranges - fetched), servedFromUpstreamRanges: ranges)
         self.fills = Fills(
             inFlight: mirror.fills.inFlight, started: s.fillsStarted.value, completed: s.fillsCompleted.value,
             failed: s.fillsFailed.value, digestMismatches: s.digestMismatches.value, followersJoined: s.followersJoined.value,
             rangedRelays: s.rangedRelays.value)
-        self.upstreams = mirror.chains.map { chain in
-            let u = chain.primary
-            let (requests, errors) = u.requestCounts
-            let fallbacks = chain.fallbacks.map { f in
-                let (requests, errors) = f.client.requestCounts
-                let counts = f.failovers
-                return Fallback(
-                    name: f.label, url: f.client.configuration.url, requests: requests, errors: errors, health: f.client.health,
-                    failovers: Failovers(manifests: counts.manifests, blobs: counts.blobs, unconfirmedTags: counts.tags))
-            }
-            return Upstream(
-                name: u.configuration.name, url: u.configuration.url, requests: requests, errors: errors, health: u.health,
-                rateLimitBudgets: u.rateLimitBudgets, budgetRefusals: u.budgetRefusals, fallbacks: fallbacks)
-        }
         let served = { (source: ReferrersSource) in s.referrersServed[source]?.value ?? 0 }
         self.referrers = Referrers(upstream: served(.upstream), tagSchema: served(.tagSchema), empty: served(.empty))
         let ev = mirror.evictor.counters, budget = mirror.budget

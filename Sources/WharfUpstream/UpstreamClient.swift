@@ -27,6 +27,7 @@ public final class UpstreamClient: Sendable {
     private let reachabilityObserver = Mutex<(@Sendable (_ reachable: Bool, _ reason: String?) -> Void)?>(nil)
     let sent = Atomic<Int>(0)
     let failed = Atomic<Int>(0)
+    private let received = Atomic<Int>(0)
     /// Pull budgets per identity, from the upstream's `RateLimit-*` headers.
     let budgets: Mutex<RateLimitBudgets>
     let budgetRefused = Atomic<Int>(0)
@@ -41,6 +42,12 @@ public final class UpstreamClient: Sendable {
     /// Requests sent to this upstream (token fetches and probes included) and how many failed
     /// (transport or 5xx; waiting for a free connection of Wharf's own pool is not a failure).
     public var requestCounts: (requests: Int, errors: Int) { (self.sent.load(ordering: .relaxed), self.failed.load(ordering: .relaxed)) }
+
+    /// Blob body bytes received from this upstream (counted by whoever reads the bodies: fills and range relays).
+    public var bytesReceived: Int { self.received.load(ordering: .relaxed) }
+
+    /// Counts `n` blob body bytes read from one of this upstream's answers.
+    public func countReceived(_ n: Int) { self.received.add(n, ordering: .relaxed) }
 
     /// Reachability, circuit states, holds and rate-limit information as last seen.
     public var health: UpstreamHealth { self.machine.withLock { $0.health(now: .now) } }

@@ -16,6 +16,8 @@ import WharfConfig
         #expect(config.data == DataConfiguration(directory: "./data", maxSize: nil, highWatermark: 90, lowWatermark: 80))
         #expect(config.clientAuth == ClientAuthConfiguration(mode: .open, htpasswdFile: nil, allowWithoutTLS: false, realm: "wharf"))
         #expect(config.logLevel == "info")
+        #expect(config.logFormat == "text")
+        #expect(try ConfigurationLoader.parse(yaml: "log-format: JSON\n").logFormat == "json")
         #expect(config.upstreams.count == 1)
         #expect(config.defaultUpstream?.name == "dockerhub")
         #expect(config.defaultUpstream?.url == "https://registry-1.docker.io")
@@ -82,6 +84,7 @@ import WharfConfig
         #expect(config.data == DataConfiguration(directory: "/var/lib/wharf", maxSize: 200 << 30, highWatermark: 90, lowWatermark: 80))
         #expect(config.clientAuth == ClientAuthConfiguration(mode: .htpasswd, htpasswdFile: "/etc/wharf/htpasswd", allowWithoutTLS: true, realm: "wharf"))
         #expect(config.logLevel == "info")
+        #expect(config.logFormat == "json")
         #expect(config.upstreams == [
             UpstreamEntry(
                 name: "dockerhub", url: "https://registry-1.docker.io", isDefault: true, namespaces: ["docker.io"],

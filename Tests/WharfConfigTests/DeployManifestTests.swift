@@ -397,6 +397,31 @@ import Yams
         }
     }
 
+    @Test func grafanaDashboardShape() throws {
+        let data = try Data(contentsOf: Self.deploy.appendingPathComponent("grafana/wharf-dashboard.json"))
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: data) as? Object)
+        #expect(dashboard["uid"] as? String == "wharf-overview" && dashboard["title"] as? String == "Wharf")
+        let panels = Self.list(dashboard["panels"])
+        let ids = panels.compactMap { $0["id"] as? Int }
+        #expect(ids.count == panels.count && Set(ids).count == ids.count, "every panel has its own id")
+        let variables = Self.list(Self.dig(dashboard, "templating", "list")).compactMap { $0["name"] as? String }
+        #expect(variables == ["datasource", "instance"])
+        let queries = panels.filter { $0["type"] as? String != "row" }
+        #expect(queries.count >= 20)
+        for panel in queries {
+            let targets = Self.list(panel["targets"])
+            #expect(!targets.isEmpty, "\(panel["title"] ?? "?") has no query")
+            #expect(Self.dig(panel, "datasource", "uid") as? String == "${datasource}")
+            for target in targets {
+                let expr = target["expr"] as? String ?? ""
+                // Each query names a Wharf or process metric and keeps to the selected instances
+                // (MetricsAgreementTests checks the names against what /metrics exports).
+                #expect(expr.contains("wharf_") || expr.contains("process_"), "\(expr)")
+                #expect(expr.contains(#"instance=~"$instance""#), "\(expr)")
+            }
+        }
+    }
+
     @Test func systemdUnitIsHardened() throws {
         let text = try Self.text("systemd/wharf.service")
         let directives = Set(text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.hasPrefix("#") })

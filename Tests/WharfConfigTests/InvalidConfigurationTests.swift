@@ -52,6 +52,7 @@ struct BadConfig: Sendable, CustomTestStringConvertible {
             phrase: "admins sign in with the htpasswd file"),
         BadConfig(name: "admins not a list of names", yaml: "client-auth:\n  admins: carol\n", line: 2, phrase: "expected a list"),
         BadConfig(name: "bad log level", yaml: "log-level: verbose\n", line: 1, phrase: "expected a log level"),
+        BadConfig(name: "bad log format", yaml: "log-level: info\nlog-format: logfmt\n", line: 2, phrase: "expected a log format (text, json)"),
         BadConfig(name: "no upstreams", yaml: "log-level: info\nupstreams: []\n", line: 2, phrase: "at least one upstream"),
         BadConfig(name: "missing url", yaml: "upstreams:\n  - name: a\n", line: 2, phrase: "missing required key 'url'"),
         BadConfig(name: "bad name", yaml: "upstreams:\n  - name: Docker Hub\n    url: https://a.example\n", line: 2, phrase: "is not a valid name"),

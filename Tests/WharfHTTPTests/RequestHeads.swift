@@ -65,7 +65,9 @@ enum RequestHeadGenerator {
         ]))
         case 4: (name, value) = ("Range", r.pick(["bytes=0-99", "bytes=5-", ""]))
         case 5: (name, value) = ("Authorization", r.pick(["Bearer abc", "Basic YTpi", ""]))
-        case 6: (name, value) = ("User-Agent", r.pick(["containerd/1.6.20", "docker/20.10 go/1.19", "skopeo", "curl/7.88.1"]))
+        case 6: (name, value) = ("User-Agent", r.pick([
+            "containerd/1.6.20", "docker/20.10 go/1.19", "skopeo", "curl/7.88.1", #"evil "q" x=1 \ msg="forged""#, "tab\tinside", "",
+        ]))
         case 7: (name, value) = ("Accept-Encoding", r.pick(["gzip", "identity", "gzip, deflate"]))
         case 8: (name, value) = ("X-" + String((0..<Int.random(in: 1..<12, using: &r)).map { _ in r.pick(Self.tokenBytes) }),
                                  String((0..<Int.random(in: 0..<30, using: &r)).map { _ in Character(Unicode.Scalar(UInt8.random(in: 0x20...0x7E, using: &r))) }))
@@ -191,8 +193,8 @@ struct DecoderVerdict {
 }
 
 extension HitRequestScanner {
-    /// Scans a whole buffer at once.
+    /// Scans a whole buffer at once (reading the user agent, as when access logs are on).
     static func scan(_ bytes: [UInt8], maxHeadBytes: Int) -> Scan {
-        bytes.withUnsafeBytes { Self.scan($0, maxHeadBytes: maxHeadBytes) }
+        bytes.withUnsafeBytes { Self.scan($0, maxHeadBytes: maxHeadBytes, userAgent: true) }
     }
 }

@@ -21,7 +21,9 @@ struct ScannerDifferentialTests {
         var searched = 0
         var incremental: HitRequestScanner.Scan = .incomplete
         for end in 1...head.count {
-            incremental = Array(head[..<end]).withUnsafeBytes { HitRequestScanner.scan($0, maxHeadBytes: maxHeadBytes, searchedTo: searched) }
+            incremental = Array(head[..<end]).withUnsafeBytes {
+                HitRequestScanner.scan($0, maxHeadBytes: maxHeadBytes, searchedTo: searched, userAgent: true)
+            }
             guard case .incomplete = incremental else { break }
             searched = end
         }
@@ -43,6 +45,9 @@ struct ScannerDifferentialTests {
             if fromDecoder.needsAsync != request.needsAsync { problems.append("needsAsync \(fromDecoder.needsAsync) vs \(request.needsAsync)") }
             if fromDecoder.accept != request.accept { problems.append("accept \(fromDecoder.accept) vs \(request.accept)") }
             if fromDecoder.ifNoneMatch != request.ifNoneMatch { problems.append("if-none-match \(fromDecoder.ifNoneMatch) vs \(request.ifNoneMatch)") }
+            if fromDecoder.userAgent != request.userAgent {
+                problems.append("user-agent \(String(describing: fromDecoder.userAgent)) vs \(String(describing: request.userAgent))")
+            }
         } else {
             problems.append("the decoder's head is not a hit candidate")
         }
@@ -59,7 +64,7 @@ struct ScannerDifferentialTests {
 
     static func same(_ a: HitRequest, _ b: HitRequest) -> Bool {
         a.isHead == b.isHead && a.uri == b.uri && a.keepAlive == b.keepAlive && a.needsAsync == b.needsAsync && a.accept == b.accept
-            && a.ifNoneMatch == b.ifNoneMatch
+            && a.ifNoneMatch == b.ifNoneMatch && a.userAgent == b.userAgent
     }
 
     static func printable(_ bytes: [UInt8]) -> String {

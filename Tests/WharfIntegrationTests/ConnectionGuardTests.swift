@@ -181,7 +181,7 @@ struct ConnectionGuardTests {
         try await Self.withWharf { wharf, image in
             try await wharf.cache(image.layers, of: "team/guard")
             wharf.mirror.lookups.configure(perSecond: 5, burst: 20)
-            let before = wharf.mirror.stats.upstreamRequests.value
+            let before = wharf.mirror.upstream.requestCounts.requests
             let started = ContinuousClock.now
             var statuses: [Int: Int] = [:]
             for _ in 0..<200 {
@@ -190,7 +190,7 @@ struct ConnectionGuardTests {
                 statuses[r.status, default: 0] += 1
             }
             let seconds = Double((ContinuousClock.now - started).components.seconds) + 1
-            let sent = wharf.mirror.stats.upstreamRequests.value - before
+            let sent = wharf.mirror.upstream.requestCounts.requests - before
             let budget = 20 + 5 * seconds
             #expect(Double(sent) <= budget, "\(sent) upstream requests for 200 random HEADs in \(seconds) s")
             #expect(Double(statuses[429, default: 0]) >= 200 - budget, "\(statuses) in \(seconds) s")
@@ -199,9 +199,9 @@ struct ConnectionGuardTests {
 
             wharf.mirror.lookups.configure(perSecond: 1000, burst: 1000)
             let missing = "HEAD /v2/team/guard/blobs/sha256:\(String(repeating: "0", count: 64)) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n"
-            let first = wharf.mirror.stats.upstreamRequests.value
+            let first = wharf.mirror.upstream.requestCounts.requests
             for _ in 0..<20 { #expect(try await RawHTTP.request(missing, port: wharf.port).status == 404) }
-            #expect(wharf.mirror.stats.upstreamRequests.value - first == 1, "a blob HEAD miss is remembered for its repository")
+            #expect(wharf.mirror.upstream.requestCounts.requests - first == 1, "a blob HEAD miss is remembered for its repository")
         }
     }
 

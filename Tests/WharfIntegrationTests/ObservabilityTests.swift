@@ -4,6 +4,7 @@ import Testing
 import WharfMirror
 import WharfStorage
 import WharfTestSupport
+import WharfText
 
 /// `/_ping`, `/healthz`, `/readyz`, `/stats`, `/metrics` and the dashboard report what actually happened.
 @Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
@@ -79,13 +80,20 @@ struct ObservabilityTests {
             let text = metrics.bodyText
             let expected: [(String, Double)] = [
                 (#"wharf_cache_hits_total{kind="blob"}"#, 3), (#"wharf_cache_misses_total{kind="blob"}"#, 2),
-                (#"wharf_cache_hits_total{kind="manifest"}"#, 1), (#"wharf_requests_total{kind="blob"}"#, 5),
-                ("wharf_upstream_bytes_total", Double(l0.size + l1.size)), (#"wharf_served_bytes_total{source="disk"}"#, Double(3 * l0.size)),
-                (#"wharf_cache_entries{kind="blobs"}"#, 2), ("wharf_fills_in_flight", 0), ("wharf_upstream_up", 1),
-                ("wharf_disk_used_bytes", Double(l0.size + l1.size)), ("wharf_disk_limit_bytes", -1), (#"wharf_evictions_total{reason="lru"}"#, 0),
+                (#"wharf_cache_hits_total{kind="manifest"}"#, 1), (#"wharf_requests_total{route="blob",status_class="2xx"}"#, 5),
+                (#"wharf_requests_total{route="blob",status_class="4xx"}"#, 0),
+                (#"wharf_upstream_bytes_total{upstream="test-upstream"}"#, Double(l0.size + l1.size)),
+                (#"wharf_served_bytes_total{source="disk"}"#, Double(3 * l0.size)),
+                (#"wharf_cache_entries{kind="blobs"}"#, 2), ("wharf_fills_in_flight", 0), (#"wharf_upstream_up{upstream="test-upstream"}"#, 1),
+                ("wharf_disk_used_bytes", Double(l0.size + l1.size)), (#"wharf_evictions_total{reason="lru"}"#, 0),
+                (#"wharf_build_info{version="\#(WharfVersion.version)",commit="\#(WharfVersion.commit)"}"#, 1),
             ]
             for (series, value) in expected {
                 #expect(Self.metric(series, in: text) == value, "\(series)")
+            }
+            // Unbounded: no limit and no watermarks, rather than a -1.
+            for absent in ["wharf_disk_limit_bytes", "wharf_disk_high_watermark_bytes", "wharf_disk_low_watermark_bytes", "wharf_upstream_ratelimit_remaining"] {
+                #expect(!text.contains(absent), "\(absent) is shown")
             }
             #expect(text.contains("wharf_request_duration_seconds_bucket"))
 
