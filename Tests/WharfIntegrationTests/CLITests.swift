@@ -33,7 +33,7 @@ struct CLITests {
         let wharf = try await WharfProcess.start(upstream: Self.deadUpstream, dataDirectory: sandbox + "/data", extraArguments: ["--tag-ttl", "5m"])
         do {
             let log = wharf.child.output()
-            #expect(log.contains("starting wharf") && log.contains("version=\(description)"), "\(log.prefix(2000))")
+            #expect(log.contains("starting wharf") && log.contains("version=\"\(description)\""), "\(log.prefix(2000))")
             let stats = try await RawHTTP.request("GET /stats HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
             let json = try #require(try JSONSerialization.jsonObject(with: Data(stats.body)) as? [String: Any])
             let version = try #require(json["version"] as? String), commit = try #require(json["commit"] as? String)
