@@ -18,28 +18,17 @@ struct ServeAssembly: Sendable {
     let servers: [RegistryServer]
     let certificates: [TLSCertificate]
     let htpasswd: HtpasswdFile?
+    let notifier: Notifier?
+    /// The `warm` section's images, interval and platforms (nil: no warm service runs).
+    let warmList: WarmList?
+    /// The configuration applied last, to tell what a reload changes.
+    let applied: AppliedConfiguration
 
     init(_ config: WharfConfiguration, edge: EdgeSettings? = nil, notifier: Notifier? = nil, httpClients: UpstreamHTTPClients, logger: Logger) throws {
-        let upstreams = try config.upstreams.map { entry in
-            var upstream = try UpstreamConfiguration(
-                name: entry.name, url: entry.url, credentials: try Self.credentials(entry), tagTTL: .seconds(entry.tagTTLSeconds),
-                tokenRealms: entry.tokenRealms, allowPrivateRedirects: entry.allowPrivateRedirects)
-            upstream.staleWhileRevalidate = .seconds(entry.staleWhileRevalidateSeconds)
-            upstream.connectTimeout = .seconds(entry.connectTimeoutSeconds)
-            upstream.firstByteTimeout = .seconds(entry.firstByteTimeoutSeconds)
-            upstream.idleTimeout = .seconds(entry.idleTimeoutSeconds)
-            upstream.rateLimitReservePercent = entry.rateLimitReservePercent
-            let fallbacks = try entry.fallbacks.map {
-                UpstreamFallback(
-                    url: $0.url, credentials: try Self.credentials($0.credentials, of: "upstream \(entry.name) fallback \($0.url)"),
-                    tokenRealms: $0.tokenRealms)
-            }
-            return MirrorUpstream(
-                configuration: upstream,
-                namespaces: entry.namespaces, pathPrefix: entry.pathPrefix,
-                policy: RepositoryPolicy(allow: entry.allow, deny: entry.deny), pins: entry.pins, isDefault: entry.isDefault,
-                fallbacks: fallbacks)
-        }
+        let upstreams = try Self.mirrorUpstreams(config)
+        self.notifier = notifier
+        self.warmList = config.warm.map(WarmList.init)
+        self.applied = AppliedConfiguration(config)
         let limits = try config.data.maxSize.map {
             try CacheLimits(maxBytes: $0, highWatermarkPercent: config.data.highWatermark, lowWatermarkPercent: config.data.lowWatermark)
         }
@@ -99,10 +88,35 @@ struct ServeAssembly: Sendable {
     }
 
     /// Re-reads certificates and the htpasswd file; a file that fails keeps the old one in use.
-    func reload() {
+    /// The mirror's upstreams from `config`'s `upstreams`, credentials read.
+    static func mirrorUpstreams(_ config: WharfConfiguration) throws -> [MirrorUpstream] {
+        try config.upstreams.map { entry in
+            var upstream = try UpstreamConfiguration(
+                name: entry.name, url: entry.url, credentials: try Self.credentials(entry), tagTTL: .seconds(entry.tagTTLSeconds),
+                tokenRealms: entry.tokenRealms, allowPrivateRedirects: entry.allowPrivateRedirects)
+            upstream.staleWhileRevalidate = .seconds(entry.staleWhileRevalidateSeconds)
+            upstream.connectTimeout = .seconds(entry.connectTimeoutSeconds)
+            upstream.firstByteTimeout = .seconds(entry.firstByteTimeoutSeconds)
+            upstream.idleTimeout = .seconds(entry.idleTimeoutSeconds)
+            upstream.rateLimitReservePercent = entry.rateLimitReservePercent
+            let fallbacks = try entry.fallbacks.map {
+                UpstreamFallback(
+                    url: $0.url, credentials: try Self.credentials($0.credentials, of: "upstream \(entry.name) fallback \($0.url)"),
+                    tokenRealms: $0.tokenRealms)
+            }
+            return MirrorUpstream(
+                configuration: upstream,
+                namespaces: entry.namespaces, pathPrefix: entry.pathPrefix,
+                policy: RepositoryPolicy(allow: entry.allow, deny: entry.deny), pins: entry.pins, isDefault: entry.isDefault,
+                fallbacks: fallbacks)
+        }
+    }
+
+    /// Re-reads the TLS certificates and the htpasswd file.
+    func reloadFiles(logger: Logger) {
         for certificate in self.certificates {
             do { try certificate.reload() } catch {
-                Logger(label: "wharf").error("certificate reload failed; keeping the old one", metadata: ["file": "\(certificate.certificatePath)", "error": "\(error)"])
+                logger.error("certificate reload failed; keeping the old one", metadata: ["file": "\(certificate.certificatePath)", "error": "\(error)"])
             }
         }
         self.htpasswd?.reload()

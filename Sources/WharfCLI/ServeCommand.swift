@@ -134,12 +134,14 @@ struct ServeCommand: AsyncParsableCommand {
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = assembly.servers.map { .init(service: $0) }
         services.append(.init(service: MaintenanceService(mirror: assembly.mirror, server: assembly.servers[0])))
-        services.append(.init(service: ReloadService(assembly: assembly, logger: logger)))
+        let command = self
+        services.append(.init(service: ReloadService(
+            assembly: assembly, load: { try command.settings(environment: ProcessInfo.processInfo.environment) }, logger: logger)))
         services.append(.init(
             service: SystemdService(notifier: SystemdNotifier(), servers: assembly.servers, mirror: assembly.mirror, logger: logger),
             successTerminationBehavior: .ignore))
         if let warm = settings.warm {
-            services.append(.init(service: WarmService(warm, mirror: assembly.mirror, server: assembly.servers[0], logger: logger)))
+            services.append(.init(service: WarmService(assembly.warmList ?? WarmList(warm), mirror: assembly.mirror, server: assembly.servers[0], logger: logger)))
         }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
@@ -176,16 +178,3 @@ struct MaintenanceService: Service {
 }
 
 /// SIGHUP: re-read TLS certificates and the htpasswd file without dropping connections.
-struct ReloadService: Service {
-    let assembly: ServeAssembly
-    let logger: Logger
-    func run() async throws {
-        let signals = await UnixSignalsSequence(trapping: .sighup)
-        await cancelWhenGracefulShutdown {
-            for await _ in signals {
-                self.logger.notice("SIGHUP: reloading certificates and htpasswd")
-                self.assembly.reload()
-            }
-        }
-    }
-}

@@ -50,7 +50,12 @@ enum ServeDeployment {
 
     /// One endpoint per webhook, each with its own secret and event filter.
     static func notifier(_ webhooks: [WebhookConfiguration], httpClient: HTTPClient, logger: Logger) throws -> Notifier {
-        let endpoints = try webhooks.map { hook in
+        Notifier(endpoints: try Self.endpoints(webhooks), httpClient: httpClient, logger: logger)
+    }
+
+    /// The receivers of `webhooks`, their secrets read.
+    static func endpoints(_ webhooks: [WebhookConfiguration]) throws -> [Notifier.Endpoint] {
+        try webhooks.map { hook in
             let secret = try hook.secretFile.map { file in
                 do {
                     return Array(try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines).utf8)
@@ -60,6 +65,5 @@ enum ServeDeployment {
             }
             return Notifier.Endpoint(url: hook.url, secret: secret, events: hook.events.map(Set.init))
         }
-        return Notifier(endpoints: endpoints, httpClient: httpClient, logger: logger)
     }
 }

@@ -1,6 +1,7 @@
 import Logging
 import OCIDistribution
 import ServiceLifecycle
+import Synchronization
 import WharfConfig
 import WharfHTTP
 import WharfMirror
@@ -53,19 +54,18 @@ struct WarmPaused: Error, CustomStringConvertible {
 /// interval, logging a summary per run. Failures (upstream down, unknown image) are logged and the
 /// next run tries again; it never holds up serving and stops at graceful shutdown.
 struct WarmService: Service {
-    let warmer: Warmer
-    let images: [String]
-    let interval: Duration
+    /// The `warm` section now: a reload replaces it, and the next run uses it.
+    let list: WarmList
+    let mirror: Mirror
     let server: RegistryServer
     let logger: Logger
     /// `POST /admin/warm` wakes it for a run now.
     let trigger: WarmTrigger
 
-    init(_ config: WarmConfiguration, mirror: Mirror, server: RegistryServer, logger: Logger) {
+    init(_ list: WarmList, mirror: Mirror, server: RegistryServer, logger: Logger) {
         self.trigger = mirror.warmTrigger
-        self.warmer = Warmer(source: MirrorWarmSource(mirror: mirror), platforms: config.platforms, maxRate: config.maxRate)
-        self.images = config.images
-        self.interval = .seconds(config.everySeconds)
+        self.list = list
+        self.mirror = mirror
         self.server = server
         self.logger = logger
     }
@@ -78,16 +78,18 @@ struct WarmService: Service {
             var run = 0
             while !Task.isCancelled {
                 run += 1
-                let report = await self.warmer.run(self.images)
+                let config = self.list.current
+                let warmer = Warmer(source: MirrorWarmSource(mirror: self.mirror), platforms: config.platforms, maxRate: config.maxRate)
+                let report = await warmer.run(config.images)
                 if Task.isCancelled { break }
-                self.log(report, run: run)
-                await self.trigger.wait(timeout: self.interval)
+                self.log(report, run: run, interval: .seconds(config.everySeconds))
+                await self.trigger.wait(timeout: .seconds(config.everySeconds))
             }
         }
     }
 
-    private func log(_ report: Warmer.Report, run: Int) {
-        let metadata: Logger.Metadata = ["run": "\(run)", "next-in": "\(self.interval.components.seconds)s"]
+    private func log(_ report: Warmer.Report, run: Int, interval: Duration) {
+        let metadata: Logger.Metadata = ["run": "\(run)", "next-in": "\(interval.components.seconds)s"]
         for failure in report.failures { self.logger.warning("warm: \(failure)", metadata: metadata) }
         if report.failures.isEmpty {
             self.logger.info("warm: \(report.summary)", metadata: metadata)
@@ -95,4 +97,12 @@ struct WarmService: Service {
             self.logger.warning("warm: \(report.summary); \(report.failures.count) failure(s), retrying at the next run", metadata: metadata)
         }
     }
+}
+
+/// The `warm` section of the running configuration, replaced when it is reloaded.
+final class WarmList: Sendable {
+    private let value: Mutex<WarmConfiguration>
+    init(_ config: WarmConfiguration) { self.value = Mutex(config) }
+    var current: WarmConfiguration { self.value.withLock { $0 } }
+    func replace(_ config: WarmConfiguration) { self.value.withLock { $0 = config } }
 }

@@ -19,14 +19,23 @@ public final class Mirror: Sendable {
     package let fills: BlobFills
     package let manifests: ManifestResolver
     /// The default upstream (or the first one configured).
-    package let upstream: UpstreamClient
+    package var upstream: UpstreamClient { self.upstreamChain.primary }
     /// The default upstream with its fallbacks.
-    package let upstreamChain: UpstreamChain
+    package var upstreamChain: UpstreamChain {
+        let router = self.router
+        return (router.defaultRoute ?? router.routes[0]).chain
+    }
     /// Every configured upstream, in configuration order (without their fallbacks).
     package var upstreams: [UpstreamClient] { self.router.routes.map(\.client) }
     /// Every configured upstream with its fallbacks, in configuration order.
     package var chains: [UpstreamChain] { self.router.routes.map(\.chain) }
-    package let router: UpstreamRouter
+    /// The routes as configured now (``reconfigure(upstreams:)`` replaces them on SIGHUP).
+    package var router: UpstreamRouter { self.routing.withLock { $0 } }
+    let routing: Mutex<UpstreamRouter>
+    /// Each upstream's ``reloadKey(_:)`` as configured now.
+    let reloadKeys: Mutex<[(String, String)]>
+    let httpClients: UpstreamHTTPClients
+    let clock: WharfClock
     /// Cross-repository access check for digests (links, else an upstream HEAD).
     package let linkGate: RepositoryLinkGate
     public let stats = MirrorStats()
@@ -74,34 +83,11 @@ public final class Mirror: Sendable {
         self.fills = BlobFills(store: self.store, index: self.index, stats: self.stats, notifier: notifier, logger: logger)
         self.linkGate = RepositoryLinkGate(index: self.index, stats: self.stats, logger: logger)
         self.manifests = ManifestResolver(index: self.index, stats: self.stats, gate: self.linkGate, logger: logger)
-        var routes: [UpstreamRoute] = []
-        var pins: [(upstream: String, images: PinnedImages)] = []
-        for u in upstreams {
-            let client = UpstreamClient(configuration: u.configuration, httpClients: httpClients, logger: logger, clock: clock)
-            let name = u.configuration.name
-            let downSince = Mutex<ContinuousClock.Instant?>(nil)
-            client.observeReachability { up, reason in
-                if up {
-                    let since = downSince.withLock { d in defer { d = nil }; return d }
-                    var metadata: Logger.Metadata = ["upstream": .string(name), "reason": .string(reason ?? "answering again")]
-                    if let since { metadata["down_ms"] = LogValue.milliseconds(ContinuousClock.now - since) }
-                    logger.notice("upstream up", metadata: metadata)
-                } else {
-                    downSince.withLock { $0 = $0 ?? .now }
-                    logger.warning("upstream down", metadata: ["upstream": .string(name), "reason": .string(reason ?? "unreachable")])
-                }
-                notifier.emit(up ? .upstreamUp(upstream: name) : .upstreamDown(upstream: name, reason: reason ?? "unreachable"))
-            }
-            let fallbacks = try u.fallbacks.map {
-                UpstreamClient(configuration: try u.configuration.fallback($0), httpClients: httpClients, logger: logger, clock: clock)
-            }
-            routes.append(UpstreamRoute(client: client, fallbacks: fallbacks, namespaces: u.namespaces, pathPrefix: u.pathPrefix, policy: u.policy))
-            if !u.pins.isEmpty { pins.append((u.configuration.name, try PinnedImages(u.pins, dockerHub: u.configuration.isDockerHub))) }
-        }
-        let defaultIndex = upstreams.firstIndex(where: \.isDefault) ?? (upstreams.count == 1 ? 0 : nil)
-        self.router = UpstreamRouter(routes: routes, defaultRoute: defaultIndex.map { routes[$0] })
-        self.upstream = routes[defaultIndex ?? 0].client
-        self.upstreamChain = routes[defaultIndex ?? 0].chain
+        self.httpClients = httpClients
+        self.clock = clock
+        let (router, pins) = try Self.routes(upstreams, reusing: [:], httpClients: httpClients, notifier: notifier, logger: logger, clock: clock)
+        self.routing = Mutex(router)
+        self.reloadKeys = Mutex(upstreams.map { ($0.configuration.name, Self.reloadKey($0)) })
         let pinSet = PinSet(
             configured: pins, dockerHub: Dictionary(upstreams.map { ($0.configuration.name, $0.configuration.isDockerHub) }, uniquingKeysWith: { a, _ in a }),
             path: self.layout.root + "/pins.json")

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// Webhook notifications: blob filled, tag pulled, eviction, upstream down/up.
 ///
@@ -55,7 +56,9 @@ public final class Notifier: Sendable {
         }
     }
 
-    public let endpoints: [Endpoint]
+    /// The receivers now (``replaceEndpoints(_:)`` swaps them when the configuration is reloaded).
+    public var endpoints: [Endpoint] { self.receivers.withLock { $0 } }
+    private let receivers: Mutex<[Endpoint]>
     private let stream: AsyncStream<(Event, Date)>
     private let continuation: AsyncStream<(Event, Date)>.Continuation
     private let http: HTTPClient?
@@ -67,7 +70,7 @@ public final class Notifier: Sendable {
 
     public init(endpoints: [Endpoint], httpClient: HTTPClient?, retryDelays: [Duration] = [.seconds(1), .seconds(5), .seconds(30)],
                 queueLimit: Int = 10_000, logger: Logger) {
-        self.endpoints = endpoints
+        self.receivers = Mutex(endpoints)
         self.http = httpClient
         self.retryDelays = retryDelays
         self.logger = logger
@@ -75,6 +78,14 @@ public final class Notifier: Sendable {
     }
 
     public var isEnabled: Bool { !self.endpoints.isEmpty }
+
+    /// Replaces the receivers; false when this notifier has no HTTP client to deliver with.
+    @discardableResult
+    public func replaceEndpoints(_ endpoints: [Endpoint]) -> Bool {
+        guard self.http != nil else { return false }
+        self.receivers.withLock { $0 = endpoints }
+        return true
+    }
 
     /// Queues an event; never blocks.
     /// Queues `event`; it is not even built when no receiver is configured (tag hits emit on every pull).
@@ -85,7 +96,7 @@ public final class Notifier: Sendable {
 
     /// Delivers queued events until cancelled.
     public func run() async {
-        guard self.isEnabled, let http = self.http else { return }
+        guard let http = self.http else { return }  // with a client it runs even without receivers: a reload may add some
         await withTaskCancellationHandler {
             for await (event, at) in self.stream {
                 var body = event.fields

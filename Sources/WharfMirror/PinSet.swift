@@ -11,16 +11,15 @@ public final class PinSet: Sendable {
         public let image: String
     }
 
-    private let configured: [(upstream: String, images: PinnedImages)]
-    private let dockerHub: [String: Bool]
+    private let configuredPins: Mutex<(pins: [(upstream: String, images: PinnedImages)], dockerHub: [String: Bool])>
+    private var dockerHub: [String: Bool] { self.configuredPins.withLock { $0.dockerHub } }
     private let path: String?
     private let runtime: Mutex<[Entry]>
 
     /// `dockerHub`: which upstream names are Docker Hub (their pins get `library/`). `path`: where
     /// run-time pins are kept (nil: not kept). Unreadable entries of the file are dropped.
     init(configured: [(upstream: String, images: PinnedImages)], dockerHub: [String: Bool], path: String?) {
-        self.configured = configured
-        self.dockerHub = dockerHub
+        self.configuredPins = Mutex((configured, dockerHub))
         self.path = path
         let stored = path.flatMap { FileManager.default.contents(atPath: $0) }.flatMap { try? JSONDecoder().decode([Entry].self, from: $0) } ?? []
         self.runtime = Mutex(stored.filter { e in dockerHub[e.upstream] != nil && (try? PinnedImages([e.image], dockerHub: false)) != nil })
@@ -32,7 +31,12 @@ public final class PinSet: Sendable {
         let resolved = entries.compactMap { e in
             (try? PinnedImages([e.image], dockerHub: self.dockerHub[e.upstream] ?? false)).map { (upstream: e.upstream, images: $0) }
         }
-        return self.configured + resolved
+        return self.configuredPins.withLock { $0.pins } + resolved
+    }
+
+    /// Replaces the configured pins (a reloaded configuration); run-time pins stay.
+    func setConfigured(_ pins: [(upstream: String, images: PinnedImages)], dockerHub: [String: Bool]) {
+        self.configuredPins.withLock { $0 = (pins, dockerHub) }
     }
 
     /// The run-time pins.

@@ -1,4 +1,5 @@
 import Foundation
+import OCIDistribution
 
 /// Credentials Wharf uses at an upstream's token endpoint. Never logged, never shown.
 public struct UpstreamCredentials: Sendable, Hashable, CustomStringConvertible {
@@ -75,6 +76,21 @@ public struct UpstreamConfiguration: Sendable {
     /// percent: below it cached tags are not revalidated with a `GET` and warming pauses.
     public var rateLimitReservePercent: Int = 10
 
+    /// Everything a client is made with, as one string (a secret only as a hash): a reload keeps an
+    /// upstream's clients while it is the same.
+    public var reloadKey: String {
+        let fields: [String] = [
+            self.name, self.url, Self.credentialKey(self.credentials), "\(self.tagTTL)", "\(self.staleWhileRevalidate)",
+            self.tokenRealms.joined(separator: ","), "\(self.allowPrivateRedirects)", "\(self.bodyTimeout)", "\(self.connectTimeout)",
+            "\(self.firstByteTimeout)", "\(self.idleTimeout)", "\(self.rateLimitReservePercent)",
+        ]
+        return fields.joined(separator: "\u{1}")
+    }
+
+    static func credentialKey(_ c: UpstreamCredentials?) -> String {
+        c.map { Digest.sha256(of: Array("\($0.username)\u{0}\($0.password)".utf8)).hex } ?? "-"
+    }
+
     /// The per-connection bounds, which pick the HTTP client (see ``UpstreamHTTPClients``).
     public var transportTimeouts: UpstreamTransportTimeouts { UpstreamTransportTimeouts(connect: self.connectTimeout, idle: self.idleTimeout) }
 
@@ -143,6 +159,11 @@ public struct UpstreamFallback: Sendable {
     public var credentials: UpstreamCredentials?
     /// Token realms besides the fallback's own origin that may receive ``credentials``.
     public var tokenRealms: [String]
+
+    /// See ``UpstreamConfiguration/reloadKey``.
+    public var reloadKey: String {
+        [self.url, UpstreamConfiguration.credentialKey(self.credentials), self.tokenRealms.joined(separator: ",")].joined(separator: "\u{1}")
+    }
 
     public init(url: String, credentials: UpstreamCredentials? = nil, tokenRealms: [String] = []) {
         self.url = url
