@@ -40,7 +40,7 @@ struct WharfCommand: AsyncParsableCommand {
     static func unknownCommand(in arguments: [String]) -> String? {
         // (A key path through the existential metatypes, \.configuration.commandName, crashes Swift 6.3's SILGen.)
         func entries(_ types: [any ParsableCommand.Type]) -> [(name: String, subcommands: [any ParsableCommand.Type])] {
-            types.map { ($0.configuration.commandName ?? "", $0.configuration.subcommands) }
+            types.map { ($0._commandName, $0.configuration.subcommands) }  // the derived name when none is set
         }
         var subcommands = entries(Self.configuration.subcommands)
         var path = ["wharf"]

@@ -125,4 +125,55 @@ struct AdminTests {
         await strict.stop()
         await upstream.stop()
     }
+
+    @Test("`wharf cache ls|pin|purge|unpin|warm` drive a running Wharf's admin API; wrong or missing credentials are refused with a hint")
+    func cacheCommands() async throws {
+        let upstream = try UpstreamEnvironment()
+        let image = try upstream.generator.image(layerSizes: [60_000], format: .oci)
+        try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
+        try await upstream.start()
+        let work = try TempDirectory.make("admin-cli")
+        var wharf: WharfProcess?
+        do {
+            try (Self.token + "\n").write(toFile: work + "/token", atomically: true, encoding: .utf8)
+            try "wrong-token-but-long-enough\n".write(toFile: work + "/wrong", atomically: true, encoding: .utf8)
+            try """
+                upstreams:
+                  - name: hub
+                    url: \(upstream.registry.url)
+                admin:
+                  token-file: \(work)/token
+                  allow-without-tls: true
+                """.write(toFile: work + "/wharf.yaml", atomically: true, encoding: .utf8)
+            let started = try await WharfProcess.start(upstream: upstream.registry.url, dataDirectory: work + "/data", extraArguments: ["--config", work + "/wharf.yaml"])
+            wharf = started
+            #expect(try await RawHTTP.request("GET /v2/team/app/manifests/v1 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: started.port).status == 200)
+            for layer in image.blobs {
+                _ = try await RawHTTP.request("GET /v2/team/app/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: started.port)
+            }
+            let auth = ["--url", started.url, "--token-file", work + "/token"]
+            let ls = try await WharfProcess.run(["cache", "ls"] + auth)
+            #expect(ls.status == 0 && ls.output.contains("hub/team/app") && ls.output.contains("v1"), "\(ls.output)")
+            let wrong = try await WharfProcess.run(["cache", "ls", "--url", started.url, "--token-file", work + "/wrong"])
+            #expect(wrong.status != 0 && wrong.output.contains("check --token-file"), "\(wrong.output)")
+            let none = try await WharfProcess.run(["cache", "ls", "--url", started.url])
+            #expect(none.status != 0 && none.output.contains("--token-file"), "\(none.output)")
+            #expect(try await WharfProcess.run(["cache", "pin", "team/app:v1"] + auth).output.contains("pinned team/app:v1"))
+            let refused = try await WharfProcess.run(["cache", "purge", "team/app:v1"] + auth)
+            #expect(refused.status != 0 && refused.output.contains("unpin it first"), "\(refused.output)")
+            #expect(try await WharfProcess.run(["cache", "unpin", "team/app:v1"] + auth).status == 0)
+            let purged = try await WharfProcess.run(["cache", "purge", "team/app:v1"] + auth)
+            #expect(purged.status == 0 && purged.output.contains("1 tag(s), 1 manifest(s), 2 blob(s)"), "\(purged.output)")
+            #expect(CacheFiles.blobs(in: started.dataDirectory).isEmpty, "the purged image's blobs are still on disk")
+            let warm = try await WharfProcess.run(["cache", "warm"] + auth)
+            #expect(warm.status != 0 && warm.output.contains("no warm list"), "\(warm.output)")
+            #expect(await started.stop() == 0)
+            wharf = nil
+        } catch {
+            Issue.record(error)
+        }
+        if let wharf { await wharf.stop() }
+        await upstream.stop()
+        try? FileManager.default.removeItem(atPath: work)
+    }
 }
