@@ -31,7 +31,7 @@ wrk_ms() {
 wrk_measure() {
   local system=$1 key=$2 name=$3 c=$4 run=$5 paths=$6 acc=${7:-} out rps p50 p99 errors threads=2
   (( c < threads )) && threads=$c
-  out=$(WRK_PATHS=$paths WRK_ACCEPT=$acc wrk -t "$threads" -c "$c" -d "${duration}s" --latency -s "$work/rotate.lua" \
+  out=$(WRK_PATHS=$paths WRK_ACCEPT=$acc wrk -t "$threads" -c "$c" -d "${duration}s" --timeout 10s --latency -s "$work/rotate.lua" \
     "http://127.0.0.1:${port[$system]}" 2>&1) || true
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   p50=$(wrk_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
