@@ -176,5 +176,3 @@ struct MaintenanceService: Service {
         await cancelWhenGracefulShutdown { await self.mirror.runMaintenance() }
     }
 }
-
-/// SIGHUP: re-read TLS certificates and the htpasswd file without dropping connections.
