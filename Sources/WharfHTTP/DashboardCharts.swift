@@ -1,5 +1,6 @@
 import Foundation
 import WharfMirror
+import WharfText
 
 /// Text the dashboard pages share: escaping and human units (IEC sizes, rates, ages).
 enum PageText {
@@ -19,16 +20,8 @@ enum PageText {
         return out
     }
 
-    /// `0 B`, `512 B`, `1.5 KiB`, `40.0 MiB`: IEC units, as everywhere Wharf shows sizes to people.
-    static func bytes(_ n: Double) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-        var value = n, unit = 0
-        while abs(value) >= 1024, unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(Int(value)) B" : String(format: value < 10 ? "%.2f %@" : "%.1f %@", value, units[unit])
-    }
+    /// IEC units, as everywhere Wharf shows sizes to people (``ByteCount``).
+    static func bytes(_ n: Double) -> String { ByteCount.string(Int64(n.rounded())) }
 
     static func bytes(_ n: Int64) -> String { self.bytes(Double(n)) }
     static func bytes(_ n: Int) -> String { self.bytes(Double(n)) }

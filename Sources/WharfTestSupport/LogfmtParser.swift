@@ -1,5 +1,5 @@
 /// A logfmt reader with go-logfmt's rules: `key=value` pairs separated by spaces, a value either bare
-/// (no space, `=` or `"`) or double-quoted with `\"`, `\\`, `\n`, `\r`, `\t` and `\uXXXX` escapes.
+/// (no space, `=` or `"`) or double-quoted with `\"`, `\\`, `\n`, `\r`, `\t` and `\u` with four hex digits.
 /// Throws on anything else (a raw control character, an unterminated quote, a stray `"`). For tests of
 /// Wharf's log lines (written independently of the writer in WharfLogging).
 public enum LogfmtParser {
