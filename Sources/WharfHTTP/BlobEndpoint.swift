@@ -98,8 +98,8 @@ struct BlobEndpoint: Sendable {
         return h
     }
 
-    /// Zero-copy: the file goes out as a `FileRegion` (sendfile); ``FileRegionCloser`` closes it.
-    /// Over TLS it goes out in buffers (see ``ResponseWriter/writeFileBody(fd:from:to:)``).
+    /// Zero-copy: the file goes out as a `FileRegion` (sendfile; on TLS ``FileRegionReader`` reads it
+    /// out in buffers); ``FileRegionCloser`` closes it.
     private func sendFile(_ file: consuming CachedFile, digest: Digest, range: ByteRange?, writer: ResponseWriter) async throws {
         let size = file.size
         let bounds = try range?.resolve(size: size)  // before the hand-off: a bad range drops (closes) the file
@@ -109,17 +109,6 @@ struct BlobEndpoint: Sendable {
         if let b = bounds { h.add(name: "Content-Range", value: "bytes \(b.lowerBound)-\(b.upperBound)/\(size)") }
         let status: HTTPResponseStatus = bounds == nil ? .ok : .partialContent
         let start = Int(bounds?.lowerBound ?? 0), end = Int(bounds.map { $0.upperBound + 1 } ?? size)
-        if writer.isSecure {
-            do {
-                try await writer.sendHead(status: status, headers: h)
-            } catch {
-                close(fd)
-                throw error
-            }
-            try await writer.writeFileBody(fd: fd, from: Int64(start), to: Int64(end))
-            try await writer.end()
-            return
-        }
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
         writer.files.track(handle)
         writer.status = Int(status.code)

@@ -10,7 +10,7 @@ import WharfMirror
 
 /// Answers cache hits on the event loop, without a task hop: a blob GET/HEAD whose digest is cached
 /// and linked to its repository, a manifest by digest, or a tag within its TTL. Everything else —
-/// misses, ranges, authentication, TLS, errors — goes on to the async handler, in order: while any
+/// misses, ranges, authentication, errors — goes on to the async handler, in order: while any
 /// request is with the async side, later requests on the connection follow it there.
 ///
 /// Requests usually reach it from ``HitFront``, which reads heads from the bytes before NIO's decoder;

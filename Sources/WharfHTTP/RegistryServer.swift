@@ -98,7 +98,7 @@ public final class RegistryServer: Service, Sendable {
         let config = self.configuration
         let reads = self.handler.reads, connections = self.connections, edge = self.handler.edge
         let openFiles = self.openFiles, admissions = self.admissions, quiesce = self.quiesce, unserved = self.unserved
-        // Synchronous hits need open access (authentication is async) and sendfile (plain HTTP).
+        // Synchronous hits need open access (authentication is async).
         let hitPath = self.handler.auth.mode == .open && config.hitPath
         let serverChannel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
         do {
@@ -124,9 +124,12 @@ public final class RegistryServer: Service, Sendable {
                         // Below TLS: a handshake trickled byte by byte is on the same clock as a head.
                         let deadline = RequestHeadDeadline(timeout: config.requestHeadTimeout)
                         try sync.addHandler(deadline)
-                        if let tls = config.tls { try sync.addHandler(NIOSSLServerHandler(context: tls.current)) }
+                        if let tls = config.tls {
+                            try sync.addHandler(NIOSSLServerHandler(context: tls.current))
+                            try sync.addHandler(FileRegionReader())  // files go out as buffers: TLS cannot sendfile
+                        }
                         try sync.addHandler(IdleConnectionCloser(timeout: config.idleTimeout))
-                        let front = config.tls == nil && hitPath ? HitFront(maxHeadBytes: config.maxHeaderBytes, deadline: deadline) : nil
+                        let front = hitPath ? HitFront(maxHeadBytes: config.maxHeaderBytes, deadline: deadline) : nil
                         if let front { try sync.addHandler(front) }
                         var limits = NIOHTTPDecoderLimitConfiguration()
                         limits.maxHeaderListSize = config.maxHeaderBytes

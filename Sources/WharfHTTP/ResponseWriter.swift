@@ -50,7 +50,7 @@ final class ResponseWriter {
     var identity: ClientIdentity?
     /// Completes when the client closed its side or the connection closed (a client may go away while its response waits).
     var clientGone: EventLoopFuture<Void>?
-    /// The connection is TLS: files are read and written as buffers, since sendfile cannot encrypt.
+    /// The connection is TLS (credentials may be sent on it).
     let isSecure: Bool
     /// The connection's files handed to the writer as `FileRegion`s.
     let files: QueuedFiles

@@ -1,5 +1,8 @@
 import Foundation
+import OCIDistribution
 import Testing
+import WharfHTTP
+import WharfMirror
 import WharfTestSupport
 #if canImport(Glibc)
 import Glibc
@@ -77,6 +80,69 @@ struct TLSTests {
             Issue.record(error)
         }
         #expect(await wharf.stop() == 0)
+        await upstream.stop()
+        try? FileManager.default.removeItem(atPath: work)
+    }
+
+    /// Sends `requests` over TLS with `openssl s_client` (a real TLS client) and returns every byte
+    /// the server answered until it closed the connection.
+    static func exchange(_ requests: String, port: Int, ca: String, work: String) async throws -> [UInt8] {
+        let name = UUID().uuidString.prefix(8)
+        let input = work + "/requests-\(name)", output = work + "/responses-\(name)"
+        try requests.write(toFile: input, atomically: true, encoding: .utf8)
+        let script = "openssl s_client -quiet -connect 127.0.0.1:\(port) -CAfile \(ca) -verify_return_error < \(input) > \(output) 2>/dev/null"
+        let child = try ChildProcess.spawn(executable: "/bin/sh", arguments: ["-c", script], outputPath: work + "/sclient-\(name).log")
+        _ = try await child.waitForExit(timeout: .seconds(60))
+        return [UInt8](FileManager.default.contents(atPath: output) ?? Data())
+    }
+
+    @Test("open TLS listener: hits answered on the event loop, big files read out in chunks, pipelined hits, fills and ranges in order")
+    func pipelinedOverTLS() async throws {
+        let upstream = try UpstreamEnvironment()
+        let image = try upstream.generator.image(layerSizes: [30_000, 3_000_000, 1_200_000], format: .oci)
+        try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
+        try await upstream.start()
+        let work = try TempDirectory.make("tls-hits")
+        let certs = try await TestCertificates.make(in: work + "/certs")
+        let tls = try TLSCertificate(certificatePath: certs.serverCertificate, keyPath: certs.serverKey)
+        let wharf = try await WharfInstance.start(upstream: upstream.registry.url) { $0.tls = tls }
+        do {
+            let small = image.layers[0], big = image.layers[1], cold = image.layers[2]
+            let get = { (digest: String, extra: String) in "GET /v2/team/app/blobs/\(digest) HTTP/1.1\r\nHost: w\r\n\(extra)\r\n" }
+            // Fill two of them first (the async side over TLS: a fill followed as it is written).
+            let filled = HitPathTests.split(
+                try await Self.exchange(get(small.digest, "") + get(big.digest, "Connection: close\r\n"), port: wharf.port, ca: certs.caCertificate, work: work),
+                headResponses: [])
+            #expect(filled.map { $0.status } == [200, 200])
+            #expect(filled.map { Digest.sha256(of: $0.body).description } == [small.digest, big.digest])
+            let hitsBefore = wharf.mirror.stats.blobHits.value
+            let pipelined = [
+                get(small.digest, ""),  // hit: one buffer
+                get(big.digest, ""),  // hit: a FileRegion read out in chunks below TLS
+                get(cold.digest, ""),  // miss: async, behind the big file
+                get(small.digest, ""),  // hit, behind the miss
+                get(big.digest, "Range: bytes=1000000-1000009\r\n"),  // async-only header
+                "HEAD /v2/team/app/blobs/\(big.digest) HTTP/1.1\r\nHost: w\r\n\r\n",
+                get(big.digest, "Connection: close\r\n"),
+            ].joined()
+            let responses = HitPathTests.split(
+                try await Self.exchange(pipelined, port: wharf.port, ca: certs.caCertificate, work: work), headResponses: [5])
+            #expect(responses.count == 7, "got \(responses.map { $0.headers })")
+            if responses.count == 7 {
+                let digest = { (i: Int) in Digest.sha256(of: responses[i].body).description }
+                #expect(responses[0].status == 200 && digest(0) == small.digest)
+                #expect(responses[1].status == 200 && digest(1) == big.digest)
+                #expect(responses[2].status == 200 && digest(2) == cold.digest)
+                #expect(responses[3].status == 200 && digest(3) == small.digest)
+                #expect(responses[4].status == 206 && responses[4].body.count == 10)
+                #expect(responses[5].status == 200 && responses[5].headers.lowercased().contains("content-length: \(big.size)"))
+                #expect(responses[6].status == 200 && digest(6) == big.digest)
+            }
+            #expect(wharf.mirror.stats.blobHits.value >= hitsBefore + 5)
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
         await upstream.stop()
         try? FileManager.default.removeItem(atPath: work)
     }

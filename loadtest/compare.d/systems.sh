@@ -17,7 +17,7 @@ wait_ready() {
       cat "$work/$name.log" >&2 2>/dev/null || true
       return 1
     fi
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 200 ] && return 0
+    [ "$(curl -sk -o /dev/null -w '%{http_code}' "$url")" = 200 ] && return 0
     sleep 0.1
   done
   echo "$name did not answer 200 on $url within 30 s" >&2
@@ -73,13 +73,13 @@ YAML
   fi
 }
 
-# track NAME PORT PID: remembers a started server (stopped by PID on exit) and waits until it answers /v2/.
+# track NAME PORT PID [SCHEME]: remembers a started server (stopped by PID on exit) and waits until it answers /v2/.
 track() {
-  local name=$1 p=$2 child=$3
+  local name=$1 p=$2 child=$3 scheme=${4:-http}
   pids+=("$child")
   port[$name]=$p
   pid_of[$name]=$child
-  wait_ready "$name" "http://127.0.0.1:$p/v2/" "$child"
+  wait_ready "$name" "$scheme://127.0.0.1:$p/v2/" "$child"
 }
 
 # start_registry NAME ACCESSLOG STORAGE [REMOTE_URL]: Distribution 2.8 (auth-less).
@@ -121,13 +121,13 @@ http {
 CONF
 }
 
-# start_nginx NAME CONF_BODY_FUNCTION
+# start_nginx NAME CONF_BODY_FUNCTION [SCHEME]
 start_nginx() {
-  local name=$1 body=$2
+  local name=$1 body=$2 scheme=${3:-http}
   local p; p=$(free_port)
   { nginx_common "$name"; "$body" "$p"; echo "}"; } > "$work/$name.conf"
   nginx -p "$work/$name" -e "$work/$name.log" -c "$work/$name.conf" > "$work/$name.out" 2>&1 &
-  track "$name" "$p" $!
+  track "$name" "$p" $! "$scheme"
 }
 
 # nginx serving the blob files of the Distribution storage directly (sendfile): the ceiling.
@@ -187,14 +187,19 @@ CONF
 
 # start_wharf NAME DATA_DIR: Wharf in front of the origin. The load generator is one address standing
 # for a whole site's clients, so the per-client bounds (connections, upstream look-ups) are lifted.
+# It also listens with TLS ($work/tls, see compare.d/tls.sh), known as NAME-tls.
 start_wharf() {
   local name=$1 data=$2
-  local p; p=$(free_port)
+  local p tp; p=$(free_port); tp=$(free_port)
   printf 'limits:\n  connections-per-client: 1000000\n  upstream-lookups-per-client: 1000000\n  upstream-lookup-burst: 1000000\n' \
     > "$work/$name.yaml"
   "$wharf_bin" serve --config "$work/$name.yaml" --listen "127.0.0.1:$p" --upstream "http://127.0.0.1:${port[origin]}" --data-dir "$data" \
+    --tls-listen "127.0.0.1:$tp" --tls-cert "$work/tls/cert.pem" --tls-key "$work/tls/key.pem" \
     --log-level warning --tag-ttl 600 > "$work/$name.log" 2>&1 &
   track "$name" "$p" $!
+  port[$name-tls]=$tp
+  pid_of[$name-tls]=${pid_of[$name]}
+  wait_ready "$name-tls" "https://127.0.0.1:$tp/v2/" "${pid_of[$name]}"
 }
 
 # restart_one NAME: stops NAME (it must be one of ours) and removes it from $pids.
