@@ -7,6 +7,7 @@
 #   loadtest/ab-binaries.sh A_BINARY B_BINARY hits    16 KiB cache hits, c=64, 5 s per run
 #   loadtest/ab-binaries.sh A_BINARY B_BINARY cold64  64 concurrent cold fills of 32 MiB (fresh cache each run)
 #   loadtest/ab-binaries.sh A_BINARY B_BINARY cold1   one cold 128 MiB fill (fresh cache each run)
+#   loadtest/ab-binaries.sh A_BINARY B_BINARY herd    64 concurrent GETs of one cold 128 MiB blob (fresh cache each run)
 #   ROUNDS=N sets the rounds (default 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ trap cleanup EXIT
 case $mode in
   hits) count=200 size=16384 ;;
   cold64) count=64 size=33554432 ;;
-  cold1) count=1 size=134217728 ;;
+  cold1|herd) count=1 size=134217728 ;;
   *) echo "unknown mode: $mode" >&2; exit 2 ;;
 esac
 "$bin/wharf-fixture-upstream" "$work/up" $(for _ in $(seq 1 "$count"); do printf '%s ' "$size"; done) > "$work/up.json" &
@@ -45,6 +46,11 @@ start() {
 stop() { kill -TERM "${pid[$1]}"; wait "${pid[$1]}" || true; }
 run() {
   local c=$count; [ "$mode" = hits ] && c=64
+  if [ "$mode" = herd ]; then
+    "$bin/wharf-loadgen" run --url "http://127.0.0.1:${port[$1]}" --paths-file "$work/paths" --order sequential --requests 64 -c 64 \
+      --server-pid "${pid[$1]}" --label "side=$1"
+    return
+  fi
   if [ "$mode" = hits ]; then
     "$bin/wharf-loadgen" run --url "http://127.0.0.1:${port[$1]}" --paths-file "$work/paths" -c 64 --duration 5 --server-pid "${pid[$1]}" --label "side=$1"
   else
