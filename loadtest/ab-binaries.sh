@@ -17,7 +17,9 @@ swift build -c release --product wharf-fixture-upstream >/dev/null
 bin=.build/release
 work=$(mktemp -d /tmp/wharf-ab.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+declare -A port pid
+# Every process started (the upstream and each side's wharf) is stopped by PID on exit, also after a failure.
+cleanup() { for p in "${pids[@]}" "${pid[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 case $mode in
   hits) count=200 size=16384 ;;
@@ -32,7 +34,6 @@ registry=$(python3 -c "import json; print(json.load(open('$work/up.json'))['regi
 python3 -c "import json; d=json.load(open('$work/up.json')); print('\n'.join('/v2/bench/blobs/blobs/'+b['digest'] for b in d['blobs']))" > "$work/paths"
 printf 'limits:\n  connections-per-client: 1000000\n  upstream-lookups-per-client: 1000000\n  upstream-lookup-burst: 1000000\n' > "$work/limits.yaml"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-declare -A port pid
 # start SIDE BINARY: a wharf on a fresh data folder; sets port[SIDE] and pid[SIDE].
 start() {
   rm -rf "$work/data-$1"

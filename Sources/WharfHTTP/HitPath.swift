@@ -208,12 +208,11 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
         _ digest: Digest, length: Int64, namespace: String?, allocator: ByteBufferAllocator, bodyCapacity: Int = 0
     ) -> HitResponseHead {
         var response = HitResponseHead(status: "200 OK", allocator: allocator, bodyCapacity: bodyCapacity)
-        let digestText = digest.description
-        response.add("Content-Type", "application/octet-stream")
-        response.add("Docker-Content-Digest", digestText)
-        response.add("Accept-Ranges", "bytes")
-        response.addQuoted("ETag", digestText)
-        response.add("Cache-Control", "max-age=31536000")
+        response.add("Content-Type", constant: "application/octet-stream")
+        response.add("Docker-Content-Digest", digest)
+        response.add("Accept-Ranges", constant: "bytes")
+        response.add("ETag", digest, quoted: true)
+        response.add("Cache-Control", constant: "max-age=31536000")
         response.add("Content-Length", length)
         if let namespace { response.add("OCI-Namespace", namespace) }
         return response

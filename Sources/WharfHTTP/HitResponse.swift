@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import NIOCore
+import OCIDistribution
 
 /// An HTTP/1.1 response head serialized by hand into a `ByteBuffer`, for the hit path.
 ///
@@ -22,6 +23,23 @@ struct HitResponseHead {
         self.buffer.writeStaticString(": ")
         self.buffer.writeString(value)
         self.buffer.writeStaticString("\r\n")
+    }
+
+    mutating func add(_ name: StaticString, constant value: StaticString) {
+        self.buffer.writeStaticString(name)
+        self.buffer.writeStaticString(": ")
+        self.buffer.writeStaticString(value)
+        self.buffer.writeStaticString("\r\n")
+    }
+
+    /// `name: algorithm:hex` (quoted for an ETag), written without building the digest's text.
+    mutating func add(_ name: StaticString, _ digest: Digest, quoted: Bool = false) {
+        self.buffer.writeStaticString(name)
+        self.buffer.writeStaticString(quoted ? ": \"" : ": ")
+        self.buffer.writeString(digest.algorithm.rawValue)
+        self.buffer.writeStaticString(":")
+        self.buffer.writeString(digest.hex)
+        self.buffer.writeStaticString(quoted ? "\"\r\n" : "\r\n")
     }
 
     mutating func add(_ name: StaticString, _ value: Int64) {

@@ -94,7 +94,22 @@ public final class RequestCounters: Sendable {
 /// Everything Wharf counts about itself: requests, hits and misses, bytes, fills, refusals,
 /// and the busiest repositories. Read by `/stats`, `/metrics` and the dashboard.
 public final class MirrorStats: Sendable {
-    public enum RequestKind: String, Sendable, CaseIterable { case manifest, blob, tags, referrers, base, status, other }
+    public enum RequestKind: String, Sendable, CaseIterable {
+        case manifest, blob, tags, referrers, base, status, other
+
+        /// The position in `allCases`: counting a request indexes arrays instead of hashing the raw value.
+        var index: Int {
+            switch self {
+            case .manifest: 0
+            case .blob: 1
+            case .tags: 2
+            case .referrers: 3
+            case .base: 4
+            case .status: 5
+            case .other: 6
+            }
+        }
+    }
 
     private let metrics = MetricsRegistry()
     private var registry: PrometheusCollectorRegistry { self.metrics.registry }
@@ -136,6 +151,9 @@ public final class MirrorStats: Sendable {
     /// Referrers answers by where they came from: the upstream's API, the tag schema, or none (empty).
     public let referrersServed: [ReferrersSource: StatCounter]
     let requestDuration: [RequestKind: DurationHistogram]
+    /// The same counters and histograms by ``RequestKind/index``, for the per-request path.
+    private let requestsByIndex: [RequestCounters]
+    private let durationsByIndex: [DurationHistogram]
     let fillDuration: DurationHistogram
     private let repositories = Mutex<[String: RepositoryUsage]>([:])
     static let maxTrackedRepositories = 10_000
@@ -161,6 +179,8 @@ public final class MirrorStats: Sendable {
         }
         self.requests = requests
         self.requestDuration = durations
+        self.requestsByIndex = RequestKind.allCases.map { requests[$0]! }
+        self.durationsByIndex = RequestKind.allCases.map { durations[$0]! }
         self.blobHits = StatCounter(r, "wharf_cache_hits_total", [("kind", "blob")], help: "Requests answered from the cache")
         self.manifestHits = StatCounter(r, "wharf_cache_hits_total", [("kind", "manifest")], help: "Requests answered from the cache")
         self.blobMisses = StatCounter(r, "wharf_cache_misses_total", [("kind", "blob")], help: "Requests that needed the upstream")
@@ -197,8 +217,8 @@ public final class MirrorStats: Sendable {
 
     /// Counts one request of `kind` answered with `status` (0: none sent) after `duration`.
     public func request(_ kind: RequestKind, status: Int, duration: Duration) {
-        self.requests[kind]?.add(status: status)
-        self.requestDuration[kind]?.record(duration)
+        self.requestsByIndex[kind.index].add(status: status)
+        self.durationsByIndex[kind.index].record(duration)
     }
 
     public func fillFinished(after duration: Duration) { self.fillDuration.record(duration) }

@@ -40,7 +40,7 @@ public struct RoutedRequest: Sendable {
 }
 
 /// Picks the upstream for a request: containerd's `ns` first, then a path prefix, then the default.
-public struct UpstreamRouter: Sendable {
+public final class UpstreamRouter: Sendable {
     public let routes: [UpstreamRoute]
     public let defaultRoute: UpstreamRoute?
 
