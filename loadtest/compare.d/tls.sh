@@ -86,5 +86,20 @@ for k in sorted(stats, key=lambda k: (list(names).index(k[0]) if k[0] in names e
         ratio = f"{rps / n[0]:.2f}×, {mbs / n[1]:.2f}×" if n[0] and n[1] else ""
         cpu = f"{gib / n[2]:.2f}×" if n[2] else ""
     print(f"| {case} | {k[1]} | {k[2]} | {tls} | {rps:,.0f} | {mbs:,.0f} | {gib:.2f} | {p99:.2f} | {ratio} | {cpu} |")
+# Issue #16's TLS targets.
+def ratio(key, c, i):
+    w, n = stats.get((key, c, "wharf-tls")), stats.get((key, c, "nginx-static-tls"))
+    return w[i] / n[i] if w and n and n[i] else None
+def verdict(ok): return "not measured" if ok is None else ("met" if ok else "**not met**")
+print()
+print("| target (#16) | measured | met |")
+print("|---|---|---|")
+for c in sorted({k[1] for k in stats if k[0] == "small"}):
+    r = ratio("small", c, 0)
+    print(f"| 16 KiB over TLS, c={c}: req/s ≥ 1.0× nginx | " + (f"{r:.2f}×" if r else "–") + f" | {verdict(None if r is None else r >= 1.0)} |")
+for c in sorted({k[1] for k in stats if k[0] == "big"}):
+    r, cpu = ratio("big", c, 1), ratio("big", c, 2)
+    print(f"| big blob over TLS, c={c}: MB/s ≥ 1.0× nginx | " + (f"{r:.2f}×" if r else "–") + f" | {verdict(None if r is None else r >= 1.0)} |")
+    print(f"| big blob over TLS, c={c}: CPU-s/GiB ≤ 1.2× nginx's | " + (f"{cpu:.2f}×" if cpu else "–") + f" | {verdict(None if cpu is None else cpu <= 1.2)} |")
 PY
 }
