@@ -235,7 +235,7 @@ public final class CacheIndex: Sendable {
         try self.environment.read { txn in try txn.get(self.links, Self.linkKey(upstream, repository, digest)) != nil }
     }
 
-    private static let confirmedLink: [UInt8] = [1]
+    static let confirmedLink: [UInt8] = [1]
     private static func isConfirmed(_ value: UnsafeRawBufferPointer) -> Bool { value.first == 1 }
 
     public func counts() throws -> (blobs: Int, manifests: Int, tags: Int) {
