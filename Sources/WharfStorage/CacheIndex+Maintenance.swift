@@ -29,7 +29,9 @@ extension CacheIndex {
             for e in entries {
                 let key = Self.key(e.digest)
                 let old = try txn.withValue(self.blobs, key) { BlobRecord(decoding: $0) } ?? nil
-                try txn.put(self.blobs, key, BlobRecord(size: e.size, createdAt: now, lastAccess: e.lastAccess).encoded)
+                let record = BlobRecord(size: e.size, createdAt: now, lastAccess: e.lastAccess)
+                try txn.put(self.blobs, key, record.encoded)
+                try self.recordAccessOrder(txn, e.digest, old: old, new: record)
                 if let link = e.link { try txn.put(self.links, Self.linkKey(link.upstream, link.repository, e.digest), Self.confirmedLink) }
                 delta += e.size - (old?.size ?? 0)
             }

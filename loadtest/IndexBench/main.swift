@@ -40,6 +40,12 @@ func syntheticRepository(_ i: Int, of repositories: Int) -> String { "scale/repo
 
 let upstreamName = "default"
 
+/// st_size of `path` (0 if absent).
+func fileSize(_ path: String) -> Int {
+    var st = stat()
+    return stat(path, &st) == 0 ? Int(st.st_size) : 0
+}
+
 func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
 
 func option(_ name: String, _ args: [String], default value: Int) -> Int {
@@ -97,7 +103,7 @@ func generate(_ root: String, _ args: [String]) throws {
     }
     try (lookups.joined(separator: "\n") + "\n").write(toFile: root + "/scale-lookups.txt", atomically: true, encoding: .utf8)
     try JSONEncoder().encode(BenchInfo(entries: entries, repositories: repositories, files: files)).write(to: URL(fileURLWithPath: root + "/scale-bench.json"))
-    let size = (try FileManager.default.attributesOfItem(atPath: layout.indexDirectory + "/data.mdb")[.size] as? Int) ?? 0
+    let size = fileSize(layout.indexDirectory + "/data.mdb")
     print(String(format: "generated %d records (%d repositories, %d real files) in %.1f s (%.0f records/s); data.mdb %.2f GiB",
                  entries + files, repositories, files, seconds(took), Double(entries) / seconds(took), Double(size) / Double(1 << 30)))
 }
@@ -113,32 +119,50 @@ func measure(_ root: String, _ args: [String]) throws {
     var rng = SystemRandomNumberGenerator()
     let picks = (0..<samples).map { _ in Int.random(in: 0..<info.entries, using: &rng) }
     let keys = picks.map { (syntheticDigest($0), syntheticRepository($0, of: info.repositories)) }
-    var nanos = [Int64](repeating: 0, count: samples)
-    var found = 0
-    for (s, (digest, repository)) in keys.enumerated() {
-        let t0 = ContinuousClock.now
-        let answer = try index.blob(digest, linkedTo: upstreamName, repository: repository)
-        let dt = ContinuousClock.now - t0
-        nanos[s] = dt.components.attoseconds / 1_000_000_000 + dt.components.seconds * 1_000_000_000
-        if answer.record != nil && answer.linked { found += 1 }
+    // Two passes over the same keys: the first pays for mapping each touched index page into this
+    // process (a minor fault per page: the file is in the page cache but was never touched here, as
+    // after a restart), the second is the steady state of a server whose hot pages are mapped.
+    for pass in ["first touch", "steady state"] {
+        var nanos = [Int64](repeating: 0, count: samples)
+        var found = 0
+        for (s, (digest, repository)) in keys.enumerated() {
+            let t0 = ContinuousClock.now
+            let answer = try index.blob(digest, linkedTo: upstreamName, repository: repository)
+            let dt = ContinuousClock.now - t0
+            nanos[s] = dt.components.attoseconds / 1_000_000_000 + dt.components.seconds * 1_000_000_000
+            if answer.record != nil && answer.linked { found += 1 }
+        }
+        guard found == samples else { fatalError("lookups missed entries: \(samples - found) of \(samples)") }
+        nanos.sort()
+        func pct(_ p: Double) -> Double { Double(nanos[min(samples - 1, Int(Double(samples) * p))]) / 1000 }
+        print(String(format: "Wharf index lookup (CacheIndex.blob linkedTo:, %@), %d entries, %d samples: p50 %.2f µs, p99 %.2f µs, p99.9 %.2f µs, max %.2f µs",
+                     pass, count, samples, pct(0.50), pct(0.99), pct(0.999), Double(nanos[samples - 1]) / 1000))
+        if pass == "steady state" { print(pct(0.99) <= 5 ? "p99 within the 5 µs target" : "p99 ABOVE the 5 µs target") }
     }
-    guard found == samples else { fatalError("lookups missed entries: \(samples - found) of \(samples)") }
-    nanos.sort()
-    func pct(_ p: Double) -> Double { Double(nanos[min(samples - 1, Int(Double(samples) * p))]) / 1000 }
-    print(String(format: "Wharf index lookup (CacheIndex.blob linkedTo:), %d entries, %d samples: p50 %.2f µs, p99 %.2f µs, p99.9 %.2f µs, max %.2f µs",
-                 count, samples, pct(0.50), pct(0.99), pct(0.999), Double(nanos[samples - 1]) / 1000))
-    print(pct(0.99) <= 5 ? "p99 within the 5 µs target" : "p99 ABOVE the 5 µs target")
-    var scans: [Double] = []
-    var oldest: [(digest: Digest, record: BlobRecord)] = []
-    for _ in 0..<3 {
-        let t0 = ContinuousClock.now
-        oldest = try index.leastRecentlyUsed(limit: 1000)
-        scans.append(seconds(ContinuousClock.now - t0) * 1000)
+    func victimScan() throws -> [Digest] {
+        var scans: [Double] = []
+        var oldest: [(digest: Digest, record: BlobRecord)] = []
+        for _ in 0..<3 {
+            let t0 = ContinuousClock.now
+            oldest = try index.leastRecentlyUsed(limit: 1000)
+            scans.append(seconds(ContinuousClock.now - t0) * 1000)
+        }
+        guard oldest.count == min(1000, count) else { fatalError("victim scan returned \(oldest.count)") }
+        let how = try index.isAccessOrderComplete() ? "access-order index" : "full scan"
+        print(String(format: "LRU victim scan (leastRecentlyUsed, oldest 1000 of %d, %@): first %.2f ms, best of 3 %.2f ms", count, how, scans[0], scans.min()!))
+        return oldest.map(\.digest)
     }
-    guard oldest.count == min(1000, count) else { fatalError("victim scan returned \(oldest.count)") }
-    print(String(format: "LRU victim scan (leastRecentlyUsed, oldest 1000 of %d): first %.1f ms, best of 3 %.1f ms", count, scans[0], scans.min()!))
-    let size = (try FileManager.default.attributesOfItem(atPath: layout.indexDirectory + "/data.mdb")[.size] as? Int) ?? 0
-    print(String(format: "index open %.2f ms; data.mdb %.2f GiB (%d bytes)", seconds(openTime) * 1000, Double(size) / Double(1 << 30), size))
+    let scanned = try victimScan()
+    if try !index.isAccessOrderComplete() {
+        // An index from before the access order (or from `generate` by an older bench): build it
+        // the way a server does in the background, then scan again; both scans must agree.
+        let t0 = ContinuousClock.now
+        let written = try index.buildAccessOrder()
+        print(String(format: "built the access order (%d keys) in %.1f s", written, seconds(ContinuousClock.now - t0)))
+        guard try victimScan() == scanned else { fatalError("the access order disagrees with the full scan") }
+    }
+    let size = fileSize(layout.indexDirectory + "/data.mdb")
+    print(String(format: "index open %.2f ms; data.mdb %.2f GiB (%ld bytes)", seconds(openTime) * 1000, Double(size) / Double(1 << 30), size))
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
