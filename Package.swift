@@ -168,7 +168,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfUpstreamTests", dependencies: ["WharfUpstream", "OCIDistribution"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfStorageTests", dependencies: [
-            "WharfStorage", "OCIDistribution", "WharfClock",
+            "WharfStorage", "OCIDistribution", "WharfClock", "LMDB",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfMirrorTests", dependencies: [
