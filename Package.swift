@@ -143,7 +143,7 @@ let package = Package(
         ], path: "loadtest/DigestBench", swiftSettings: swiftSettings),
 
         .executableTarget(name: "HitPathBench", dependencies: ["WharfStorage", "OCIDistribution"], path: "loadtest/HitPathBench", swiftSettings: swiftSettings),
-        .executableTarget(name: "IndexBench", dependencies: ["LMDB"], path: "loadtest/IndexBench", swiftSettings: swiftSettings),
+        .executableTarget(name: "IndexBench", dependencies: ["LMDB", "WharfStorage", "OCIDistribution", "WharfClock"], path: "loadtest/IndexBench", swiftSettings: swiftSettings),
         .executableTarget(name: "StartupBench", dependencies: [
             "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfClock",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -168,7 +168,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfUpstreamTests", dependencies: ["WharfUpstream", "OCIDistribution"], swiftSettings: swiftSettings),
         .testTarget(name: "WharfStorageTests", dependencies: [
-            "WharfStorage", "OCIDistribution", "WharfClock",
+            "WharfStorage", "OCIDistribution", "WharfClock", "LMDB",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .testTarget(name: "WharfMirrorTests", dependencies: [

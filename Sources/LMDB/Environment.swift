@@ -44,10 +44,9 @@ public final class Environment: @unchecked Sendable {
     /// on Linux only pages actually written use disk).
     ///
     /// - Parameters:
-    ///   - mapSize: maximum database size in bytes. Writes that would exceed it
-    ///     throw ``LMDBError/mapFull`` (the map is not grown automatically:
-    ///     `mdb_env_set_mapsize` is only safe with no transaction active in the
-    ///     process, so the default is simply made huge; it costs address space only).
+    ///   - mapSize: initial maximum database size in bytes. A write that would
+    ///     exceed it grows the map (see ``write(_:)``), so this is not a hard
+    ///     limit; the default is simply made huge (it costs address space only).
     ///   - maxDatabases: maximum number of named databases.
     ///   - maxReaders: maximum number of simultaneous read transactions.
     ///   - options: extra durability / I/O flags.
@@ -106,6 +105,8 @@ public final class Environment: @unchecked Sendable {
 
     /// Runs `body` in a read-only snapshot transaction (`MDB_RDONLY`), which is
     /// always aborted (reset and pooled) afterwards, even if `body` throws.
+    /// Do not call `read` or ``write(_:)`` inside `body`: while the map grows,
+    /// new reads wait for the ones in flight (see ``write(_:)``).
     public func read<R>(_ body: (borrowing ReadTransaction) throws -> R) throws -> R {
         let txn = try readers.checkOut()
         defer { readers.checkIn(txn) }
@@ -115,24 +116,56 @@ public final class Environment: @unchecked Sendable {
     /// Runs `body` in the read-write transaction and commits it if `body`
     /// returns; aborts it (leaving nothing behind) if `body` throws.
     ///
+    /// When the map is full (`MDB_MAP_FULL` from a write in `body` or from the
+    /// commit), the transaction is aborted, the map doubled and `body` run
+    /// again in a new transaction, so `body` must not keep state from an
+    /// earlier run (it may run more than once; what it returns is from the run
+    /// that committed). Growing waits for the read transactions of this process
+    /// in flight to end and holds off new ones meanwhile (for as long as those
+    /// reads plus the remap take), so never call `write` from inside a
+    /// ``read(_:)`` body, nor nest ``read(_:)`` calls.
+    /// The same happens when another process grew the map (`MDB_MAP_RESIZED`).
+    ///
     /// Writers are serialized by an in-process mutex and the call is fully
     /// synchronous: LMDB's writer lock belongs to the OS thread. Do not nest
     /// `write` calls or call ``database(named:)`` inside `body` (deadlock).
     public func write<R>(_ body: (borrowing WriteTransaction) throws -> R) throws -> R {
         return try writeLock.withLock { _ throws -> R in
-            var txn: OpaquePointer?
-            try check(mdb_txn_begin(env, nil, 0, &txn))
-            guard let txn else { throw LMDBError.outOfMemory }
-            let result: R
-            do {
-                result = try body(WriteTransaction(core: TransactionCore(txn: txn, maxKeySize: maxKeySize)))
-            } catch {
-                mdb_txn_abort(txn)
-                throw error
+            var growths = 0
+            while true {
+                do {
+                    return try writeOnce(body)
+                } catch let error as LMDBError where (error == .mapFull || error.code == MDB_MAP_RESIZED) && growths < 32 {
+                    growths += 1
+                    try readers.withNoActiveReaders {
+                        // 0 adopts the size another process set; otherwise double ours.
+                        try check(mdb_env_set_mapsize(env, error == .mapFull ? currentMapSize() * 2 : 0))
+                    }
+                }
             }
-            try check(mdb_txn_commit(txn))  // frees txn on success and failure
-            return result
         }
+    }
+
+    /// One attempt of ``write(_:)``, with the write lock held.
+    private func writeOnce<R>(_ body: (borrowing WriteTransaction) throws -> R) throws -> R {
+        var txn: OpaquePointer?
+        try check(mdb_txn_begin(env, nil, 0, &txn))
+        guard let txn else { throw LMDBError.outOfMemory }
+        let result: R
+        do {
+            result = try body(WriteTransaction(core: TransactionCore(txn: txn, maxKeySize: maxKeySize)))
+        } catch {
+            mdb_txn_abort(txn)
+            throw error
+        }
+        try check(mdb_txn_commit(txn))  // frees txn on success and failure
+        return result
+    }
+
+    private func currentMapSize() -> Int {
+        var info = MDB_envinfo()
+        mdb_env_info(env, &info)
+        return info.me_mapsize
     }
 
     /// Flushes data to disk (`mdb_env_sync`). With `force: false` the flush is
@@ -147,9 +180,5 @@ public final class Environment: @unchecked Sendable {
     }
 
     /// The current map size in bytes (the maximum database size).
-    public var mapSize: Int {
-        var info = MDB_envinfo()
-        mdb_env_info(env, &info)
-        return info.me_mapsize
-    }
+    public var mapSize: Int { currentMapSize() }
 }

@@ -9,16 +9,19 @@ extension CacheIndex {
         public let digest: Digest
         public let size: Int64
         public let lastAccess: UInt64
+        /// A repository the upstream served it through (written as a confirmed link), if any.
+        public let link: (upstream: String, repository: String)?
 
-        public init(digest: Digest, size: Int64, lastAccess: UInt64) {
+        public init(digest: Digest, size: Int64, lastAccess: UInt64, link: (upstream: String, repository: String)? = nil) {
             self.digest = digest
             self.size = size
             self.lastAccess = lastAccess
+            self.link = link
         }
     }
 
-    /// Records many verified blobs in one transaction (bulk import, e.g. re-indexing files or
-    /// building a large index for `wharf-startup-bench`).
+    /// Records many verified blobs (and their links) in one transaction (bulk import, e.g. re-indexing
+    /// files or building a large index for `wharf-startup-bench` and `wharf-index-bench generate`).
     public func commitBlobs(_ entries: [BlobEntry]) throws {
         let now = self.clock.wallSeconds()
         let total = try self.environment.write { txn in
@@ -26,7 +29,10 @@ extension CacheIndex {
             for e in entries {
                 let key = Self.key(e.digest)
                 let old = try txn.withValue(self.blobs, key) { BlobRecord(decoding: $0) } ?? nil
-                try txn.put(self.blobs, key, BlobRecord(size: e.size, createdAt: now, lastAccess: e.lastAccess).encoded)
+                let record = BlobRecord(size: e.size, createdAt: now, lastAccess: e.lastAccess)
+                try txn.put(self.blobs, key, record.encoded)
+                try self.recordAccessOrder(txn, e.digest, old: old, new: record)
+                if let link = e.link { try txn.put(self.links, Self.linkKey(link.upstream, link.repository, e.digest), Self.confirmedLink) }
                 delta += e.size - (old?.size ?? 0)
             }
             return try self.adjustTotal(txn, by: delta)

@@ -11,7 +11,8 @@ import WharfClock
 /// Databases: `blobs` (digest → ``BlobRecord``), `manifests` (digest → ``StoredManifest``),
 /// `tags` ((upstream, repo, tag, accept class) → ``TagRecord``), `links` ((upstream, repo, digest) →
 /// confirmed or named: which digests the upstream served through which repository, and which its
-/// manifests merely name) and `meta` (the running total of blob bytes, updated
+/// manifests merely name), `access` (the blobs again, keyed by last access: the eviction order, see
+/// `CacheIndex+AccessOrder.swift`) and `meta` (the running total of blob bytes, updated
 /// in the same transaction as every blob write, so startup never has to add up a million records).
 /// Reads never take the writer lock; last-access updates from hits are kept in memory and flushed in
 /// one batched write (``flushAccessTimes()``).
@@ -22,6 +23,8 @@ public final class CacheIndex: Sendable {
     let tags: Database
     let links: Database
     let meta: Database
+    /// (last access, created, digest) → empty: the blobs in eviction order.
+    let accessOrder: Database
     let pendingAccess = Mutex<[Digest: UInt64]>([:])
     let totalBytes = Atomic<Int64>(0)
     /// Told about every change of the blob-bytes total.
@@ -40,6 +43,7 @@ public final class CacheIndex: Sendable {
         self.tags = try self.environment.database(named: "tags")
         self.links = try self.environment.database(named: "links")
         self.meta = try self.environment.database(named: "meta")
+        self.accessOrder = try self.environment.database(named: "access")
         self.budget = budget
         self.clock = clock
         let stored = try self.environment.read { txn in try txn.withValue(self.meta, Self.totalKey) { Self.decodeTotal($0) } ?? nil }
@@ -48,6 +52,7 @@ public final class CacheIndex: Sendable {
         } else {
             try self.recomputeBlobBytes()
         }
+        try self.markAccessOrderCompleteIfEmpty()
     }
 
     /// Bytes of all blobs in the index (as of this process's last read or write of the total).
@@ -81,6 +86,7 @@ public final class CacheIndex: Sendable {
             let key = Self.key(digest)
             let old = try txn.withValue(self.blobs, key) { BlobRecord(decoding: $0) } ?? nil
             try txn.put(self.blobs, key, record.encoded)
+            try self.recordAccessOrder(txn, digest, old: old, new: record)
             if let link { try txn.put(self.links, Self.linkKey(link.upstream, link.repository, digest), Self.confirmedLink) }
             return try self.adjustTotal(txn, by: size - (old?.size ?? 0))
         }
@@ -110,6 +116,7 @@ public final class CacheIndex: Sendable {
                       shouldRemove(digest, record)
                 else { continue }
                 try txn.delete(self.blobs, key)
+                try self.recordAccessOrder(txn, digest, old: record, new: nil)
                 removed.append((digest, record))
                 freed += record.size
             }
@@ -137,9 +144,11 @@ public final class CacheIndex: Sendable {
             var n = 0
             for (digest, time) in pending {
                 let key = Self.key(digest)
-                guard var record = try txn.withValue(self.blobs, key, { BlobRecord(decoding: $0) }) ?? nil else { continue }
+                guard let old = try txn.withValue(self.blobs, key, { BlobRecord(decoding: $0) }) ?? nil else { continue }
+                var record = old
                 record.lastAccess = max(record.lastAccess, time)
                 try txn.put(self.blobs, key, record.encoded)
+                try self.recordAccessOrder(txn, digest, old: old, new: record)
                 n += 1
             }
             return n
@@ -235,7 +244,7 @@ public final class CacheIndex: Sendable {
         try self.environment.read { txn in try txn.get(self.links, Self.linkKey(upstream, repository, digest)) != nil }
     }
 
-    private static let confirmedLink: [UInt8] = [1]
+    static let confirmedLink: [UInt8] = [1]
     private static func isConfirmed(_ value: UnsafeRawBufferPointer) -> Bool { value.first == 1 }
 
     public func counts() throws -> (blobs: Int, manifests: Int, tags: Int) {
