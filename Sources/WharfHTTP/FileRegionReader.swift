@@ -89,18 +89,7 @@ final class FileRegionReader: ChannelDuplexHandler, RemovableChannelHandler {
     /// `count` bytes of `handle` from `offset`, or nil when fewer could be read.
     static func read(_ handle: NIOFileHandle, at offset: Int64, count: Int, allocator: ByteBufferAllocator) -> ByteBuffer? {
         var buffer = allocator.buffer(capacity: count)
-        let complete = (try? handle.withUnsafeFileDescriptor { fd -> Bool in
-            var done = 0
-            while done < count {
-                let n = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count - done) { raw -> Int in
-                    let r = pread(fd, raw.baseAddress!, count - done, off_t(offset) + off_t(done))
-                    return r > 0 ? r : 0
-                }
-                if n == 0 { return false }
-                done += n
-            }
-            return true
-        }) ?? false
+        let complete = (try? handle.withUnsafeFileDescriptor { buffer.writeFile($0, at: offset, count: count) }) ?? false
         return complete ? buffer : nil
     }
 }

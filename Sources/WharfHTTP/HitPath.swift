@@ -185,9 +185,8 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
             status: notModified ? "304 Not Modified" : "200 OK", allocator: outlet.channel.allocator,
             bodyCapacity: withBody ? manifest.bytes.count : 0)
         response.add("Content-Type", manifest.mediaType)  // validated when stored and when read
-        let digestText = manifest.digest.description
-        response.add("Docker-Content-Digest", digestText)
-        response.addQuoted("ETag", digestText)
+        response.add("Docker-Content-Digest", manifest.digest)
+        response.add("ETag", manifest.digest, quoted: true)
         response.add("Content-Length", Int64(manifest.bytes.count))
         if let namespace { response.add("OCI-Namespace", namespace) }
         response.finish(keepAlive: keepAlive)

@@ -49,13 +49,6 @@ struct HitResponseHead {
         self.buffer.writeStaticString("\r\n")
     }
 
-    mutating func addQuoted(_ name: StaticString, _ value: String) {
-        self.buffer.writeStaticString(name)
-        self.buffer.writeStaticString(": \"")
-        self.buffer.writeString(value)
-        self.buffer.writeStaticString("\"\r\n")
-    }
-
     /// Ends the head (with `Connection: close` unless the connection stays open).
     mutating func finish(keepAlive: Bool) {
         if !keepAlive { self.buffer.writeStaticString("Connection: close\r\n") }
@@ -63,18 +56,7 @@ struct HitResponseHead {
     }
 
     /// Appends `count` bytes of `fd` read from offset 0; false if the file had fewer.
-    mutating func appendFile(_ fd: Int32, count: Int) -> Bool {
-        var done = 0
-        while done < count {
-            let n = self.buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count - done) { raw in
-                let r = pread(fd, raw.baseAddress!, count - done, off_t(done))
-                return r > 0 ? r : 0
-            }
-            if n == 0 { return false }
-            done += n
-        }
-        return true
-    }
+    mutating func appendFile(_ fd: Int32, count: Int) -> Bool { self.buffer.writeFile(fd, at: 0, count: count) }
 
     /// Also appends an in-memory body.
     mutating func append(_ bytes: [UInt8]) { self.buffer.writeBytes(bytes) }

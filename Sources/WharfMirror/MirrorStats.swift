@@ -117,7 +117,9 @@ public final class MirrorStats: Sendable {
     public let startedAtWall = WharfClock.system.wallSeconds()
 
     /// Requests by route (the request kind) and status class.
-    public let requests: [RequestKind: RequestCounters]
+    public var requests: [RequestKind: RequestCounters] {
+        Dictionary(uniqueKeysWithValues: RequestKind.allCases.map { ($0, self.routes[$0.index].counters) })
+    }
     public let blobHits: StatCounter
     public let blobMisses: StatCounter
     public let manifestHits: StatCounter
@@ -150,10 +152,8 @@ public final class MirrorStats: Sendable {
     public let authRefusals: StatCounter
     /// Referrers answers by where they came from: the upstream's API, the tag schema, or none (empty).
     public let referrersServed: [ReferrersSource: StatCounter]
-    let requestDuration: [RequestKind: DurationHistogram]
-    /// The same counters and histograms by ``RequestKind/index``, for the per-request path.
-    private let requestsByIndex: [RequestCounters]
-    private let durationsByIndex: [DurationHistogram]
+    /// Each route's request counters and latency histogram, at its ``RequestKind/index``.
+    private let routes: [(counters: RequestCounters, duration: DurationHistogram)]
     let fillDuration: DurationHistogram
     private let repositories = Mutex<[String: RepositoryUsage]>([:])
     static let maxTrackedRepositories = 10_000
@@ -167,20 +167,14 @@ public final class MirrorStats: Sendable {
     public init() {
         let r = self.metrics
         let registry = self.metrics.registry
-        var requests: [RequestKind: RequestCounters] = [:]
-        var durations: [RequestKind: DurationHistogram] = [:]
         let buckets: [Duration] = [.microseconds(100), .milliseconds(1), .milliseconds(5), .milliseconds(25), .milliseconds(100),
                                    .milliseconds(500), .seconds(2), .seconds(10), .seconds(60)]
-        for kind in RequestKind.allCases {
-            requests[kind] = RequestCounters(r, route: kind.rawValue)
-            durations[kind] = registry.makeDurationHistogram(
+        self.routes = RequestKind.allCases.sorted { $0.index < $1.index }.map { kind in
+            (RequestCounters(r, route: kind.rawValue),
+             registry.makeDurationHistogram(
                 descriptor: r.descriptor("wharf_request_duration_seconds", "Request latency by route"), labels: [("route", kind.rawValue)],
-                buckets: buckets)
+                buckets: buckets))
         }
-        self.requests = requests
-        self.requestDuration = durations
-        self.requestsByIndex = RequestKind.allCases.map { requests[$0]! }
-        self.durationsByIndex = RequestKind.allCases.map { durations[$0]! }
         self.blobHits = StatCounter(r, "wharf_cache_hits_total", [("kind", "blob")], help: "Requests answered from the cache")
         self.manifestHits = StatCounter(r, "wharf_cache_hits_total", [("kind", "manifest")], help: "Requests answered from the cache")
         self.blobMisses = StatCounter(r, "wharf_cache_misses_total", [("kind", "blob")], help: "Requests that needed the upstream")
@@ -217,8 +211,9 @@ public final class MirrorStats: Sendable {
 
     /// Counts one request of `kind` answered with `status` (0: none sent) after `duration`.
     public func request(_ kind: RequestKind, status: Int, duration: Duration) {
-        self.requestsByIndex[kind.index].add(status: status)
-        self.durationsByIndex[kind.index].record(duration)
+        let route = self.routes[kind.index]
+        route.counters.add(status: status)
+        route.duration.record(duration)
     }
 
     public func fillFinished(after duration: Duration) { self.fillDuration.record(duration) }
