@@ -57,17 +57,28 @@ extension CacheIndex {
     /// the write transaction. Works by windows of last-access hours holding about `window` records
     /// (one read pass each, then sorted writes of 100,000 keys per transaction), so memory stays
     /// bounded and the B-tree is appended to rather than rewritten. Blocking: run it off the request path.
+    /// Once `shouldStop` says so it returns what it wrote so far and leaves the order incomplete
+    /// (the next start goes on from scratch; keys already written stay right).
     @discardableResult
-    public func buildAccessOrder(window: Int = 500_000) throws -> Int {
+    public func buildAccessOrder(window: Int = 500_000, shouldStop: () -> Bool = { false }) throws -> Int {
         guard try !self.isAccessOrderComplete() else { return 0 }
+        var stopped = false
+        /// Polled once per 65,536 records read and once per write transaction.
+        func stopping(_ counter: inout Int) -> Bool {
+            counter &+= 1
+            if counter & 0xFFFF == 0, shouldStop() { stopped = true }
+            return stopped
+        }
+        var seen = 0
         // Pass 1: how many records were last accessed in each hour.
         var hours: [UInt64: Int] = [:]
         try self.environment.read { txn in
             try txn.forEach(self.blobs) { _, v in
                 if let r = BlobRecord(decoding: v) { hours[r.lastAccess / 3600, default: 0] += 1 }
-                return true
+                return !stopping(&seen)
             }
         }
+        if stopped { return 0 }
         var windows: [ClosedRange<UInt64>] = []
         var first: UInt64?
         var inWindow = 0
@@ -88,11 +99,13 @@ extension CacheIndex {
             try self.environment.read { txn in
                 try txn.forEach(self.blobs) { k, v in
                     if let r = BlobRecord(decoding: v), hoursInWindow.contains(r.lastAccess / 3600), let d = Self.digest(fromKey: k) { picked.append((d, r)) }
-                    return true
+                    return !stopping(&seen)
                 }
             }
+            if stopped { return written }
             picked.sort { ($0.record.lastAccess, $0.record.createdAt) < ($1.record.lastAccess, $1.record.createdAt) }
             for start in stride(from: 0, to: picked.count, by: 100_000) {
+                if shouldStop() { return written }
                 written += try self.environment.write { txn in
                     var n = 0
                     for (digest, _) in picked[start..<min(start + 100_000, picked.count)] {

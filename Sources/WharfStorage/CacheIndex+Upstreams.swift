@@ -8,9 +8,12 @@ import LMDB
 extension CacheIndex {
     static let upstreamsKey = Array("upstream-names".utf8)
 
-    /// Records `names` as the folder's upstreams, replacing what an earlier start recorded.
+    /// Records `names` as the folder's upstreams, replacing what an earlier start recorded. A restart
+    /// with the same names writes nothing: the start path then opens no write transaction at all.
     public func recordUpstreamNames(_ names: [String]) throws {
         let value = Array(names.joined(separator: "\n").utf8)
+        let recorded = try self.environment.read { txn in try txn.get(self.meta, Self.upstreamsKey) }
+        guard recorded != value else { return }
         try self.environment.write { txn in
             let current = try txn.get(self.meta, Self.upstreamsKey)
             if current != value { try txn.put(self.meta, Self.upstreamsKey, value) }

@@ -41,10 +41,11 @@ public struct CacheReconciler: Sendable {
     }
 
     /// Index → disk. An entry is dropped only if, inside the write transaction that drops it, its
-    /// file is still missing or of the wrong size (a fill may have just put it back).
-    public func dropEntriesWithoutFiles(dryRun: Bool, into report: inout Report) throws {
+    /// file is still missing or of the wrong size (a fill may have just put it back). Returns early,
+    /// between batches, once `shouldStop` says so (a server shutting down).
+    public func dropEntriesWithoutFiles(dryRun: Bool, into report: inout Report, shouldStop: () -> Bool = { false }) throws {
         var after: Digest?
-        while true {
+        while !shouldStop() {
             let batch = try self.index.blobs(after: after, limit: self.batchSize)
             guard let last = batch.last else { return }
             after = last.digest
@@ -65,12 +66,14 @@ public struct CacheReconciler: Sendable {
     /// Disk → index. Removes digest-named files without an entry, except those `isInUse` claims and,
     /// when `modifiedBefore` (nanoseconds since the epoch) is given, those modified at or after it:
     /// a running server passes its start time, so a fill between rename and commit is never touched.
+    /// Returns early, between folders, once `shouldStop` says so.
     public func removeOrphanFiles(
-        dryRun: Bool, modifiedBefore: Int64?, isInUse: (Digest) -> Bool, into report: inout Report
+        dryRun: Bool, modifiedBefore: Int64?, isInUse: (Digest) -> Bool, into report: inout Report, shouldStop: () -> Bool = { false }
     ) throws {
         let root = self.store.layout.blobsDirectory
         for algorithm in FileSystemCalls.listDirectory(root) {
             for prefix in FileSystemCalls.listDirectory(root + "/" + algorithm) {
+                if shouldStop() { return }
                 let folder = root + "/" + algorithm + "/" + prefix
                 var named: [Digest] = []
                 for name in FileSystemCalls.listDirectory(folder) {

@@ -72,6 +72,10 @@ import WharfStorage
         #expect(try index.leastRecentlyUsed(limit: 300).map(\.digest) == expected)  // the full scan
         // A write before the build keeps its key up to date too.
         try index.removeBlob(expected[0])
+        // A build stopped (a shutdown) before its last window leaves the order incomplete: still the full scan.
+        #expect(try index.buildAccessOrder(window: 40, shouldStop: { true }) == 0)
+        #expect(try !index.isAccessOrderComplete())
+        #expect(try index.leastRecentlyUsed(limit: 300).map(\.digest) == Array(expected.dropFirst()))
         #expect(try index.buildAccessOrder(window: 40) == 299)  // several windows
         #expect(try index.isAccessOrderComplete())
         #expect(try index.leastRecentlyUsed(limit: 300).map(\.digest) == Array(expected.dropFirst()))
