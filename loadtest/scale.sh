@@ -25,7 +25,7 @@ echo "load before: $(uptime)"
 
 ms() { date +%s%N; }
 start_server() {  # $@: extra serve flags; sets pid, t_v2_ms, t_hit_ms
-  rm -rf "$run"; cp -a "$gen" "$run"
+  rm -rf "$run"; cp -a "$gen" "$run"; sync  # no dirty pages of the copy left for the server's first commit to flush
   local hit; hit=$(head -1 "$gen/scale-hits.txt")
   local t0; t0=$(ms)
   "$bin/wharf" serve --data-dir "$run" --listen "127.0.0.1:$port" --upstream http://127.0.0.1:9 --log-level error "$@" 2>"$work/serve.log" &

@@ -54,18 +54,24 @@ extension ReadService {
     /// Files up to ``inlineBodyLimit`` come from `files`, the loop's open-file cache.
     public func cachedBlob(_ query: BlobQuery, _ routed: RoutedRequest, files: LoopOpenFiles) -> BlobAnswer? {
         let digest = query.digest
-        guard let found = try? self.mirror.index.blob(digest, linkedTo: routed.upstreamName, repository: routed.repository),
-              let record = found.record, found.linked
+        if query.isHead {
+            // A HEAD opens no file, so it asks the record too: a link outlives an evicted blob.
+            guard let found = try? self.mirror.index.blob(digest, linkedTo: routed.upstreamName, repository: routed.repository),
+                  let record = found.record, found.linked
+            else { return nil }
+            return .head(size: record.size, cache: .hit)
+        }
+        // One lookup: the size comes with the link; the file (opened and sized) is the proof it is cached.
+        guard let size = try? self.mirror.index.confirmedBlobSize(digest, linkedTo: routed.upstreamName, repository: routed.repository)
         else { return nil }
-        if query.isHead { return .head(size: record.size, cache: .hit) }
-        if record.size <= Self.inlineBodyLimit {
-            guard let cached = files.cache.descriptor(digest, record: record, now: self.mirror.index.clock.wallSeconds()) else { return nil }
+        if size <= Self.inlineBodyLimit {
+            guard let cached = files.cache.descriptor(digest, size: size, now: self.mirror.index.clock.wallSeconds()) else { return nil }
             if cached.touch { self.mirror.index.touch(digest) }
-            return .file(CachedFile(descriptor: cached.fd, size: record.size, owned: false, mark: nil))
+            return .file(CachedFile(descriptor: cached.fd, size: size, owned: false, mark: nil))
         }
         let mark = self.mirror.serving.markServing(digest)
         guard let opened = self.mirror.store.open(digest) else { return nil }
-        guard opened.size == record.size else {
+        guard opened.size == size else {
             close(opened.fd)
             return nil
         }

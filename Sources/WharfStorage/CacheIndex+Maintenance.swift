@@ -32,7 +32,7 @@ extension CacheIndex {
                 let record = BlobRecord(size: e.size, createdAt: now, lastAccess: e.lastAccess)
                 try txn.put(self.blobs, key, record.encoded)
                 try self.recordAccessOrder(txn, e.digest, old: old, new: record)
-                if let link = e.link { try txn.put(self.links, Self.linkKey(link.upstream, link.repository, e.digest), Self.confirmedLink) }
+                if let link = e.link { try txn.put(self.links, Self.linkKey(link.upstream, link.repository, e.digest), Self.confirmedLink(size: e.size)) }
                 delta += e.size - (old?.size ?? 0)
             }
             return try self.adjustTotal(txn, by: delta)

@@ -87,7 +87,7 @@ public final class CacheIndex: Sendable {
             let old = try txn.withValue(self.blobs, key) { BlobRecord(decoding: $0) } ?? nil
             try txn.put(self.blobs, key, record.encoded)
             try self.recordAccessOrder(txn, digest, old: old, new: record)
-            if let link { try txn.put(self.links, Self.linkKey(link.upstream, link.repository, digest), Self.confirmedLink) }
+            if let link { try txn.put(self.links, Self.linkKey(link.upstream, link.repository, digest), Self.confirmedLink(size: size)) }
             return try self.adjustTotal(txn, by: size - (old?.size ?? 0))
         }
         self.indexChanged(total: total, committed: digest)
@@ -215,11 +215,15 @@ public final class CacheIndex: Sendable {
     // what is pushed), so that alone never opens another repository's cached bytes (issue #12, bug 3).
     // Links written before this distinction hold an empty value and count as named.
 
-    /// Records that the upstream served or confirmed each of `digests` through `repository`.
+    /// Records that the upstream served or confirmed each of `digests` through `repository` (with
+    /// the blob's size when it is cached, for the one-lookup hit: `CacheIndex+HitLookup.swift`).
     public func link(_ digests: [Digest], upstream: String, repository: String) throws {
         guard !digests.isEmpty else { return }
         try self.environment.write { txn in
-            for d in digests { try txn.put(self.links, Self.linkKey(upstream, repository, d), Self.confirmedLink) }
+            for d in digests {
+                let size = try txn.withValue(self.blobs, Self.key(d)) { BlobRecord(decoding: $0)?.size } ?? nil
+                try txn.put(self.links, Self.linkKey(upstream, repository, d), size.map(Self.confirmedLink(size:)) ?? Self.confirmedLink)
+            }
         }
     }
 

@@ -41,15 +41,15 @@ public final class BlobFileChanges: Sendable {
 /// hit on a cached file skips `open`, `fstat` and `close` (and building its path).
 ///
 /// Not thread-safe: one instance per event loop, used only on that loop. An entry is used only
-/// while the index record it was opened for is the current one (same size and creation time) and
-/// no ``BlobFileChanges`` entry names its digest since, so a scrubbed, evicted or refilled file's
-/// old descriptor is never read. Full: the oldest entry is closed (a clock over fixed slots).
+/// while no ``BlobFileChanges`` entry names its digest since it was opened (``BlobStore`` records
+/// every removal and every publish of a blob file) and its size is the one the index gives, so a
+/// scrubbed, evicted or refilled file's old descriptor is never read. Full: the oldest entry is
+/// closed (a clock over fixed slots).
 public final class OpenBlobFiles {
     private struct Slot {
         let digest: Digest
         let fd: Int32
         let size: Int64
-        let createdAt: UInt64
         /// The second of the last access-time update through this cache.
         var touchedAt: UInt64 = 0
     }
@@ -70,13 +70,13 @@ public final class OpenBlobFiles {
 
     public var count: Int { self.byDigest.count }
 
-    /// An open descriptor of `digest`'s file as indexed by `record`, owned by the cache: read it
-    /// with `pread` now, never close it or keep it. Nil if the file is missing or differs in size.
-    /// `touch` is true the first time in second `now` (access times have one-second resolution).
-    public func descriptor(_ digest: Digest, record: BlobRecord, now: UInt64) -> (fd: Int32, touch: Bool)? {
+    /// An open descriptor of `digest`'s file, of `size` bytes as the index says, owned by the cache:
+    /// read it with `pread` now, never close it or keep it. Nil if the file is missing or differs in
+    /// size. `touch` is true the first time in second `now` (access times have one-second resolution).
+    public func descriptor(_ digest: Digest, size: Int64, now: UInt64) -> (fd: Int32, touch: Bool)? {
         if self.store.changes.current != self.seen { self.dropChanged() }
         if let i = self.byDigest[digest], let slot = self.slots[i] {
-            if slot.size == record.size, slot.createdAt == record.createdAt {
+            if slot.size == size {
                 guard slot.touchedAt != now else { return (slot.fd, false) }
                 self.slots[i]!.touchedAt = now
                 return (slot.fd, true)
@@ -84,12 +84,12 @@ public final class OpenBlobFiles {
             self.drop(at: i)
         }
         guard let opened = self.store.open(digest) else { return nil }
-        guard opened.size == record.size, !self.slots.isEmpty else {
+        guard opened.size == size, !self.slots.isEmpty else {
             Glibc.close(opened.fd)
             return nil
         }
         let i = self.free.popLast() ?? self.evictOne()
-        self.slots[i] = Slot(digest: digest, fd: opened.fd, size: opened.size, createdAt: record.createdAt, touchedAt: now)
+        self.slots[i] = Slot(digest: digest, fd: opened.fd, size: opened.size, touchedAt: now)
         self.byDigest[digest] = i
         return (opened.fd, true)
     }

@@ -12,8 +12,8 @@
 //       index <-> disk check would drop them. Writes DIR/scale-hits.txt (GET paths of the K files)
 //       and DIR/scale-lookups.txt (100,000 paths of synthetic records: index hits without a file).
 //   wharf-index-bench measure DIR [--samples S]
-//       Opens DIR's index and measures CacheIndex.blob(_:linkedTo:repository:) (the hit path's
-//       lookup) on S random synthetic records, the LRU victim scan (leastRecentlyUsed, 1,000
+//       Opens DIR's index and measures CacheIndex.confirmedBlobSize (the GET hit's one lookup) and
+//       CacheIndex.blob(_:linkedTo:repository:) (a HEAD's: record and link) on S random synthetic records, the LRU victim scan (leastRecentlyUsed, 1,000
 //       oldest) and the index file size.
 import Foundation
 import LMDB
@@ -122,22 +122,30 @@ func measure(_ root: String, _ args: [String]) throws {
     // Two passes over the same keys: the first pays for mapping each touched index page into this
     // process (a minor fault per page: the file is in the page cache but was never touched here, as
     // after a restart), the second is the steady state of a server whose hot pages are mapped.
-    for pass in ["first touch", "steady state"] {
-        var nanos = [Int64](repeating: 0, count: samples)
-        var found = 0
-        for (s, (digest, repository)) in keys.enumerated() {
-            let t0 = ContinuousClock.now
-            let answer = try index.blob(digest, linkedTo: upstreamName, repository: repository)
-            let dt = ContinuousClock.now - t0
-            nanos[s] = dt.components.attoseconds / 1_000_000_000 + dt.components.seconds * 1_000_000_000
-            if answer.record != nil && answer.linked { found += 1 }
+    // The GET hit's lookup (one B-tree descent: the size comes with the link), then the HEAD's and
+    // older links' (the blob record as well). The hit-path target applies to the first.
+    let lookups: [(name: String, lookup: (Digest, String) throws -> Bool)] = [
+        ("CacheIndex.confirmedBlobSize, the GET hit", { try index.confirmedBlobSize($0, linkedTo: upstreamName, repository: $1) != nil }),
+        ("CacheIndex.blob linkedTo:, record and link", { let a = try index.blob($0, linkedTo: upstreamName, repository: $1); return a.record != nil && a.linked }),
+    ]
+    for (name, lookup) in lookups {
+        for pass in ["first touch", "steady state"] {
+            var nanos = [Int64](repeating: 0, count: samples)
+            var found = 0
+            for (s, (digest, repository)) in keys.enumerated() {
+                let t0 = ContinuousClock.now
+                let answer = try lookup(digest, repository)
+                let dt = ContinuousClock.now - t0
+                nanos[s] = dt.components.attoseconds / 1_000_000_000 + dt.components.seconds * 1_000_000_000
+                if answer { found += 1 }
+            }
+            guard found == samples else { fatalError("lookups missed entries: \(samples - found) of \(samples)") }
+            nanos.sort()
+            func pct(_ p: Double) -> Double { Double(nanos[min(samples - 1, Int(Double(samples) * p))]) / 1000 }
+            print(String(format: "Wharf index lookup (%@, %@), %d entries, %d samples: p50 %.2f µs, p99 %.2f µs, p99.9 %.2f µs, max %.2f µs",
+                         name, pass, count, samples, pct(0.50), pct(0.99), pct(0.999), Double(nanos[samples - 1]) / 1000))
+            if pass == "steady state", name.hasSuffix("GET hit") { print(pct(0.99) <= 5 ? "p99 within the 5 µs target" : "p99 ABOVE the 5 µs target") }
         }
-        guard found == samples else { fatalError("lookups missed entries: \(samples - found) of \(samples)") }
-        nanos.sort()
-        func pct(_ p: Double) -> Double { Double(nanos[min(samples - 1, Int(Double(samples) * p))]) / 1000 }
-        print(String(format: "Wharf index lookup (CacheIndex.blob linkedTo:, %@), %d entries, %d samples: p50 %.2f µs, p99 %.2f µs, p99.9 %.2f µs, max %.2f µs",
-                     pass, count, samples, pct(0.50), pct(0.99), pct(0.999), Double(nanos[samples - 1]) / 1000))
-        if pass == "steady state" { print(pct(0.99) <= 5 ? "p99 within the 5 µs target" : "p99 ABOVE the 5 µs target") }
     }
     func victimScan() throws -> [Digest] {
         var scans: [Double] = []
