@@ -62,7 +62,14 @@ extension UpstreamClient {
         let client = self.clients.client(for: exchange.key.kind, method: method, timeouts: self.configuration.transportTimeouts)
         do {
             let sentAt = ContinuousClock.now
-            let response = try await client.execute(request, timeout: Self.timeAmount(timeout))
+            let response: HTTPClientResponse
+            if exchange.key.kind == .blob, method == .GET {
+                // Blob bodies (possibly gigabytes) are read in batches: see StreamedBody.
+                let blobRequest = try HTTPClient.Request(url: url, method: method, headers: request.headers)
+                response = try await StreamedBody.execute(blobRequest, on: client, headDeadline: .now() + Self.timeAmount(timeout))
+            } else {
+                response = try await client.execute(request, timeout: Self.timeAmount(timeout))
+            }
             let took = ContinuousClock.now - sentAt
             self.answers.add(1, ordering: .relaxed)
             self.answerNanoseconds.add(Int(took.components.seconds) * 1_000_000_000 + Int(took.components.attoseconds / 1_000_000_000), ordering: .relaxed)
