@@ -110,7 +110,6 @@ struct BlobEndpoint: Sendable {
         let status: HTTPResponseStatus = bounds == nil ? .ok : .partialContent
         let start = Int(bounds?.lowerBound ?? 0), end = Int(bounds.map { $0.upperBound + 1 } ?? size)
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
-        writer.files.track(handle)
         writer.status = Int(status.code)
         let head = HTTPResponseHead(version: .http1_1, status: status, headers: h)
         guard end > start else {

@@ -28,7 +28,6 @@ extension ResponseWriter {
     /// chunks below the encoder. ``FileRegionCloser`` closes the file once written.
     func writeFileBody(fd: Int32, from start: Int64, to end: Int64) async throws {
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
-        self.files.track(handle)
         let region = FileRegion(fileHandle: handle, readerIndex: Int(start), endIndex: Int(end))
         do {
             try await self.writeBody(.fileRegion(region))

@@ -15,6 +15,10 @@ import Glibc
 
 /// The HTTP/1.1 front: accepts connections, parses requests, hands them to ``RegistryHandler``.
 ///
+/// A connection is its NIO pipeline only: cache hits are answered on the event loop (``HitPath``),
+/// and a task is started for each request that needs the async side (``ConnectionLifecycle``,
+/// ``AsyncSideJob``). An idle connection holds no task.
+///
 /// Runs as a `Service`: on graceful shutdown it stops accepting (NIO's `ServerQuiescingHelper`),
 /// lets every response in flight finish on both request paths — a big hit's sendfile included — up
 /// to `drainTimeout`, and closes each connection once it has nothing in flight
@@ -53,7 +57,8 @@ public final class RegistryServer: Service, Sendable {
     private let handler: RegistryHandler
     private let logger: Logger
     private let connections = ConnectionRegistry()
-    private let unserved = UnservedConnections()
+    /// The tasks answering requests on the async side.
+    private let asyncSide = AsyncSideTasks()
     private let quiesce = ServerQuiescingHelper(group: MultiThreadedEventLoopGroup.singleton)
     private let quiesced = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Void.self)
     private let openFiles: OpenFilesPerLoop
@@ -70,6 +75,11 @@ public final class RegistryServer: Service, Sendable {
 
     /// Connections this listener holds now (counted against ``Configuration/connectionLimits``).
     public var openConnections: Int { self.admissions.total }
+
+    /// Tasks answering requests on the async side now (at most one per connection), and how many
+    /// were started since the server started (one per request). A connection whose requests are all
+    /// cache hits answered on the event loop never starts one.
+    public var asyncSideTasks: (running: Int, started: Int) { self.asyncSide.counts }
 
     /// The port actually bound (useful with port 0); waits until the listener is up.
     public func boundPort() async throws -> Int {
@@ -97,12 +107,16 @@ public final class RegistryServer: Service, Sendable {
     public func run() async throws {
         let config = self.configuration
         let reads = self.handler.reads, connections = self.connections, edge = self.handler.edge
-        let openFiles = self.openFiles, admissions = self.admissions, quiesce = self.quiesce, unserved = self.unserved
+        let openFiles = self.openFiles, admissions = self.admissions, quiesce = self.quiesce
+        let answer: @Sendable (AsyncSideJob) -> Void = { [asyncSide = self.asyncSide] job in
+            // After the drain every connection is closed; a job that comes anyway closes its own.
+            if !asyncSide.start({ await self.answer(job) }) { job.failed() }
+        }
         // Synchronous hits need open access (authentication is async).
         let hitPath = self.handler.auth.mode == .open && config.hitPath
-        let serverChannel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
+        let listener: any Channel
         do {
-            serverChannel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelInitializer { channel in
@@ -115,12 +129,16 @@ public final class RegistryServer: Service, Sendable {
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 // A client that sends its request and then shuts down its side still gets the answer.
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
-                .bind(host: config.host, port: config.port) { channel in
+                .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
                         let admission = ConnectionAdmission(admissions, channel: channel)
                         try sync.addHandler(admission)
-                        if admission.isRefused, config.tls != nil { channel.close(promise: nil) }
+                        if admission.isRefused {
+                            if config.tls != nil { channel.close(promise: nil) }
+                        } else {
+                            connections.add(channel)
+                        }
                         // Below TLS: a handshake trickled byte by byte is on the same clock as a head.
                         let deadline = RequestHeadDeadline(timeout: config.requestHeadTimeout)
                         try sync.addHandler(deadline)
@@ -141,22 +159,18 @@ public final class RegistryServer: Service, Sendable {
                         try sync.addHandler(HeadArrivalNotifier(deadline))
                         try sync.addHandler(ProtocolErrorResponder())
                         try sync.addHandler(FileRegionCloser())
-                        let lifecycle = ConnectionLifecycle()
+                        let lifecycle = ConnectionLifecycle(
+                            admission: .init(reserveOnly: admission.decision == .reserve, clientGone: admission.clientGone),
+                            startTask: answer)
                         if let front {
                             try sync.addHandler(HitPath(
                                 reads: reads, edge: edge, front: front, lifecycle: lifecycle, openFiles: openFiles.forLoop(channel.eventLoop),
                                 isShuttingDown: { connections.isShuttingDown }))
                         }
                         try sync.addHandler(lifecycle)
-                        let wrapped = try NIOAsyncChannel(
-                            wrappingChannelSynchronously: channel,
-                            configuration: .init(
-                                isOutboundHalfClosureEnabled: true,
-                                inboundType: HTTPServerRequestPart.self, outboundType: HTTPServerResponsePart.self))
-                        unserved.accepted(wrapped)
-                        return wrapped
                     }
                 }
+                .bind(host: config.host, port: config.port).get()
         } catch {
             let failure = ListenFailure(address: ListenFailure.address(host: config.host, port: config.port), error: error)
             let waiters = self.bound.withLock { b in defer { b.waiters = [] }; return b.waiters }
@@ -164,104 +178,69 @@ public final class RegistryServer: Service, Sendable {
             self.beginShutdown()  // nothing to drain; completes the quiesce promise
             throw failure
         }
-        let port = serverChannel.channel.localAddress?.port ?? config.port
+        let port = listener.localAddress?.port ?? config.port
         let waiters = self.bound.withLock { b in
             b.port = port
-            b.serverChannel = serverChannel.channel
+            b.serverChannel = listener
             defer { b.waiters = [] }
             return b.waiters
         }
         waiters.forEach { $0.resume(returning: port) }
         self.logger.info("listening", metadata: ["address": "\(config.host):\(port)", "tls": "\(config.tls != nil)"])
 
-        do {
-            try await self.serveConnections(serverChannel)
-        } catch {
-            await openFiles.closeAll()
-            throw error
-        }
+        await self.serveConnections(listener)
         await openFiles.closeAll()
         self.logger.info("server stopped")
     }
 
-    private func serveConnections(
-        _ serverChannel: NIOAsyncChannel<NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, Never>
-    ) async throws {
+    private func serveConnections(_ listener: any Channel) async {
         let config = self.configuration
-        try await withGracefulShutdownHandler {
-            try await withThrowingDiscardingTaskGroup { group in
-                try await serverChannel.executeThenClose { inbound in
-                    for try await connection in inbound {
-                        self.unserved.served(connection.channel)
-                        group.addTask { await self.serve(connection) }
-                    }
-                }
-                self.unserved.listenerClosed()
-                // Listener closed: every connection closes once what it has in flight is sent; the
-                // drain timeout closes what is left.
-                self.beginShutdown()  // no-op when the shutdown is what closed the listener
-                group.addTask {
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                try? await listener.closeFuture.get()
+            } onCancel: {
+                self.beginShutdown()
+                self.connections.closeAll()
+            }
+            // Listener closed: every connection closes once what it has in flight is sent; the drain
+            // timeout closes what is left.
+            self.beginShutdown()  // no-op when the shutdown is what closed the listener
+            await withDiscardingTaskGroup { drain in
+                drain.addTask {
                     try? await Task.sleep(for: config.drainTimeout)
                     self.connections.closeAll()
                 }
                 try? await self.quiesced.futureResult.get()
-                group.cancelAll()
+                drain.cancelAll()
             }
+            // Every connection is closed: tasks still answering (a request waiting on an upstream) stop.
+            await self.asyncSide.cancelAndWait()
         } onGracefulShutdown: {
             self.beginShutdown()
         }
     }
 
-    private func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) async {
-        let id = self.connections.add(connection.channel)
-        let files = QueuedFiles()
-        let client = ConnectionAdmissions.clientKey(connection.channel)
-        let admission = await Self.admission(of: connection.channel)
-        let reserveOnly = admission?.decision == .reserve
-        defer {
-            files.closeAll()
-            self.connections.remove(id)
-        }
+    /// Answers `job`'s request on the async side.
+    private func answer(_ job: AsyncSideJob) async {
+        let channel = job.channel, head = job.request.head
+        // Admitted into the reserve: probes (and, on the event loop, cache hits) only.
+        let refused = job.admission.reserveOnly && !Self.isProbe(head.uri)
+        let keepAlive = head.isKeepAlive && !self.connections.isShuttingDown && !refused
         do {
-            try await connection.executeThenClose { inbound, outbound in
-                var requests = inbound.makeAsyncIterator()
-                while let part = try await requests.next() {
-                    guard case .head(let head) = part else { continue }
-                    var bodyBytes = 0
-                    reading: while let more = try await requests.next() {
-                        switch more {
-                        case .body(let b):
-                            bodyBytes += b.readableBytes
-                            if bodyBytes > 1 << 20 { throw AbortResponse(reason: "request body too large") }
-                        case .end: break reading
-                        case .head: throw AbortResponse(reason: "request head inside a request")
-                        }
-                    }
-                    // Admitted into the reserve: probes (and, on the event loop, cache hits) only.
-                    let refused = reserveOnly && !Self.isProbe(head.uri)
-                    let keepAlive = head.isKeepAlive && !self.connections.isShuttingDown && !refused
-                    let writer = ResponseWriter(
-                        outbound: outbound, allocator: connection.channel.allocator, isHead: head.method == .HEAD, keepAlive: keepAlive,
-                        isSecure: self.configuration.tls != nil, files: files, client: client, channel: connection.channel)
-                    writer.clientGone = admission?.clientGone ?? connection.channel.closeFuture
-                    if refused {
-                        try await writer.sendError(RegistryError(.unavailable, "the server is at its connection limit", headers: [("Retry-After", "1")]))
-                    } else {
-                        try await self.handler.handle(head, writer)
-                    }
-                    guard keepAlive else {
-                        // Closing now would drop response bytes still queued (a big FileRegion):
-                        // half-close after they are written, then wait for the client to hang up.
-                        outbound.finish()
-                        try await connection.channel.closeFuture.get()
-                        return
-                    }
-                }
-                // The client closed its side: send what is queued, then close.
-                await Self.flushQueued(connection.channel)
+            if job.request.bodyTooLarge { throw AbortResponse(reason: "request body too large") }
+            let writer = ResponseWriter(
+                outbound: job.outbound, allocator: channel.allocator, isHead: head.method == .HEAD, keepAlive: keepAlive,
+                isSecure: self.configuration.tls != nil, client: ConnectionAdmissions.clientKey(channel), channel: channel)
+            writer.clientGone = job.clientGone
+            if refused {
+                try await writer.sendError(RegistryError(.unavailable, "the server is at its connection limit", headers: [("Retry-After", "1")]))
+            } else {
+                try await self.handler.handle(head, writer)
             }
+            job.answered(keepAlive: keepAlive)
         } catch {
             self.logger.debug("connection ended", metadata: ["reason": "\(error)"])
+            job.failed()
         }
     }
 }
@@ -271,13 +250,6 @@ extension RegistryServer {
     static func isProbe(_ uri: String) -> Bool {
         let path = uri.split(separator: "?", maxSplits: 1).first ?? ""
         return path == "/healthz" || path == "/readyz" || path == "/_ping"
-    }
-
-    /// Returns once every response byte queued on `channel` so far has been written (or failed).
-    /// (Closing drops what is queued, and half-closing the output of a connection whose input is
-    /// closed closes it whole.) An empty write next to the socket completes after all before it.
-    static func flushQueued(_ channel: any Channel) async {
-        try? await self.queuedBytesWritten(channel).get()
     }
 
     /// Succeeds once every response byte queued on `channel` so far has been written, fails if the connection failed first.
@@ -291,70 +263,68 @@ extension RegistryServer {
             return written.futureResult
         }
     }
-
-    /// The connection's admission: its decision and when its client has gone (one hop per connection).
-    static func admission(of channel: any Channel) async -> (decision: ConnectionAdmissions.Decision, clientGone: EventLoopFuture<Void>)? {
-        try? await channel.eventLoop.submit {
-            let admission = try channel.pipeline.syncOperations.handler(type: ConnectionAdmission.self)
-            return (admission.decision, admission.clientGone)
-        }.get()
-    }
-}
-
-/// Connections accepted but not yet handed to ``RegistryServer/serve(_:)``. One accepted as the
-/// listener closes may never be handed over (the bootstrap drops it); an async channel dropped
-/// unfinished traps, so those are finished and closed here instead.
-final class UnservedConnections: Sendable {
-    private typealias Wrapped = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
-    private let state = Mutex<(closed: Bool, pending: [ObjectIdentifier: Wrapped])>((false, [:]))
-
-    func accepted(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>) {
-        let tooLate = self.state.withLock { s in
-            if !s.closed { s.pending[ObjectIdentifier(connection.channel)] = connection }
-            return s.closed
-        }
-        if tooLate { Self.discard(connection) }
-    }
-
-    func served(_ channel: any Channel) { self.state.withLock { _ = $0.pending.removeValue(forKey: ObjectIdentifier(channel)) } }
-
-    /// Nothing will be served any more: what is pending (and anything accepted later) is closed.
-    func listenerClosed() {
-        let left = self.state.withLock { s in
-            s.closed = true
-            defer { s.pending = [:] }
-            return Array(s.pending.values)
-        }
-        left.forEach(Self.discard)
-    }
-
-    private static func discard(_ connection: Wrapped) {
-        connection.outbound.finish()
-        connection.channel.close(promise: nil)
-    }
 }
 
 /// Open connections, for the drain timeout's last resort, and whether a graceful shutdown began.
 final class ConnectionRegistry: Sendable {
-    private let channels = Mutex<(next: Int, open: [Int: any Channel])>((0, [:]))
+    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
     /// Read on every hit, so an atomic.
     private let shuttingDownFlag = Atomic<Bool>(false)
     var isShuttingDown: Bool { self.shuttingDownFlag.load(ordering: .relaxed) }
 
-    func add(_ channel: any Channel) -> Int {
-        self.channels.withLock { c in
-            c.next += 1
-            c.open[c.next] = channel
-            return c.next
-        }
+    /// Holds `channel` until it closes.
+    func add(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        self.channels.withLock { $0[id] = channel }
+        channel.closeFuture.whenComplete { _ in self.channels.withLock { _ = $0.removeValue(forKey: id) } }
     }
-
-    func remove(_ id: Int) { self.channels.withLock { _ = $0.open.removeValue(forKey: id) } }
 
     /// Marks the shutdown begun; true the first time.
     func shutdown() -> Bool { !self.shuttingDownFlag.exchange(true, ordering: .relaxed) }
 
     func closeAll() {
-        self.channels.withLock { Array($0.open.values) }.forEach { $0.close(promise: nil) }
+        self.channels.withLock { Array($0.values) }.forEach { $0.close(promise: nil) }
+    }
+}
+
+/// The tasks answering requests on the async side: one per request, started from the event loops,
+/// so they are not children of the server's task; a shutdown cancels and awaits those still running
+/// once every connection is closed.
+final class AsyncSideTasks: Sendable {
+    private struct State {
+        var next = 0
+        var running: [Int: Task<Void, Never>] = [:]
+        var started = 0
+        var stopped = false
+    }
+
+    private let state = Mutex(State())
+
+    var counts: (running: Int, started: Int) { self.state.withLock { ($0.running.count, $0.started) } }
+
+    /// Runs `operation` as a task; false (and nothing runs) once ``cancelAndWait()`` was called.
+    func start(_ operation: @escaping @Sendable () async -> Void) -> Bool {
+        self.state.withLock { s in
+            guard !s.stopped else { return false }
+            let id = s.next
+            s.next += 1
+            s.started += 1
+            // The task removes itself; it cannot get the lock before its entry is in.
+            s.running[id] = Task {
+                await operation()
+                self.state.withLock { _ = $0.running.removeValue(forKey: id) }
+            }
+            return true
+        }
+    }
+
+    /// Starts no more tasks, cancels those running and returns once they have ended.
+    func cancelAndWait() async {
+        let running = self.state.withLock { s in
+            s.stopped = true
+            return Array(s.running.values)
+        }
+        running.forEach { $0.cancel() }
+        for task in running { await task.value }
     }
 }

@@ -1,7 +1,6 @@
 import NIOCore
 import NIOHTTP1
 import OCIDistribution
-import Synchronization
 import WharfMirror
 
 /// Thrown to end a response early by closing the connection, so the client never sees it as complete.
@@ -9,31 +8,9 @@ struct AbortResponse: Error {
     let reason: String
 }
 
-/// Files a connection's responses queued as `FileRegion`s, closed when the connection ends.
-///
-/// A write to the async writer returns once queued; if the connection closes before the queue
-/// reaches the pipeline, the region is dropped without passing ``FileRegionCloser``. This closes
-/// what is left (closing a handle twice is harmless: `NIOFileHandle` tracks it).
-final class QueuedFiles: Sendable {
-    private let handles = Mutex<[NIOFileHandle]>([])
-
-    func track(_ handle: NIOFileHandle) {
-        self.handles.withLock { handles in
-            if handles.count >= 16 { handles.removeAll { !$0.isOpen } }
-            handles.append(handle)
-        }
-    }
-
-    func closeAll() {
-        for handle in self.handles.withLock({ h in defer { h = [] }; return h }) where handle.isOpen {
-            try? handle.close()
-        }
-    }
-}
-
 /// Writes one response to the connection and remembers its status and size for the access log.
 final class ResponseWriter {
-    let outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>
+    let outbound: ResponseOutbound
     let allocator: ByteBufferAllocator
     let isHead: Bool
     let keepAlive: Bool
@@ -52,18 +29,15 @@ final class ResponseWriter {
     var clientGone: EventLoopFuture<Void>?
     /// The connection is TLS (credentials may be sent on it).
     let isSecure: Bool
-    /// The connection's files handed to the writer as `FileRegion`s.
-    let files: QueuedFiles
     /// The client's IP address, no port: what per-client limits (look-ups, failed logins) count under.
     let client: String
     /// The connection, to learn when the response's bytes have been written (nil: not known).
     let channel: (any Channel)?
 
     init(
-        outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, allocator: ByteBufferAllocator, isHead: Bool, keepAlive: Bool,
-        isSecure: Bool = false, files: QueuedFiles = QueuedFiles(), client: String = "unknown", channel: (any Channel)? = nil
+        outbound: ResponseOutbound, allocator: ByteBufferAllocator, isHead: Bool, keepAlive: Bool,
+        isSecure: Bool = false, client: String = "unknown", channel: (any Channel)? = nil
     ) {
-        self.files = files
         self.client = client
         self.channel = channel
         self.outbound = outbound

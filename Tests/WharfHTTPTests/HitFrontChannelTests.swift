@@ -35,8 +35,10 @@ final class FrontFixture {
         try self.mirror.index.commitBlob(self.digest, size: Int64(self.blob.count), link: ("test-upstream", Self.repository))
     }
 
-    /// A channel with the front, then (if `decoder`) NIO's request decoder and the hit path, as the
-    /// server builds it; without the decoder, what the front hands on arrives as raw ByteBuffers.
+    /// A channel with the front, then (if `decoder`) NIO's request decoder, the hit path and the
+    /// connection's lifecycle, as the server builds it (with a ``RequestTap`` before the lifecycle,
+    /// which takes what goes to the async side); without the decoder, what the front hands on
+    /// arrives as raw ByteBuffers.
     func channel(maxHeadBytes: Int = 16 * 1024, decoder: Bool) throws -> (channel: EmbeddedChannel, hitPath: HitPath) {
         let channel = EmbeddedChannel()
         let front = HitFront(maxHeadBytes: maxHeadBytes)
@@ -49,6 +51,7 @@ final class FrontFixture {
         if decoder {
             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder()))
             try channel.pipeline.syncOperations.addHandler(hitPath)
+            try channel.pipeline.syncOperations.addHandler(RequestTap())
             try channel.pipeline.syncOperations.addHandler(lifecycle)
         }
         return (channel, hitPath)
@@ -81,13 +84,22 @@ func written(_ channel: EmbeddedChannel) throws -> [UInt8] {
     return out
 }
 
-/// The decoded request parts the front and hit path handed on, as "METHOD uri" per head.
+/// The decoded request parts the front and hit path handed on to the async side, as "METHOD uri" per head.
 func forwardedHeads(_ channel: EmbeddedChannel) throws -> [String] {
+    let tap = try channel.pipeline.syncOperations.handler(type: RequestTap.self)
+    defer { tap.heads = [] }
+    return tap.heads
+}
+
+/// Records the request heads that pass it (on their way to ``ConnectionLifecycle``, which takes them).
+final class RequestTap: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
     var heads: [String] = []
-    while let part = try channel.readInbound(as: HTTPServerRequestPart.self) {
-        if case .head(let h) = part { heads.append("\(h.method) \(h.uri)") }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(let h) = self.unwrapInboundIn(data) { self.heads.append("\(h.method) \(h.uri)") }
+        context.fireChannelRead(data)
     }
-    return heads
 }
 
 @Suite(.tags(.unit))
