@@ -99,7 +99,7 @@ struct BlobEndpoint: Sendable {
     }
 
     /// Zero-copy: the file goes out as a `FileRegion` (sendfile; on TLS ``FileRegionReader`` reads it
-    /// out in buffers); ``FileRegionCloser`` closes it.
+    /// out in buffers); ``ConnectionLifecycle`` closes it once written.
     private func sendFile(_ file: consuming CachedFile, digest: Digest, range: ByteRange?, writer: ResponseWriter) async throws {
         let size = file.size
         let bounds = try range?.resolve(size: size)  // before the hand-off: a bad range drops (closes) the file
@@ -122,7 +122,7 @@ struct BlobEndpoint: Sendable {
             try await writer.outbound.write(contentsOf: [.head(head), .body(.fileRegion(region)), .end(nil)])
             writer.bytes += Int64(end - start)
         } catch {
-            try? handle.close()  // no-op if the closer already closed it
+            try? handle.close()  // no-op if it was already closed
             throw error
         }
     }

@@ -93,9 +93,10 @@ final class ConnectionLifecycle: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: From the async side (on the event loop)
 
-    /// Writes and flushes a response's `parts` from the async side. Returns nil when the connection
-    /// can take more; else, if `waitForDrain`, a future that succeeds once it can. Throws if the
-    /// connection is closed (and closes the files among the parts, which never reach ``FileRegionCloser``).
+    /// Writes and flushes a response's `parts` from the async side, and closes the file of each
+    /// file region once it is written. Returns nil when the connection can take more; else, if
+    /// `waitForDrain`, a future that succeeds once it can. Throws if the connection is closed (and
+    /// closes the files among the parts).
     func write(_ parts: [HTTPServerResponsePart], waitForDrain: Bool) throws -> EventLoopFuture<Void>? {
         guard let context = self.context, context.channel.isActive else {
             for case .body(.fileRegion(let region)) in parts { try? region.fileHandle.close() }
@@ -103,12 +104,20 @@ final class ConnectionLifecycle: ChannelDuplexHandler, RemovableChannelHandler {
             throw ChannelError.ioOnClosedChannel
         }
         for part in parts {
-            guard case .end = part, case .closeWhenFlushed = self.machine.asyncResponseEnded() else {
+            switch part {
+            case .body(.fileRegion(let region)):
+                // The write returns once queued: the file is closed once it is written (or failed).
+                context.write(self.wrapOutboundOut(part)).whenComplete { _ in try? region.fileHandle.close() }
+            case .end:
+                guard self.machine.asyncResponseEnded() == .closeWhenFlushed else {
+                    context.write(self.wrapOutboundOut(part), promise: nil)
+                    continue
+                }
+                let channel = context.channel
+                context.write(self.wrapOutboundOut(part)).whenComplete { _ in channel.close(promise: nil) }
+            case .head, .body:
                 context.write(self.wrapOutboundOut(part), promise: nil)
-                continue
             }
-            let channel = context.channel
-            context.write(self.wrapOutboundOut(part)).whenComplete { _ in channel.close(promise: nil) }
         }
         context.flush()
         if context.channel.isWritable {

@@ -25,14 +25,14 @@ extension ResponseWriter {
     /// Writes bytes `[start, end)` of `fd` as one `FileRegion` body part and takes ownership of `fd`.
     ///
     /// Plain HTTP sends it with sendfile (zero-copy); on TLS ``FileRegionReader`` reads it out in
-    /// chunks below the encoder. ``FileRegionCloser`` closes the file once written.
+    /// chunks below the encoder. ``ConnectionLifecycle`` closes the file once written.
     func writeFileBody(fd: Int32, from start: Int64, to end: Int64) async throws {
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
         let region = FileRegion(fileHandle: handle, readerIndex: Int(start), endIndex: Int(end))
         do {
             try await self.writeBody(.fileRegion(region))
         } catch {
-            try? handle.close()  // no-op if FileRegionCloser already closed it
+            try? handle.close()  // no-op if it was already closed
             throw error
         }
     }

@@ -37,9 +37,9 @@ final class HitFront: ChannelDuplexHandler, RemovableChannelHandler {
     private var processing = false
 
     /// The clock of the head being read (slow-loris): stopped for each head taken, and while paused.
-    private let deadline: RequestHeadDeadline?
+    private let deadline: ConnectionTimers?
 
-    init(maxHeadBytes: Int, deadline: RequestHeadDeadline? = nil) {
+    init(maxHeadBytes: Int, deadline: ConnectionTimers? = nil) {
         self.maxHeadBytes = maxHeadBytes
         self.deadline = deadline
     }

@@ -106,8 +106,10 @@ public final class RegistryServer: Service, Sendable {
 
     public func run() async throws {
         let config = self.configuration
+        self.asyncSide.setPriority(Task.currentPriority)
         let reads = self.handler.reads, connections = self.connections, edge = self.handler.edge
         let openFiles = self.openFiles, admissions = self.admissions, quiesce = self.quiesce
+        let sweeps = LoopSweeps(headTimeout: config.requestHeadTimeout, idleTimeout: config.idleTimeout)
         let answer: @Sendable (AsyncSideJob) -> Void = { [asyncSide = self.asyncSide] job in
             // After the drain every connection is closed; a job that comes anyway closes its own.
             if !asyncSide.start({ await self.answer(job) }) { job.failed() }
@@ -127,6 +129,10 @@ public final class RegistryServer: Service, Sendable {
                 }
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
+                // The channel keeps its receive buffer between reads: 1 KiB (NIO's default starts at
+                // 2 KiB) holds a typical request head, and an idle connection keeps no more. It grows
+                // for bigger reads (a long head, a pipeline).
+                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536))
                 // A client that sends its request and then shuts down its side still gets the answer.
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
                 .childChannelInitializer { channel in
@@ -140,14 +146,14 @@ public final class RegistryServer: Service, Sendable {
                             connections.add(channel)
                         }
                         // Below TLS: a handshake trickled byte by byte is on the same clock as a head.
-                        let deadline = RequestHeadDeadline(timeout: config.requestHeadTimeout)
-                        try sync.addHandler(deadline)
+                        let timers = ConnectionTimers(
+                            headTimeout: config.requestHeadTimeout, idleTimeout: config.idleTimeout, sweep: sweeps.forLoop(channel.eventLoop))
+                        try sync.addHandler(timers)
                         if let tls = config.tls {
                             try sync.addHandler(NIOSSLServerHandler(context: tls.current))
                             try sync.addHandler(FileRegionReader())  // files go out as buffers: TLS cannot sendfile
                         }
-                        try sync.addHandler(IdleConnectionCloser(timeout: config.idleTimeout))
-                        let front = hitPath ? HitFront(maxHeadBytes: config.maxHeaderBytes, deadline: deadline) : nil
+                        let front = hitPath ? HitFront(maxHeadBytes: config.maxHeaderBytes, deadline: timers) : nil
                         if let front { try sync.addHandler(front) }
                         var limits = NIOHTTPDecoderLimitConfiguration()
                         limits.maxHeaderListSize = config.maxHeaderBytes
@@ -156,9 +162,7 @@ public final class RegistryServer: Service, Sendable {
                         try sync.configureHTTPServerPipeline(
                             withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: true,
                             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
-                        try sync.addHandler(HeadArrivalNotifier(deadline))
-                        try sync.addHandler(ProtocolErrorResponder())
-                        try sync.addHandler(FileRegionCloser())
+                        try sync.addHandler(DecodedRequestGuard(timers))
                         let lifecycle = ConnectionLifecycle(
                             admission: .init(reserveOnly: admission.decision == .reserve, clientGone: admission.clientGone),
                             startTask: answer)
@@ -252,10 +256,13 @@ extension RegistryServer {
         return path == "/healthz" || path == "/readyz" || path == "/_ping"
     }
 
-    /// Succeeds once every response byte queued on `channel` so far has been written, fails if the connection failed first.
+    /// Succeeds once every response byte queued on `channel` so far has been written, fails if the
+    /// connection failed first. An empty write right above TLS (and ``FileRegionReader``, which holds
+    /// writes behind a file it reads out) completes after every write before it.
     static func queuedBytesWritten(_ channel: any Channel) -> EventLoopFuture<Void> {
         channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
-            guard let context = try? channel.pipeline.syncOperations.context(handlerType: IdleConnectionCloser.self) else {
+            let sync = channel.pipeline.syncOperations
+            guard let context = (try? sync.context(handlerType: HitFront.self)) ?? (try? sync.context(handlerType: HTTPResponseEncoder.self)) else {
                 return channel.eventLoop.makeSucceededVoidFuture()
             }
             let written = channel.eventLoop.makePromise(of: Void.self)
@@ -288,17 +295,22 @@ final class ConnectionRegistry: Sendable {
 }
 
 /// The tasks answering requests on the async side: one per request, started from the event loops,
-/// so they are not children of the server's task; a shutdown cancels and awaits those still running
-/// once every connection is closed.
+/// so they are not children of the server's task. They run at its priority (``setPriority(_:)``; a
+/// task made on an event loop thread would get `.medium` and wait behind the server's other work),
+/// and a shutdown cancels and awaits those still running once every connection is closed.
 final class AsyncSideTasks: Sendable {
     private struct State {
         var next = 0
         var running: [Int: Task<Void, Never>] = [:]
         var started = 0
         var stopped = false
+        var priority: TaskPriority?
     }
 
     private let state = Mutex(State())
+
+    /// The priority of the tasks started from now on: the server task's.
+    func setPriority(_ priority: TaskPriority) { self.state.withLock { $0.priority = priority } }
 
     var counts: (running: Int, started: Int) { self.state.withLock { ($0.running.count, $0.started) } }
 
@@ -310,7 +322,7 @@ final class AsyncSideTasks: Sendable {
             s.next += 1
             s.started += 1
             // The task removes itself; it cannot get the lock before its entry is in.
-            s.running[id] = Task {
+            s.running[id] = Task(priority: s.priority) {
                 await operation()
                 self.state.withLock { _ = $0.running.removeValue(forKey: id) }
             }
