@@ -92,8 +92,9 @@ struct RangedColdReadTests {
                 #expect(fillTime > .seconds(4), "the throttle did not hold: the fill took \(fillTime)")
                 let latencies = ranges.indices.compactMap { answers[$0] }.map { "\($0.took)" }
                 print("ranged cold reads: middle \(first.took), others \(latencies), spanning \(spanning.took), whole fill \(fillTime)")
-                // Each range waited for its own bytes only: a fifth of the fill at most (alone: 5-80 ms of about 8 s).
-                for a in answers.values + [first, spanning] { #expect(a.took * 5 < fillTime, "a range took \(a.took) of a \(fillTime) fill") }
+                // Each range waited for its own bytes only: a third of the fill at most. Alone: 5-80 ms of
+                // about 8 s. Beside the whole suite on 2 cores, one range was seen at a fifth of a 31-33 s fill.
+                for a in answers.values + [first, spanning] { #expect(a.took * 3 < fillTime, "a range took \(a.took) of a \(fillTime) fill") }
                 let whole = try await Self.get(client, url, range: nil)
                 #expect(whole.status == 200 && whole.body == bytes)
 
