@@ -95,7 +95,7 @@ final class RawConnection: Sendable {
         return try await RawHTTP.onOwnThread {
             var chunk = [UInt8](repeating: 0, count: 65536)
             while true {
-                let (responses, used) = Self.split(received.bytes, headResponses: headResponses)
+                let (responses, used) = HitPathTests.splitCounting(received.bytes, headResponses: headResponses)
                 if responses.count >= count {
                     received.drop(used)
                     return Array(responses.prefix(count))
@@ -109,22 +109,6 @@ final class RawConnection: Sendable {
 
     func close() { Glibc.close(self.fd) }
 
-    /// The whole responses at the start of `raw`, and how many bytes they take.
-    static func split(_ raw: [UInt8], headResponses: Set<Int>) -> ([(status: Int, body: [UInt8], headers: String)], Int) {
-        var rest = raw[...]
-        var responses: [(status: Int, body: [UInt8], headers: String)] = []
-        while let end = rest.firstRange(of: [13, 10, 13, 10]) {
-            let head = String(decoding: rest[rest.startIndex..<end.upperBound], as: UTF8.self)
-            let status = Int(head.split(separator: " ")[1]) ?? 0
-            let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
-                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
-            let bodyEnd = end.upperBound + (headResponses.contains(responses.count) ? 0 : length)
-            guard bodyEnd <= rest.endIndex else { break }
-            responses.append((status, Array(rest[end.upperBound..<bodyEnd]), head))
-            rest = rest[bodyEnd...]
-        }
-        return (responses, rest.startIndex)
-    }
 }
 
 /// Bytes read but not yet taken, shared with the reading thread.

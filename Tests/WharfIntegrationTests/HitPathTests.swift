@@ -102,6 +102,11 @@ struct HitPathTests {
 
     /// Splits pipelined responses; those at `headResponses` (answers to HEAD, or 304) have no body.
     static func split(_ raw: [UInt8], headResponses: Set<Int>) -> [(status: Int, body: [UInt8], headers: String)] {
+        self.splitCounting(raw, headResponses: headResponses).responses
+    }
+
+    /// ``split(_:headResponses:)``, and how many bytes the whole responses take (the rest is a partial one).
+    static func splitCounting(_ raw: [UInt8], headResponses: Set<Int>) -> (responses: [(status: Int, body: [UInt8], headers: String)], used: Int) {
         var rest = raw[...]
         var responses: [(status: Int, body: [UInt8], headers: String)] = []
         while let end = rest.firstRange(of: [13, 10, 13, 10]) {
@@ -114,6 +119,6 @@ struct HitPathTests {
             responses.append((status, Array(rest[end.upperBound..<bodyEnd]), head))
             rest = rest[bodyEnd...]
         }
-        return responses
+        return (responses, rest.startIndex)
     }
 }
