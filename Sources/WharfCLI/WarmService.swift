@@ -32,7 +32,9 @@ struct MirrorWarmSource: WarmSource {
         case .cached:
             self.mirror.index.touch(digest)  // warm images stay recently used
             return 0
-        case .fill(let fill):
+        case .fill(let following):
+            defer { following.release() }  // warm follows its fill: a slow one is not an orphan
+            let fill = following.fill
             await limiter.consume(Int(size))  // a fill runs at full speed: the cap spaces fills out
             while true {
                 switch fill.snapshot.phase {

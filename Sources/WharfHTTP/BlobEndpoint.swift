@@ -31,10 +31,10 @@ struct BlobEndpoint: Sendable {
         case .head(let size, let cache):
             writer.cache = cache
             try await writer.send(status: .ok, headers: self.headers(writer, digest, length: size), body: nil)
-        case .fill(let fill, let mark):
+        case .fill(let following, let mark):
             defer { mark.release() }
             do {
-                try await self.follow(fill, digest: digest, range: range, writer: writer)
+                try await self.follow(following, digest: digest, range: range, writer: writer)
             } catch let error as RegistryError where ReadService.isCannotKeep(error) && writer.status == 0 {
                 let fallback = try await self.reads.relay(query, routed)
                 switch consume fallback {
@@ -136,8 +136,8 @@ struct BlobEndpoint: Sendable {
     /// verified, so a corrupt or truncated upstream body never reaches a client as a complete
     /// response. A range waits only for its own bytes: like a ranged answer from the upstream, it
     /// cannot be verified by anyone (see README, "Ranged reads of uncached blobs").
-    private func follow(_ fill: BlobFill, digest: Digest, range: ByteRange?, writer: ResponseWriter) async throws {
-        let following = fill.attach()
+    private func follow(_ following: BlobFill.Following, digest: Digest, range: ByteRange?, writer: ResponseWriter) async throws {
+        let fill = following.fill
         writer.clientGone?.whenComplete { _ in following.release() }
         defer { following.release() }
         let first = await fill.wait(for: .head)

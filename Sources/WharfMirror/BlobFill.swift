@@ -129,12 +129,17 @@ public final class BlobFill: Sendable {
     var waiterCount: Int { self.state.withLock { $0.machine.waiterCount } }
 
     /// One client following the fill, until ``release()`` (called when it has sent all, and when its
-    /// connection closes, whichever comes first: a client that went away may be waiting for bytes).
+    /// connection closes, whichever comes first: a client that went away may be waiting for bytes)
+    /// or until it is dropped. A fill with no follower for the orphan grace may be stopped.
     public final class Following: Sendable {
-        private let fill: BlobFill
         private let released = Atomic<Bool>(false)
 
+        /// The fill followed.
+        public let fill: BlobFill
+
         fileprivate init(_ fill: BlobFill) { self.fill = fill }
+
+        deinit { self.release() }
 
         public func release() {
             guard !self.released.exchange(true, ordering: .relaxed) else { return }
@@ -142,8 +147,8 @@ public final class BlobFill: Sendable {
         }
     }
 
-    /// A client starts following the fill.
-    public func attach() -> Following {
+    /// A client starts following the fill (``BlobFills`` attaches whoever finds or starts it).
+    func attach() -> Following {
         self.state.withLock { $0.machine.followerAttached() }
         return Following(self)
     }

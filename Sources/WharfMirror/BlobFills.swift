@@ -27,7 +27,10 @@ import WharfUpstream
 public final class BlobFills: Sendable {
     public enum Source: Sendable {
         case cached(BlobRecord)
-        case fill(BlobFill)
+        /// The fill, already followed by the caller (attached under the same lock that found or made
+        /// it, so a fill is never without a follower while its caller still means to read it).
+        /// Release it when done; a `Following` dropped unreleased releases itself.
+        case fill(BlobFill.Following)
     }
 
     /// One fill to run: what ``source(for:upstream:repository:identity:)`` hands the run loop.
@@ -88,7 +91,7 @@ public final class BlobFills: Sendable {
         let result: Result<Source, RegistryError> = self.state.withLock { s in
             if let running = s.fills[digest] {
                 self.stats.followersJoined.add()
-                return .success(.fill(running))
+                return .success(.fill(running.attach()))
             }
             if let record = try? self.index.blob(digest), FileSystemCalls.fileSize(self.store.layout.blobPath(digest)) == record.size {
                 return .success(.cached(record))
@@ -115,7 +118,7 @@ public final class BlobFills: Sendable {
             case .stopped:
                 preconditionFailure("checked above")
             }
-            return .success(.fill(fill))
+            return .success(.fill(fill.attach()))
         }
         return try result.get()
     }

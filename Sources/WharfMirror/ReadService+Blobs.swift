@@ -38,7 +38,7 @@ public enum BlobAnswer: ~Copyable {
     case head(size: Int64?, cache: RequestOutcome.Cache)
     /// A GET of a blob being downloaded: follow the fill (its last byte only once verified); release
     /// the mark when done sending (the evictor spares the blob until then).
-    case fill(BlobFill, ServingMark)
+    case fill(BlobFill.Following, ServingMark)
     /// The cache cannot keep the blob: stream it from the upstream uncached, verified.
     case relay(BlobRelay)
     /// A `Range` GET of a blob not cached yet, whose bytes the fill beside it has not reached: the
@@ -145,10 +145,16 @@ extension ReadService {
             let mark = self.mirror.serving.markServing(digest)
             guard let file = self.mirror.store.open(digest) else { throw RegistryError(.blobUnknown, "blob vanished from the cache") }
             return .file(CachedFile(descriptor: file.fd, size: file.size, owned: true, mark: mark))
-        case .fill(let fill):
+        case .fill(let following):
+            // Followed from here on: a confirmation or a ranged look-ahead that takes longer than the
+            // orphan grace does not leave the fill looking abandoned.
+            let fill = following.fill
             if !linked, fill.origin != (routed.upstreamName, routed.repository) { try await self.confirm(digest, routed, identity) }
-            if let range = query.range, let relay = await self.rangeAhead(of: fill, range, routed, identity) { return .rangeRelay(relay) }
-            return .fill(fill, self.mirror.serving.markServing(digest))
+            if let range = query.range, let relay = await self.rangeAhead(of: fill, range, routed, identity) {
+                following.release()
+                return .rangeRelay(relay)
+            }
+            return .fill(following, self.mirror.serving.markServing(digest))
         }
     }
 

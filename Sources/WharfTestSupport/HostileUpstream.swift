@@ -5,7 +5,7 @@ import OCIDistribution
 import Synchronization
 
 /// A registry that lies, on `127.0.0.1:<ephemeral port>` (or a Unix socket): each path gets a
-/// scripted answer — a redirect anywhere, a 500, a 429 with any `Retry-After`, a body dribbled a
+/// scripted answer — a redirect anywhere, a 500, a 429 with any `Retry-After`, a late answer, a body dribbled a
 /// byte at a time, or a body that stalls until released. Unscripted `/v2/` answers `200 {}`; any
 /// other unscripted path answers 404 with an OCI `MANIFEST_UNKNOWN` error. Every request is recorded.
 public final class HostileUpstream: Sendable {
@@ -13,6 +13,8 @@ public final class HostileUpstream: Sendable {
     public enum Behaviour: Sendable {
         /// A buffered answer.
         case respond(LoopbackHTTPResponse)
+        /// A buffered answer, begun only `delay` after the request (a slow upstream).
+        case late(LoopbackHTTPResponse, after: Duration)
         /// `status` (a 3xx) with `Location: location` and an empty body.
         case redirect(to: String, status: HTTPResponseStatus = .temporaryRedirect)
         /// The head with the full `Content-Length`, then the body one byte every `interval`.
@@ -121,6 +123,9 @@ public final class HostileUpstream: Sendable {
             self.state.withLock { $0.requests.append(request) }
             switch self.behaviour(for: request.path) {
             case .respond(let response):
+                try await connection.send(response, for: head)
+            case .late(let response, let delay):
+                try await Task.sleep(for: delay)
                 try await connection.send(response, for: head)
             case .redirect(let location, let status):
                 try await connection.send(LoopbackHTTPResponse(status: status, headers: ["Location": location]), for: head)

@@ -34,9 +34,11 @@ struct FillShutdownTests {
 
         /// Starts the fill of `blob` and waits until half of it (all the stalling upstream sends) is on disk.
         func startFill() async throws -> BlobFill {
-            guard case .fill(let fill) = try self.mirror.fills.source(for: self.digest, upstream: self.mirror.upstreamChain, repository: "team/app") else {
+            guard case .fill(let following) = try self.mirror.fills.source(for: self.digest, upstream: self.mirror.upstreamChain, repository: "team/app") else {
                 throw FixtureError.invalid("the blob was already cached")
             }
+            let fill = following.fill
+            following.release()
             let half = Int64(self.blob.count / 2)
             let snapshot = await fill.wait(for: .bytes(half))
             guard snapshot.written >= half else { throw FixtureError.invalid("the fill ended early: \(snapshot.phase)") }

@@ -52,4 +52,36 @@ struct OrphanFillTests {
         await wharf.stop()
         await upstream.stop()
     }
+
+    /// The CI failure of stop 22: a client was attached to its fill only once its request reached the
+    /// follow loop, after any confirmation upstream; a fill could be stopped as abandoned while its
+    /// client was still on the way. Now whoever finds or starts a fill follows it at once.
+    @Test("a client joining a fill through another repository follows it while its upstream confirmation is slow")
+    func joinerFollowsDuringConfirmation() async throws {
+        let upstream = HostileUpstream()
+        let blob = (0..<3_000).map { _ in UInt8.random(in: 0...255) }
+        let digest = Digest.sha256(of: blob)
+        upstream.script("/v2/team/slow/blobs/\(digest)", .dribble(LoopbackHTTPResponse(status: .ok, body: ByteBuffer(bytes: blob)), every: .milliseconds(1)))
+        // The confirmation for the second repository takes twice the grace.
+        upstream.script("/v2/team/other/blobs/\(digest)", .late(LoopbackHTTPResponse(status: .ok, headers: ["Content-Length": "\(blob.count)"]), after: .seconds(4)))
+        try await upstream.start()
+        let wharf = try await WharfInstance.start(upstream: upstream.url)
+        wharf.mirror.fills.setOrphanPolicy(BlobFill.OrphanPolicy(grace: .seconds(2), floorBytesPerSecond: 1 << 20))
+        do {
+            // A fill through team/slow whose starter lets go at once (as a client that left would).
+            guard case .fill(let starter) = try wharf.mirror.fills.source(for: digest, upstream: wharf.mirror.upstreamChain, repository: "team/slow") else {
+                throw FixtureError.invalid("the blob was already cached")
+            }
+            starter.release()
+            let r = try await RawHTTP.request("GET /v2/team/other/blobs/\(digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            #expect(r.status == 200 && Digest.sha256(of: r.body) == digest, "status \(r.status), \(r.body.count) bytes")
+            #expect(wharf.mirror.stats.fillsAbandoned.value == 0)
+            #expect(upstream.count(pathPrefix: "/v2/team/slow/blobs/") == 1)
+            await eventually(within: .seconds(10)) { wharf.cachedBlobHexes().contains(digest.hex) }
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await upstream.stop()
+    }
 }

@@ -82,6 +82,24 @@ import WharfStorage
         }
     }
 
+    @Test("a following dropped without release lets go of the fill; one released and then dropped lets go once")
+    func droppedFollowing() async throws {
+        try await Self.withFill { fill in
+            let policy = BlobFill.OrphanPolicy(grace: .seconds(1), floorBytesPerSecond: 1)
+            let holder = fill.attach()
+            var dropped: BlobFill.Following? = fill.attach()
+            dropped = nil
+            #expect(dropped == nil)
+            var released: BlobFill.Following? = fill.attach()
+            released?.release()
+            released = nil  // its deinit must not detach a second time
+            #expect(released == nil)
+            #expect(!fill.isAbandoned(policy, now: .now + .seconds(60)), "one detach too many took the holder's place")
+            holder.release()
+            #expect(fill.isAbandoned(policy, now: .now + .seconds(60)), "the dropped following still holds the fill")
+        }
+    }
+
     @Test("a duplicated descriptor reads what was written, also after the ingest closed its own")
     func duplicateDescriptor() async throws {
         try await Self.withFill { fill in
