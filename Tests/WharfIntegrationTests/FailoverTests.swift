@@ -196,8 +196,12 @@ struct FailoverTests {
             try await proxy.start()
             r.onStop { try? await proxy.stop() }
             let wharf = try await Self.startWharf(primary: proxy.url, fallbacks: [r.b.registry.url], firstByteTimeout: .seconds(1), r)
+            // A first pull while the upstream answers (its token fetched). Beside the whole suite on 2
+            // cores even this can miss the 1 s first-byte timeout and come from the fallback: the
+            // failovers below are counted from here.
             let tag = try await FreshnessTests.manifest("team/app", "v1", port: wharf.port)
-            #expect(tag.status == 200 && tag.header("x-wharf-stale") == nil)
+            #expect(tag.status == 200)
+            let before = wharf.mirror.upstreamChain.fallbacks[0].failovers
             proxy.setHanging(true)
 
             // Three different uncached blobs at once: each waits for the first-byte timeout, then the fallback.
@@ -228,7 +232,9 @@ struct FailoverTests {
             #expect(openTime < .milliseconds(500), "with the circuit open a blob still waited \(openTime)")
             #expect(proxy.heldRequests == held, "the open circuit let a request through to the hung upstream")
             let failovers = wharf.mirror.upstreamChain.fallbacks[0].failovers
-            #expect(failovers.blobs == 4 && failovers.manifests == 1 && failovers.tags == 1, "\(failovers)")
+            #expect(
+                failovers.blobs - before.blobs == 4 && failovers.manifests - before.manifests == 1 && failovers.tags - before.tags == 1,
+                "\(before) → \(failovers)")
             print("""
                 failover timing (hung upstream, first-byte-timeout 1 s): blobs \(blobs.map { Self.ms($0.1) }.joined(separator: ", ")), \
                 uncached tag \(Self.ms(tagTime)); with the circuit open: blob \(Self.ms(openTime))

@@ -17,10 +17,12 @@ struct OrphanFillTests {
     @Test("a slow fill its client walked away from is stopped; a slow fill with a reader completes")
     func orphanedSlowFillsStop() async throws {
         let upstream = HostileUpstream()
-        let big = (0..<200_000).map { _ in UInt8.random(in: 0...255) }, small = (0..<300).map { _ in UInt8.random(in: 0...255) }
+        let big = (0..<200_000).map { _ in UInt8.random(in: 0...255) }, small = (0..<30).map { _ in UInt8.random(in: 0...255) }
         let bigDigest = Digest.sha256(of: big), smallDigest = Digest.sha256(of: small)
         upstream.script("/v2/team/slow/blobs/\(bigDigest)", .dribble(LoopbackHTTPResponse(status: .ok, body: ByteBuffer(bytes: big)), every: .milliseconds(1)))
-        upstream.script("/v2/team/slow/blobs/\(smallDigest)", .dribble(LoopbackHTTPResponse(status: .ok, body: ByteBuffer(bytes: small)), every: .milliseconds(1)))
+        // 30 bytes, one every 100 ms: 3 s, three times the grace, far below the floor, in few enough
+        // steps that a loaded machine (whose 1 ms sleeps take tens of ms) stretches it by little.
+        upstream.script("/v2/team/slow/blobs/\(smallDigest)", .dribble(LoopbackHTTPResponse(status: .ok, body: ByteBuffer(bytes: small)), every: .milliseconds(100)))
         try await upstream.start()
         let wharf = try await WharfInstance.start(upstream: upstream.url)
         wharf.mirror.fills.setOrphanPolicy(BlobFill.OrphanPolicy(grace: .seconds(1), floorBytesPerSecond: 1 << 20))
@@ -59,9 +61,10 @@ struct OrphanFillTests {
     @Test("a client joining a fill through another repository follows it while its upstream confirmation is slow")
     func joinerFollowsDuringConfirmation() async throws {
         let upstream = HostileUpstream()
-        let blob = (0..<3_000).map { _ in UInt8.random(in: 0...255) }
+        // 60 bytes, one every 100 ms: 6 s, three times the grace.
+        let blob = (0..<60).map { _ in UInt8.random(in: 0...255) }
         let digest = Digest.sha256(of: blob)
-        upstream.script("/v2/team/slow/blobs/\(digest)", .dribble(LoopbackHTTPResponse(status: .ok, body: ByteBuffer(bytes: blob)), every: .milliseconds(1)))
+        upstream.script("/v2/team/slow/blobs/\(digest)", .dribble(LoopbackHTTPResponse(status: .ok, body: ByteBuffer(bytes: blob)), every: .milliseconds(100)))
         // The confirmation for the second repository takes twice the grace.
         upstream.script("/v2/team/other/blobs/\(digest)", .late(LoopbackHTTPResponse(status: .ok, headers: ["Content-Length": "\(blob.count)"]), after: .seconds(4)))
         try await upstream.start()
