@@ -9,5 +9,5 @@ swift build --build-tests
 . scripts/test-tiers.sh
 status=0
 swift test --skip-build --filter "$(unit_filter)" || status=1
-integration_in_batches 6 || status=1
+integration_in_batches || status=1
 exit $status

@@ -5,7 +5,6 @@ import OCIDistribution
 import Synchronization
 import WharfHTTP
 import WharfMirror
-import WharfStorage
 import Testing
 import WharfTestSupport
 #if canImport(Glibc)
@@ -33,7 +32,7 @@ struct AsyncSideTests {
             #expect(fill.status == 200 && Digest.sha256(of: fill.body) == cachedDigest)
             // Indexed, not only renamed into blobs/: the client has its bytes before the commit, and
             // until the index has the blob a request for it is a miss.
-            await eventually("the blob was not indexed") { (try? wharf.mirror.index.blob(cachedDigest)) != nil }
+            await eventually("the blob was not indexed") { wharf.isIndexed(cachedDigest.description) }
             await eventually { wharf.server.asyncSideTasks.running == 0 }
             let before = wharf.server.asyncSideTasks.started, hits = wharf.mirror.stats.blobHits.value
 

@@ -119,7 +119,6 @@ final class WharfInstance: Sendable {
         if removeData { try? FileManager.default.removeItem(atPath: self.dataDirectory) }
     }
 
-    /// Files under blobs/ (relative), for asserting what was cached.
     /// GETs `repository:v1` (which links its blobs) and then `layers` through this Wharf, and waits until
     /// each layer is indexed: from then on they are hits.
     func cache(_ layers: [GeneratedBlob], of repository: String) async throws {
@@ -127,13 +126,19 @@ final class WharfInstance: Sendable {
         for layer in layers {
             _ = try await RawHTTP.request("GET /v2/\(repository)/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: self.port)
         }
-        let indexed = { layers.allSatisfy { (try? self.mirror.index.blob(Digest(parsing: $0.digest))) != nil } }
-        let cached = await eventually("layers of \(repository) were not indexed") { indexed() }
+        let cached = await eventually("layers of \(repository) were not indexed") { layers.allSatisfy { self.isIndexed($0.digest) } }
         guard cached else {
             throw FixtureError.invalid("layers of \(repository) were not indexed within 5 s")
         }
     }
 
+    /// True once `digest` is in the index (a fill's client has its bytes before the commit; until
+    /// then a request for it is a miss, not a hit).
+    func isIndexed(_ digest: String) -> Bool {
+        (try? self.mirror.index.blob(Digest(parsing: digest))) != nil
+    }
+
+    /// Files under blobs/ (relative), for asserting what was cached.
     func cachedBlobHexes() -> Set<String> {
         let root = self.dataDirectory + "/blobs/sha256"
         var out = Set<String>()

@@ -22,7 +22,7 @@ struct HitPathTests {
             _ = try await RawHTTP.request("GET /v2/team/app/manifests/v1 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
             _ = try await RawHTTP.request("GET /v2/team/app/blobs/\(small.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
             // Indexed (the client has its bytes before the commit): from then on it is a hit.
-            await eventually("the small layer was not indexed") { (try? wharf.mirror.index.blob(Digest(parsing: small.digest))) != nil }
+            await eventually("the small layer was not indexed") { wharf.isIndexed(small.digest) }
             let hitsBefore = wharf.mirror.stats.blobHits.value
             let pipelined = [
                 "GET /v2/team/app/blobs/\(big.digest) HTTP/1.1\r\nHost: w\r\n\r\n",  // miss: async side, slow
@@ -60,7 +60,7 @@ struct HitPathTests {
             for layer in [big, small] {
                 _ = try await RawHTTP.request("GET /v2/team/app/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
             }
-            let indexed = { [big, small].allSatisfy { (try? wharf.mirror.index.blob(Digest(parsing: $0.digest))) != nil } }
+            let indexed = { [big, small].allSatisfy { wharf.isIndexed($0.digest) } }
             await eventually("the layers were not indexed") { indexed() }
             let hitsBefore = (wharf.mirror.stats.blobHits.value, wharf.mirror.stats.manifestHits.value)
             let missesBefore = wharf.mirror.stats.blobMisses.value

@@ -39,7 +39,7 @@ struct ObservabilityTests {
             for _ in 0..<2 { #expect(try await Self.get("/v2/team/app/manifests/v1", wharf.port).status == 200) }
             let l0 = image.layers[0], l1 = image.layers[1]
             // A fill commits just after its client got the last byte: each next request must find it indexed.
-            let indexed = { (blob: GeneratedBlob) in (try? wharf.mirror.index.blob(Digest(parsing: blob.digest))) != nil }
+            let indexed = { (blob: GeneratedBlob) in wharf.isIndexed(blob.digest) }
             #expect(try await Self.get("/v2/team/app/blobs/\(l0.digest)", wharf.port).status == 200)
             await eventually("layer 0 was never indexed") { indexed(l0) && wharf.mirror.fills.inFlight == 0 }
             for _ in 0..<3 { #expect(try await Self.get("/v2/team/app/blobs/\(l0.digest)", wharf.port).status == 200) }
