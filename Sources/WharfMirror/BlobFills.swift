@@ -70,6 +70,8 @@ public final class BlobFills: Sendable {
 
     private let notifier: Notifier?
     private let orphans = Mutex(BlobFill.OrphanPolicy())
+    /// What all fills together may hold in memory, received and not yet written or hashed.
+    let memory = FillMemory()
 
     /// Replaces when fills nobody follows are stopped (tests shorten it).
     public func setOrphanPolicy(_ policy: BlobFill.OrphanPolicy) { self.orphans.withLock { $0 = policy } }
@@ -233,7 +235,7 @@ public final class BlobFills: Sendable {
         let digest = fill.digest
         let started = ContinuousClock.now
         // The writer owns the ingest until it hands it back; then `open` says it is not committed yet.
-        let writer = FillWriter(ingest: ingest, fill: fill)
+        let writer = FillWriter(ingest: ingest, fill: fill, memory: self.memory)
         var writerOwns = true
         var ingest = ingest
         var open = false

@@ -12,7 +12,8 @@ import WharfStorage
 ///
 /// Chunks are written and hashed in the order they were submitted; after each one the fill's
 /// followers are told how many bytes are on disk. At most ``maxQueuedBytes`` wait to be written or
-/// hashed; past that ``submit(_:)`` suspends (the download slows, memory stays bounded). The
+/// hashed, and all writers together hold at most their shared ``FillMemory``'s limit; past either,
+/// ``submit(_:)`` suspends (the download slows, memory stays bounded). The
 /// digest is final only once every chunk is hashed (``finish()``). The first failure is kept:
 /// later chunks are dropped and every later call throws it. The ingest is the writer's until
 /// ``finish()`` hands it back (to verify and commit) or ``abort()`` removes its temp file, in both
@@ -23,6 +24,8 @@ final class FillWriter: @unchecked Sendable {
     private let queue = DispatchQueue(label: "wharf.fill-write")
     private let hashQueue = DispatchQueue(label: "wharf.fill-hash")
     private let fill: BlobFill
+    /// The bound shared with every other fill's writer.
+    private let memory: FillMemory
     /// Touched only on `queue`.
     private var ingest: BlobIngest
     /// Touched only on `hashQueue`.
@@ -49,9 +52,10 @@ final class FillWriter: @unchecked Sendable {
     }
     private let pending = Mutex(Pending())
 
-    init(ingest: BlobIngest, fill: BlobFill) {
+    init(ingest: BlobIngest, fill: BlobFill, memory: FillMemory) {
         self.ingest = ingest
         self.fill = fill
+        self.memory = memory
     }
 
     /// Sets the blob's size and allocates it on disk (``BlobIngest/expect(size:)``).
@@ -74,6 +78,9 @@ final class FillWriter: @unchecked Sendable {
     func submit(_ chunk: ByteBuffer) async throws(BlobIngest.Failure) {
         let size = chunk.readableBytes
         guard size > 0 else { return }
+        // Counted before the chunk is queued: a drain already running may write, hash and release it
+        // at once. (Held bytes are the larger of unwritten and unhashed, so they grow by `size`.)
+        self.memory.add(size)
         let (failure, schedule) = self.pending.withLock { p -> (BlobIngest.Failure?, Bool) in
             guard p.failure == nil else { return (p.failure, false) }
             p.unwritten += size
@@ -82,10 +89,20 @@ final class FillWriter: @unchecked Sendable {
             defer { p.draining = true }
             return (nil, !p.draining)
         }
-        if let failure { throw failure }
+        if let failure {
+            self.memory.remove(size)
+            throw failure
+        }
         // One queue hop per batch, not per chunk: a drain already scheduled takes this chunk too.
         if schedule { self.queue.async { self.drain() } }
-        guard self.pending.withLock({ $0.bytes }) > Self.maxQueuedBytes else { return }
+        if self.pending.withLock({ $0.bytes }) > Self.maxQueuedBytes { await self.waitForOwnQueue() }
+        await self.memory.waitForRoom()
+        if let failure = self.pending.withLock({ $0.failure }) { throw failure }
+    }
+
+    /// Suspends until at most half of ``maxQueuedBytes`` of this writer's bytes are still queued,
+    /// or a failure ended the fill.
+    private func waitForOwnQueue() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let resumeNow = self.pending.withLock { p -> Bool in
                 if p.bytes <= Self.maxQueuedBytes / 2 || p.failure != nil { return true }
@@ -94,7 +111,6 @@ final class FillWriter: @unchecked Sendable {
             }
             if resumeNow { c.resume() }
         }
-        if let failure = self.pending.withLock({ $0.failure }) { throw failure }
     }
 
     /// On `queue`: hands every submitted chunk to the hasher and writes it, in order, until none is
@@ -128,17 +144,20 @@ final class FillWriter: @unchecked Sendable {
         }
     }
 
-    /// Bytes written or hashed leave the queued count; wakes a waiting ``submit(_:)`` when at most
-    /// half the bound is still held (or a failure ends the fill).
+    /// Bytes written or hashed leave the queued count (and the shared ``FillMemory``); wakes a
+    /// waiting ``submit(_:)`` when at most half the bound is still held (or a failure ends the fill).
     private func release(written: Int = 0, hashed: Int = 0, failure: BlobIngest.Failure? = nil) {
-        let waiter: CheckedContinuation<Void, Never>? = self.pending.withLock { p in
+        let (waiter, shrunk) = self.pending.withLock { p -> (CheckedContinuation<Void, Never>?, Int) in
+            let before = p.bytes
             p.unwritten -= written
             p.unhashed -= hashed
             if let failure, p.failure == nil { p.failure = failure }
-            guard p.bytes <= Self.maxQueuedBytes / 2 || p.failure != nil, let w = p.waiter else { return nil }
+            let shrunk = before - p.bytes
+            guard p.bytes <= Self.maxQueuedBytes / 2 || p.failure != nil, let w = p.waiter else { return (nil, shrunk) }
             p.waiter = nil
-            return w
+            return (w, shrunk)
         }
+        self.memory.remove(shrunk)
         waiter?.resume()
     }
 

@@ -32,7 +32,8 @@ import WharfStorage
             let digest = Digest.sha256(of: bytes)
             let ingest = try BlobIngest.begin(digest, store: s.store, index: s.index, hashing: .byCaller)
             let fill = try #require(BlobFill(digest: digest, origin: ("up", "team/app"), ingest: ingest))
-            let writer = FillWriter(ingest: ingest, fill: fill)
+            let memory = FillMemory()
+            let writer = FillWriter(ingest: ingest, fill: fill, memory: memory)
             try await writer.expect(size: Int64(bytes.count))
             fill.started(size: Int64(bytes.count))
             for start in stride(from: 0, to: bytes.count, by: 100_000) {
@@ -42,10 +43,43 @@ import WharfStorage
             #expect(hex == digest.hex)
             #expect(done.written == Int64(bytes.count))
             #expect(fill.snapshot.written == Int64(bytes.count), "the fill was not told about every byte")
+            #expect(memory.held == 0, "written and hashed bytes still counted: \(memory.held)")
             let outcome = try done.commit(link: nil, computedHex: hex)
             guard case .cached(let record) = outcome else { Issue.record("not cached: \(outcome)"); return }
             #expect(record.size == Int64(bytes.count))
             #expect(try Data(contentsOf: URL(fileURLWithPath: s.store.layout.blobPath(digest))) == Data(bytes))
+        }
+    }
+
+    @Test("writers sharing one memory bound hold at most its limit (plus a chunk each) in all, and all finish")
+    func sharedBound() async throws {
+        try await Self.withStore { s in
+            let limit = 1 << 20, chunk = 100_000, writers = 4
+            let memory = FillMemory(limit: limit)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for w in 0..<writers {
+                    var bytes = [UInt8](repeating: 0, count: 8 << 20)
+                    for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* (w + 3) &+ i >> 11) }
+                    let blob = bytes
+                    let digest = Digest.sha256(of: blob)
+                    let ingest = try BlobIngest.begin(digest, store: s.store, index: s.index, hashing: .byCaller)
+                    let fill = try #require(BlobFill(digest: digest, origin: ("up", "team/app"), ingest: ingest))
+                    group.addTask {
+                        let writer = FillWriter(ingest: ingest, fill: fill, memory: memory)
+                        for start in stride(from: 0, to: blob.count, by: chunk) {
+                            try await writer.submit(ByteBuffer(bytes: blob[start..<min(start + chunk, blob.count)]))
+                        }
+                        let (done, hex) = try await writer.finish()
+                        #expect(hex == digest.hex)
+                        done.abort()
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(memory.held == 0, "bytes still counted: \(memory.held)")
+            // Each writer queues one chunk, then waits while the total is over the limit.
+            #expect(memory.peak <= limit + writers * chunk, "peak \(memory.peak) over \(limit) + \(writers) chunks")
+            #expect(memory.peak > limit / 2, "the writers never filled the bound; the test checks nothing: peak \(memory.peak)")
         }
     }
 
@@ -55,7 +89,7 @@ import WharfStorage
             let digest = Digest.sha256(of: [1, 2, 3])
             let ingest = try BlobIngest.begin(digest, store: s.store, index: s.index, hashing: .byCaller)
             let fill = try #require(BlobFill(digest: digest, origin: ("up", "team/app"), ingest: ingest))
-            let writer = FillWriter(ingest: ingest, fill: fill)
+            let writer = FillWriter(ingest: ingest, fill: fill, memory: FillMemory())
             try await writer.expect(size: 1000)
             try await writer.submit(ByteBuffer(bytes: [UInt8](repeating: 7, count: 900)))
             try? await writer.submit(ByteBuffer(bytes: [UInt8](repeating: 7, count: 900)))  // over: fails on the queue
@@ -76,7 +110,7 @@ import WharfStorage
             let digest = Digest.sha256(of: [9])
             let ingest = try BlobIngest.begin(digest, store: s.store, index: s.index, hashing: .byCaller)
             let fill = try #require(BlobFill(digest: digest, origin: ("up", "team/app"), ingest: ingest))
-            let writer = FillWriter(ingest: ingest, fill: fill)
+            let writer = FillWriter(ingest: ingest, fill: fill, memory: FillMemory())
             for _ in 0..<20 { try await writer.submit(ByteBuffer(bytes: [UInt8](repeating: 1, count: 64 << 10))) }
             await writer.abort()
             #expect(Self.tempFiles(s).isEmpty, "temp file left: \(Self.tempFiles(s))")
