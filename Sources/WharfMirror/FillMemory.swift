@@ -71,9 +71,14 @@ final class FillMemory: Sendable {
     var held: Int { self.state.withLock { $0.machine.held } }
     var peak: Int { self.state.withLock { $0.machine.peak } }
 
-    func add(_ bytes: Int) {
-        guard bytes > 0 else { return }
-        self.state.withLock { $0.machine.added(bytes) }
+    /// Counts `bytes` in; true when all fills together now hold more than the limit (the caller
+    /// then waits in ``waitForRoom()``; under it, no continuation is made at all).
+    func add(_ bytes: Int) -> Bool {
+        guard bytes > 0 else { return false }
+        return self.state.withLock { s in
+            s.machine.added(bytes)
+            return s.machine.held > s.machine.limit
+        }
     }
 
     func remove(_ bytes: Int) {

@@ -80,7 +80,7 @@ final class FillWriter: @unchecked Sendable {
         guard size > 0 else { return }
         // Counted before the chunk is queued: a drain already running may write, hash and release it
         // at once. (Held bytes are the larger of unwritten and unhashed, so they grow by `size`.)
-        self.memory.add(size)
+        let overShared = self.memory.add(size)
         let (failure, schedule) = self.pending.withLock { p -> (BlobIngest.Failure?, Bool) in
             guard p.failure == nil else { return (p.failure, false) }
             p.unwritten += size
@@ -95,8 +95,10 @@ final class FillWriter: @unchecked Sendable {
         }
         // One queue hop per batch, not per chunk: a drain already scheduled takes this chunk too.
         if schedule { self.queue.async { self.drain() } }
-        if self.pending.withLock({ $0.bytes }) > Self.maxQueuedBytes { await self.waitForOwnQueue() }
-        await self.memory.waitForRoom()
+        let overOwn = self.pending.withLock { $0.bytes } > Self.maxQueuedBytes
+        guard overOwn || overShared else { return }
+        if overOwn { await self.waitForOwnQueue() }
+        if overShared { await self.memory.waitForRoom() }
         if let failure = self.pending.withLock({ $0.failure }) { throw failure }
     }
 

@@ -314,7 +314,8 @@ struct TargetTable {
                 rows.append(Row(target: "herd: all \(c) finish within 1.5× one cold GET",
                                 measured: String(format: "%.0f ms vs %.0f ms: %.2f×", herd * 1000, one, r), met: r <= 1.5))
             }
-            if let herd = cell.median("seconds"), let nginx = results.cell("herd", "herd", c, "nginx-proxy-cache")?.median("seconds"), nginx > 0 {
+            let nginxHerd = results.cell("herd", "herd", c, "nginx-proxy-cache")?.median("seconds").flatMap { $0 > 0 ? $0 : nil }
+            if let herd = cell.median("seconds"), let nginx = nginxHerd {
                 let r = herd / nginx
                 rows.append(Row(target: "herd (#16): wall time ≤ 0.8× nginx proxy_cache's",
                                 measured: String(format: "%.0f ms vs %.0f ms: %.2f×", herd * 1000, nginx * 1000, r), met: r <= 0.8))
@@ -323,8 +324,7 @@ struct TargetTable {
             let floors = ["nginx-static", subject].compactMap { system in
                 results.cell("herd", "herd-floor", c, system)?.median("seconds").map { (system, $0) }
             }
-            if let nginx = results.cell("herd", "herd", c, "nginx-proxy-cache")?.median("seconds"), nginx > 0,
-               let fastest = floors.map(\.1).min() {
+            if let nginx = nginxHerd, let fastest = floors.map(\.1).min() {
                 let parts = floors.map { "\($0.0) " + String(format: "%.0f ms", $0.1 * 1000) }.joined(separator: ", ")
                 rows.append(Row(target: "herd floor: the same \(c) GETs of the blob already cached (no fill)",
                                 measured: parts + String(format: "; the faster is %.2f× nginx proxy_cache's cold herd", fastest / nginx),
