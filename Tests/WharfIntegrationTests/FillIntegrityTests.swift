@@ -64,7 +64,13 @@ struct FillIntegrityTests {
         try upstream.storage.addBlob(big, repository: "team/big")
         try await upstream.start()
         let wharf = try await WharfInstance.start(upstream: upstream.registry.url)
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        // One connection per GET, so all 32 really are concurrent. With the client's
+        // default of 8 connections per host, 24 GETs queue in the client and give up
+        // after its 10 s connect timeout when a loaded machine serves the first 8 slowly.
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 32
+        configuration.timeout.connect = .seconds(60)
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         do {
             let started = ContinuousClock.now
             let hashes = try await withThrowingTaskGroup(of: (Int, String).self) { group in
