@@ -251,7 +251,7 @@ public final class BlobFills: Sendable {
             }
             let expected = response.contentLength
             if let expected {
-                do { try await writer.expect(size: expected) } catch {
+                do { try writer.expect(size: expected) } catch {
                     self.logger.warning("no room to cache a blob", metadata: ["digest": "\(digest)", "bytes": "\(expected)", "error": "\(error)"])
                     throw Self.cannotKeep("\(error)")  // before any client got a head: they relay instead
                 }

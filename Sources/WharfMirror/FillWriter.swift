@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Dispatch
 import NIOCore
 import OCIDistribution
@@ -28,6 +31,9 @@ final class FillWriter: @unchecked Sendable {
     private let memory: FillMemory
     /// Touched only on `queue`.
     private var ingest: BlobIngest
+    /// The space promised ahead of `fallocate` on the ingest's file system.
+    private let reservations: DiskReservations
+    private let tempPath: String
     /// Touched only on `hashQueue`.
     private var hasher = StreamingSHA256()
     /// Bytes the fill has been told are on disk.
@@ -53,24 +59,28 @@ final class FillWriter: @unchecked Sendable {
     private let pending = Mutex(Pending())
 
     init(ingest: BlobIngest, fill: BlobFill, memory: FillMemory) {
+        self.reservations = ingest.reservations
+        self.tempPath = ingest.tempPath
         self.ingest = ingest
         self.fill = fill
         self.memory = memory
     }
 
-    /// Sets the blob's size and allocates it on disk (``BlobIngest/expect(size:)``).
-    func expect(size: Int64) async throws(BlobIngest.Failure) {
-        let failure: BlobIngest.Failure? = await withCheckedContinuation { c in
-            self.queue.async {
-                do throws(BlobIngest.Failure) { try self.ingest.expect(size: size) } catch {
-                    self.pending.withLock { $0.failure = $0.failure ?? error }
-                    c.resume(returning: error)
-                    return
-                }
-                c.resume(returning: nil)
+    /// Sets the blob's size and has it allocated on disk, without waiting for the allocation: throws
+    /// at once when the file system's free space, less what other fills were promised, cannot hold
+    /// it (``DiskReservations``); otherwise `fallocate` runs first on the writer's queue, ahead of
+    /// every write, and if it fails after all (another program took the space) the fill fails with it.
+    func expect(size: Int64) throws(BlobIngest.Failure) {
+        let reservations = self.reservations
+        guard reservations.admit(size) else {
+            throw BlobIngest.Failure.system(call: "reserve \(size) bytes", path: self.tempPath, errno: ENOSPC)
+        }
+        self.queue.async {
+            defer { reservations.settle(size) }
+            do throws(BlobIngest.Failure) { try self.ingest.expect(size: size) } catch {
+                self.pending.withLock { $0.failure = $0.failure ?? error }
             }
         }
-        if let failure { throw failure }
     }
 
     /// Queues `chunk` to be written and hashed; suspends while too many bytes are already waiting.

@@ -72,6 +72,8 @@ public struct BlobIngest: Sendable {
     private var verified = false
     private let store: BlobStore
     private let index: CacheIndex
+    /// The space promised to fills on this ingest's file system (its store's ``BlobStore/reservations``).
+    public var reservations: DiskReservations { self.store.reservations }
 
     /// Creates the temp file and, when the size is known, allocates it (so a full disk is found now,
     /// not in the middle of a body). On failure nothing is left behind.

@@ -10,10 +10,15 @@ public struct BlobStore: Sendable {
     public let budget: CacheBudget?
     /// Every unlink or replacement of a published file, for caches of open descriptors (``OpenBlobFiles``).
     public let changes = BlobFileChanges()
+    /// Space promised to fills whose temp file is not allocated yet (see ``DiskReservations``).
+    public let reservations: DiskReservations
 
-    public init(layout: CacheLayout, budget: CacheBudget? = nil) {
+    /// `reservations` defaults to promises against the free space of the folder's file system.
+    public init(layout: CacheLayout, budget: CacheBudget? = nil, reservations: DiskReservations? = nil) {
         self.layout = layout
         self.budget = budget
+        let folder = layout.tempDirectory
+        self.reservations = reservations ?? DiskReservations(freeBytes: { DiskReservations.freeBytes(at: folder) })
     }
 
     /// A new, exclusive temp file in `tmp/`, opened read-write. The caller owns the descriptor.

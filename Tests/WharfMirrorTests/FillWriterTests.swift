@@ -34,7 +34,7 @@ import WharfStorage
             let fill = try #require(BlobFill(digest: digest, origin: ("up", "team/app"), ingest: ingest))
             let memory = FillMemory()
             let writer = FillWriter(ingest: ingest, fill: fill, memory: memory)
-            try await writer.expect(size: Int64(bytes.count))
+            try writer.expect(size: Int64(bytes.count))
             fill.started(size: Int64(bytes.count))
             for start in stride(from: 0, to: bytes.count, by: 100_000) {
                 try await writer.submit(ByteBuffer(bytes: bytes[start..<min(start + 100_000, bytes.count)]))
@@ -83,6 +83,53 @@ import WharfStorage
         }
     }
 
+    @Test("a blob bigger than the free disk is refused before any head, without allocating; one that fits is promised until its fallocate ran")
+    func reservesAheadOfAllocation() async throws {
+        try await Self.withStore { s in
+            let digest = Digest.sha256(of: [4, 2])
+            let ingest = try BlobIngest.begin(digest, store: s.store, index: s.index, hashing: .byCaller)
+            let fill = try #require(BlobFill(digest: digest, origin: ("up", "team/app"), ingest: ingest))
+            let writer = FillWriter(ingest: ingest, fill: fill, memory: FillMemory())
+            let free = try #require(DiskReservations.freeBytes(at: s.root))
+            #expect(throws: BlobIngest.Failure.self) { try writer.expect(size: free + (1 << 30)) }
+            #expect(s.store.reservations.outstanding == 0)
+            var st = stat()
+            #expect(fstat(ingest.descriptor, &st) == 0 && st.st_blocks == 0, "nothing allocated for a refused blob")
+
+            try writer.expect(size: 2)
+            try await writer.submit(ByteBuffer(bytes: [4, 2]))
+            let (done, hex) = try await writer.finish()
+            #expect(hex == digest.hex && done.written == 2)
+            #expect(s.store.reservations.outstanding == 0, "the promise ends once fallocate ran")
+            done.abort()
+        }
+    }
+
+    @Test("an allocation that fails after the promise (someone else took the space) fails the fill; the temp file goes, the promise ends")
+    func allocationFailsLater() async throws {
+        let root = NSTemporaryDirectory() + "wharf-writer-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let layout = CacheLayout(root: root)
+        try layout.createDirectories()
+        // Free space as a file system might misreport it: the gate admits, fallocate refuses
+        // (EFBIG past the largest file ext4 holds, ENOSPC elsewhere) without allocating anything.
+        let store = BlobStore(layout: layout, reservations: DiskReservations(freeBytes: { Int64.max }))
+        let s = Setup(root: root, store: store, index: try CacheIndex(directory: layout.indexDirectory))
+        let digest = Digest.sha256(of: [5])
+        let ingest = try BlobIngest.begin(digest, store: s.store, index: s.index, hashing: .byCaller)
+        let fill = try #require(BlobFill(digest: digest, origin: ("up", "team/app"), ingest: ingest))
+        let writer = FillWriter(ingest: ingest, fill: fill, memory: FillMemory())
+        try writer.expect(size: Int64.max / 2)
+        await #expect(throws: BlobIngest.Failure.self) {
+            try await writer.submit(ByteBuffer(bytes: [5]))
+            _ = try await writer.finish()
+        }
+        await writer.abort()
+        #expect(fill.snapshot.written == 0, "nothing written after the failed allocation")
+        #expect(s.store.reservations.outstanding == 0)
+        #expect(Self.tempFiles(s).isEmpty, "temp file left: \(Self.tempFiles(s))")
+    }
+
     @Test("more bytes than expected: the first failure is kept, later chunks are dropped, and the temp file is removed")
     func firstFailureKept() async throws {
         try await Self.withStore { s in
@@ -90,7 +137,7 @@ import WharfStorage
             let ingest = try BlobIngest.begin(digest, store: s.store, index: s.index, hashing: .byCaller)
             let fill = try #require(BlobFill(digest: digest, origin: ("up", "team/app"), ingest: ingest))
             let writer = FillWriter(ingest: ingest, fill: fill, memory: FillMemory())
-            try await writer.expect(size: 1000)
+            try writer.expect(size: 1000)
             try await writer.submit(ByteBuffer(bytes: [UInt8](repeating: 7, count: 900)))
             try? await writer.submit(ByteBuffer(bytes: [UInt8](repeating: 7, count: 900)))  // over: fails on the queue
             // Whichever call sees it, the failure is the size overrun, and nothing more is written.
