@@ -14,12 +14,14 @@ import WharfStorage
         let index: CacheIndex
     }
 
-    static func withStore(_ body: (Setup) async throws -> Void) async throws {
+    /// `reservations`: the store's promises of disk space (default: against the real free space).
+    static func withStore(reservations: DiskReservations? = nil, _ body: (Setup) async throws -> Void) async throws {
         let root = NSTemporaryDirectory() + "wharf-writer-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: root) }
         let layout = CacheLayout(root: root)
         try layout.createDirectories()
-        try await body(Setup(root: root, store: BlobStore(layout: layout), index: try CacheIndex(directory: layout.indexDirectory)))
+        let store = BlobStore(layout: layout, reservations: reservations)
+        try await body(Setup(root: root, store: store, index: try CacheIndex(directory: layout.indexDirectory)))
     }
 
     static func tempFiles(_ s: Setup) -> [String] { (try? FileManager.default.contentsOfDirectory(atPath: s.root + "/tmp")) ?? [] }
@@ -107,27 +109,23 @@ import WharfStorage
 
     @Test("an allocation that fails after the promise (someone else took the space) fails the fill; the temp file goes, the promise ends")
     func allocationFailsLater() async throws {
-        let root = NSTemporaryDirectory() + "wharf-writer-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: root) }
-        let layout = CacheLayout(root: root)
-        try layout.createDirectories()
         // Free space as a file system might misreport it: the gate admits, fallocate refuses
         // (EFBIG past the largest file ext4 holds, ENOSPC elsewhere) without allocating anything.
-        let store = BlobStore(layout: layout, reservations: DiskReservations(freeBytes: { Int64.max }))
-        let s = Setup(root: root, store: store, index: try CacheIndex(directory: layout.indexDirectory))
-        let digest = Digest.sha256(of: [5])
-        let ingest = try BlobIngest.begin(digest, store: s.store, index: s.index, hashing: .byCaller)
-        let fill = try #require(BlobFill(digest: digest, origin: ("up", "team/app"), ingest: ingest))
-        let writer = FillWriter(ingest: ingest, fill: fill, memory: FillMemory())
-        try writer.expect(size: Int64.max / 2)
-        await #expect(throws: BlobIngest.Failure.self) {
-            try await writer.submit(ByteBuffer(bytes: [5]))
-            _ = try await writer.finish()
+        try await Self.withStore(reservations: DiskReservations(freeBytes: { Int64.max })) { s in
+            let digest = Digest.sha256(of: [5])
+            let ingest = try BlobIngest.begin(digest, store: s.store, index: s.index, hashing: .byCaller)
+            let fill = try #require(BlobFill(digest: digest, origin: ("up", "team/app"), ingest: ingest))
+            let writer = FillWriter(ingest: ingest, fill: fill, memory: FillMemory())
+            try writer.expect(size: Int64.max / 2)
+            await #expect(throws: BlobIngest.Failure.self) {
+                try await writer.submit(ByteBuffer(bytes: [5]))
+                _ = try await writer.finish()
+            }
+            await writer.abort()
+            #expect(fill.snapshot.written == 0, "nothing written after the failed allocation")
+            #expect(s.store.reservations.outstanding == 0)
+            #expect(Self.tempFiles(s).isEmpty, "temp file left: \(Self.tempFiles(s))")
         }
-        await writer.abort()
-        #expect(fill.snapshot.written == 0, "nothing written after the failed allocation")
-        #expect(s.store.reservations.outstanding == 0)
-        #expect(Self.tempFiles(s).isEmpty, "temp file left: \(Self.tempFiles(s))")
     }
 
     @Test("more bytes than expected: the first failure is kept, later chunks are dropped, and the temp file is removed")
