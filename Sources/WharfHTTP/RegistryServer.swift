@@ -150,6 +150,7 @@ public final class RegistryServer: Service, Sendable {
                             headTimeout: config.requestHeadTimeout, idleTimeout: config.idleTimeout, sweep: sweeps.forLoop(channel.eventLoop))
                         try sync.addHandler(timers)
                         if let tls = config.tls {
+                            try sync.addHandler(PlainHTTPOnTLSPort())  // a plain request gets a 400 saying so, not an EOF
                             try sync.addHandler(NIOSSLServerHandler(context: tls.current))
                             try sync.addHandler(FileRegionReader())  // files go out as buffers: TLS cannot sendfile
                         }

@@ -139,6 +139,13 @@ struct TLSTests {
                 #expect(responses[6].status == 200 && digest(6) == big.digest)
             }
             #expect(wharf.mirror.stats.blobHits.value >= hitsBefore + 5)
+            // A client that speaks plain HTTP to the TLS port (an http:// mirror entry) is told so,
+            // in plain HTTP, and the listener goes on serving TLS.
+            let plain = try await RawHTTP.request(get(small.digest, "Connection: close\r\n"), port: wharf.port)
+            #expect(plain.status == 400 && plain.bodyText.contains("UNSUPPORTED") && plain.bodyText.contains("https://"), "\(plain.bodyText)")
+            let after = HitPathTests.split(
+                try await Self.exchange(get(small.digest, "Connection: close\r\n"), port: wharf.port, ca: certs.caCertificate, work: work), headResponses: [])
+            #expect(after.map { $0.status } == [200])
         } catch {
             Issue.record(error)
         }
