@@ -57,7 +57,8 @@ struct AccessLogTests {
         let image = try upstream.generator.image(layerSizes: [20_000, 24 << 20], format: .oci)
         for tag in ["v1", "v2"] { try upstream.storage.add(image: image, repository: "team/app", tag: tag) }
         try await upstream.start()
-        let data = try TempDirectory.make("accesslog")
+        let sandbox = try TempDirectory.make("accesslog")
+        let data = sandbox + "/data"  // wharf's log goes beside it, inside the sandbox
         var wharf: WharfProcess?
         do {
             let w = try await WharfProcess.start(upstream: upstream.registry.url, dataDirectory: data, extraArguments: ["--log-format", format])
@@ -149,7 +150,7 @@ struct AccessLogTests {
             #expect(throws: Never.self) { _ = try Self.lines(wharf.child.output(), format: format) }
         }
         await upstream.stop()
-        try? FileManager.default.removeItem(atPath: data)
+        try? FileManager.default.removeItem(atPath: sandbox)
     }
 
     static func get(_ path: String, _ port: Int, agent: String? = nil) async throws -> RawHTTP.Response {

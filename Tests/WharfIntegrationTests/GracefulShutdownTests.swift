@@ -63,7 +63,8 @@ struct GracefulShutdownTests {
         let big = try upstream.generator.rawBlob(size: 512 << 20)
         try upstream.storage.addBlob(big, repository: "team/big")
         try await upstream.start()
-        let data = try TempDirectory.make("drain")
+        let sandbox = try TempDirectory.make("drain")
+        let data = sandbox + "/data"  // wharf's log goes beside it, inside the sandbox
         let wharf = try await WharfProcess.start(upstream: upstream.registry.url, dataDirectory: data)
         do {
             let request = "GET /v2/team/big/blobs/\(big.digest) HTTP/1.1\r\nHost: w\r\n\r\n"
@@ -105,7 +106,7 @@ struct GracefulShutdownTests {
             Issue.record(error)
             await wharf.stop()
         }
-        try? FileManager.default.removeItem(atPath: data)
+        try? FileManager.default.removeItem(atPath: sandbox)
         await upstream.stop()
     }
 }
