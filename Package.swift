@@ -178,7 +178,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// The HTTP front without sockets: connection state, the hit-path request scanner against NIO's decoder, in EmbeddedChannels.
         .testTarget(name: "WharfHTTPTests", dependencies: [
-            "WharfHTTP", "WharfMirror", "WharfUpstream", "OCIDistribution",
+            "WharfHTTP", "WharfMirror", "WharfUpstream", "OCIDistribution", "WharfTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

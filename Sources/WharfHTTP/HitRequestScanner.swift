@@ -94,12 +94,13 @@ enum HitRequestScanner {
 
     // MARK: Bytes
 
-    /// The index of the CRLF that ends the empty line (the head is `[0, result + 2)`), or nil.
-    /// The index of the CRLF that ends the head, or nil while there is none. A bare LF (one without
-    /// its CR) anywhere gives -1: such a head goes to the decoder, which answers it, instead of
-    /// waiting for a CRLFCRLF that never comes.
+    /// The index of the CRLF that ends the empty line (the head is `[0, result + 2)`), or nil while
+    /// there is none in the first `limit` bytes (so a head is taken only if it is at most `limit`
+    /// bytes long, whether it arrives whole or in pieces). A bare LF (one without its CR) anywhere
+    /// gives -1: such a head goes to the decoder, which answers it, instead of waiting for a CRLFCRLF
+    /// that never comes.
     private static func endOfHead(_ bytes: UnsafeRawBufferPointer, limit: Int, from searched: Int) -> Int? {
-        let count = min(bytes.count, limit + 4)
+        let count = min(bytes.count, limit)
         var i = max(1, searched)
         while i < count {
             if bytes[i] == 0x0A {

@@ -132,12 +132,7 @@ public struct ChildProcess: Sendable {
     }
 
     /// Whether the child is dead but not yet reaped (Linux `/proc`; false elsewhere).
-    private var isZombie: Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return false }
-        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
-    }
+    private var isZombie: Bool { ProcFS.state("\(pid)") == "Z" }
 
     /// Like `waitForExit`, but keeps waiting when the task is cancelled, so cleanup
     /// paths still make sure the child is gone.

@@ -136,12 +136,7 @@ enum DaemonSupport {
     }
 
     /// Whether `pid` is a zombie (dead, not yet reaped) or gone.
-    static func isZombie(_ pid: Int32) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return true }
-        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
-    }
+    static func isZombie(_ pid: Int32) -> Bool { ProcFS.state("\(pid)").map { $0 == "Z" } ?? true }
 
     /// SIGKILLs every live process referring to `directory` (see ``processes(referencing:)``)
     /// and waits up to `timeout` until none is left. Returns the PIDs still alive.

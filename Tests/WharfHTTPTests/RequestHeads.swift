@@ -2,21 +2,7 @@ import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 @testable import WharfHTTP
-
-/// A seeded SplitMix64: the same seed gives the same cases, so a failure names its seed and case.
-struct SeededRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func chance(_ p: Double) -> Bool { Double.random(in: 0..<1, using: &self) < p }
-    mutating func pick<T>(_ items: [T]) -> T { items.randomElement(using: &self)! }
-}
+import WharfTestSupport
 
 /// Random request heads: well-formed GET/HEAD heads with random headers, and the same heads with
 /// one or more of the mutations a scanner must not get wrong.

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import Testing
+import WharfTestSupport
 @testable import WharfHTTP
 
 /// The hit path reads request heads with its own scanner (``HitRequestScanner``) instead of NIO's
@@ -153,6 +154,19 @@ struct ScannerDifferentialTests {
                 let head = Array("GET /v2/ HTTP/1.1\r\nX-Pad: \(value)\r\n\r\n".utf8)
                 if let problem = Self.disagreement(head, maxHeadBytes: limit) { Issue.record("limit \(limit), \(head.count) bytes: \(problem)") }
             }
+        }
+    }
+
+    /// Found by the mutated-heads test: a head a few bytes over the limit was taken when it arrived
+    /// whole but refused when it arrived in pieces. A head is taken only if it is at most the limit.
+    @Test("the head limit is the same whole and in pieces: at most maxHeadBytes, counting the final CRLFCRLF")
+    func limitIncludesEnd() {
+        for length in 596...606 {
+            let head = Array(("GET /v2/ HTTP/1.1\r\nX-Pad: " + String(repeating: "a", count: length - 30) + "\r\n\r\n").utf8)
+            #expect(head.count == length)
+            let whole = HitRequestScanner.scan(head, maxHeadBytes: 600)
+            if case .request = whole { #expect(length <= 600) } else { #expect(length > 600, "\(length) bytes refused: \(whole)") }
+            if let problem = Self.disagreement(head, maxHeadBytes: 600) { Issue.record("\(length) bytes: \(problem)") }
         }
     }
 }

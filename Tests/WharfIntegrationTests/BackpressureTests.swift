@@ -99,11 +99,7 @@ struct BackpressureTests {
         return sent
     }
 
-    static func residentBytes() -> Int {
-        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-        return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
-    }
+    static func residentBytes() -> Int { (ProcFS.residentKiB() ?? 0) * 1024 }
 
     /// Descriptors of this process open on files under `directory` (the Wharf's blob files).
     static func openFiles(under directory: String) -> Int {

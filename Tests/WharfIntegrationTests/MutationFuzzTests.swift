@@ -13,21 +13,6 @@ import Glibc
 /// repeats; `WHARF_FUZZ_SEED` and `WHARF_FUZZ_COUNT` explore further.
 @Suite(.serialized, .timeLimit(.minutes(5)), .tags(.integration))
 struct MutationFuzzTests {
-    /// SplitMix64: a small, seedable generator (the system one cannot replay a failure).
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            self.state &+= 0x9E37_79B9_7F4A_7C15
-            var z = self.state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { Int(self.next() % UInt64(n)) }
-        mutating func chance(_ p: Double) -> Bool { Double(self.next() % 10_000) < p * 10_000 }
-        mutating func pick<T>(_ items: [T]) -> T { items[self.below(items.count)] }
-    }
-
     /// How one request's connection is used.
     enum Delivery { case whole, halfClose, dropMidHead }
 
@@ -37,7 +22,7 @@ struct MutationFuzzTests {
     }
 
     /// One request: a registry request (real digests and tags among hostile ones), sometimes broken.
-    static func attempt(_ r: inout Random, layer: String) -> Attempt {
+    static func attempt(_ r: inout SeededRandom, layer: String) -> Attempt {
         let weird = [
             "", "%00", "..", "/../../etc/passwd", "%2e%2e%2f", "%ff%fe", String(repeating: "a", count: 9000), "//", "%", "%zz", ";x",
             "?ns=docker.io", "?ns=%0d%0a", "?n=-1", "?n=99999999999999999999", "?last=..", "#frag", "\u{e9}",
@@ -74,7 +59,7 @@ struct MutationFuzzTests {
         return Attempt(bytes: bytes, delivery: delivery)
     }
 
-    static func mutate(_ bytes: inout [UInt8], _ r: inout Random) {
+    static func mutate(_ bytes: inout [UInt8], _ r: inout SeededRandom) {
         for _ in 0..<(1 + r.below(4)) where !bytes.isEmpty {
             let i = r.below(bytes.count)
             switch r.below(4) {
@@ -161,16 +146,6 @@ struct MutationFuzzTests {
     /// (an upstream's own 500 is relayed as 503).
     static let expectedStatuses: Set<Int> = [100, 200, 206, 304, 307, 400, 401, 403, 404, 405, 408, 411, 413, 414, 416, 429, 431, 501, 502, 503, 504, 505]
 
-    static func openDescriptors(_ pid: Int32) -> Int {
-        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
-    }
-
-    static func residentKiB(_ pid: Int32) -> Int {
-        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
-        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
-    }
-
     @Test("randomly broken registry requests get well-formed answers and leave the server as it was")
     func mutatedRequests() async throws {
         let environment = ProcessInfo.processInfo.environment
@@ -190,7 +165,7 @@ struct MutationFuzzTests {
             // The layer becomes a hit, so ranges and HEADs also reach the sendfile path.
             #expect(try await RawHTTP.request("GET /v2/fuzz/app/manifests/v1 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: port).status == 200)
             #expect(try await RawHTTP.request("GET /v2/fuzz/app/blobs/\(layer) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: port).status == 200)
-            let descriptorsBefore = Self.openDescriptors(pid), memoryBefore = Self.residentKiB(pid)
+            let descriptorsBefore = ProcFS.openDescriptors("\(pid)") ?? -1, memoryBefore = ProcFS.residentKiB("\(pid)") ?? -1
 
             // Eight senders, each with its own stream of attempts, on threads of their own.
             let workers = 8
@@ -198,7 +173,7 @@ struct MutationFuzzTests {
                 for w in 0..<workers {
                     group.addTask {
                         try await RawHTTP.onOwnThread {
-                            var r = Random(state: seed &+ UInt64(w) &* 0x1_0000_0001)
+                            var r = SeededRandom(seed: seed &+ UInt64(w) &* 0x1_0000_0001)
                             return (0..<(count / workers)).map { i in
                                 let a = Self.attempt(&r, layer: layer)
                                 return (w * count + i, Self.deliver(a, port: port))
@@ -232,8 +207,9 @@ struct MutationFuzzTests {
             let hit = try await RawHTTP.request("GET /v2/fuzz/app/blobs/\(layer) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: port)
             #expect(hit.status == 200 && hit.body.count == image.layers[0].size)
             // Every connection is closed on our side: the server's descriptors come back down.
-            await eventually(within: .seconds(20), "descriptors: \(descriptorsBefore) before") { Self.openDescriptors(pid) <= descriptorsBefore + 4 }
-            #expect(Self.residentKiB(pid) < memoryBefore + 64 << 10, "RSS \(memoryBefore) → \(Self.residentKiB(pid)) KiB")
+            await eventually(within: .seconds(20), "descriptors: \(descriptorsBefore) before") { (ProcFS.openDescriptors("\(pid)") ?? -1) <= descriptorsBefore + 4 }
+            let memoryAfter = ProcFS.residentKiB("\(pid)") ?? -1
+            #expect(memoryAfter < memoryBefore + 64 << 10, "RSS \(memoryBefore) → \(memoryAfter) KiB")
             #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox).filter { !$0.hasSuffix(".log") }.sorted() == ["data", "sentinel"])
             #expect(try String(contentsOfFile: sentinel, encoding: .utf8) == "untouched")
         } catch {
