@@ -26,10 +26,18 @@ extension UpstreamClient {
         }
         // Keyed by identity (a hash for clients), so a token fetched for one client never serves another.
         let key = TokenCache.Key(realm: realm, service: service, scope: scope, identity: sendCredentials ? identity.cacheKey : "")
-        let token = try await self.tokens.token(for: key, invalidate: refresh) { [self] in
-            try await self.fetchToken(realm: realm, service: service, scope: scope, credentials: sendCredentials ? credentials : nil, deadline: deadline)
+        do {
+            let token = try await self.tokens.token(for: key, invalidate: refresh) { [self] in
+                try await self.fetchToken(realm: realm, service: service, scope: scope, credentials: sendCredentials ? credentials : nil, deadline: deadline)
+            }
+            return "Bearer " + token
+        } catch let error where !(error is UpstreamCredentialsRejected) {
+            if self.machine.withLock({ $0.tokenFetchFailed(now: .now) }) {
+                self.logger.notice("no token from the upstream's realm; asking /v2/ for its challenge again", metadata: ["realm": "\(Self.origin(of: realm))"])
+                self.relearnChallenge()
+            }
+            throw error
         }
-        return "Bearer " + token
     }
 
     private func fetchToken(

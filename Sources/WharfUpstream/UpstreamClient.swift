@@ -218,14 +218,28 @@ public final class UpstreamClient: Sendable {
         if !self.pinged.load(ordering: .relaxed) { self.challengePing.withLock { $0 = nil } }
     }
 
+    /// The next request pings `/v2/` again (the challenge was forgotten).
+    func relearnChallenge() {
+        self.challengePing.withLock { $0 = nil }
+        self.pinged.store(false, ordering: .relaxed)
+    }
+
     @discardableResult
     func learnChallenge(_ headers: HTTPHeaders) -> Bool {
-        let all = AuthChallenge.parse(headers: headers["www-authenticate"])
-        guard let chosen = all.first(where: { $0.scheme == "bearer" && $0.realm != nil }) ?? all.first(where: { $0.scheme == "basic" }) else {
-            return false
-        }
+        guard let chosen = Self.usableChallenge(headers["www-authenticate"]) else { return false }
         self.machine.withLock { $0.challengeLearned(chosen) }
         return true
+    }
+
+    /// The challenge to learn from `WWW-Authenticate` values: a `Bearer` one whose realm is an http(s) URL with
+    /// a host, else a `Basic` one. Any other (`realm=`, `realm="file:///x"`) is no way to get a token.
+    static func usableChallenge(_ values: [String]) -> AuthChallenge? {
+        let all = AuthChallenge.parse(headers: values)
+        let bearer = all.first { challenge in
+            guard challenge.scheme == "bearer", let realm = challenge.realm, let url = URLComponents(string: realm) else { return false }
+            return (url.scheme == "https" || url.scheme == "http") && !(url.host ?? "").isEmpty
+        }
+        return bearer ?? all.first { $0.scheme == "basic" }
     }
 
     static func now() -> UInt64 { UInt64(Date().timeIntervalSince1970) }

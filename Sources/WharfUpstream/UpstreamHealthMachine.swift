@@ -37,11 +37,15 @@ struct UpstreamHealthMachine: Sendable {
     private var status = UpstreamHealth()
     /// The authentication challenge the upstream last sent (`WWW-Authenticate`): how to get a token.
     private(set) var challenge: AuthChallenge?
+    /// When the challenge was last forgotten because no token could be had (see ``tokenFetchFailed(now:)``).
+    private var challengeForgottenAt: ContinuousClock.Instant?
+    private let cooldown: Duration
 
     init(threshold: Int = 3, cooldown: Duration = .seconds(10), maxHold: Duration = .seconds(300)) {
         let breaker = CircuitBreaker(threshold: threshold, cooldown: cooldown)
         self.breakers = Dictionary(uniqueKeysWithValues: UpstreamRequestKind.allCases.map { ($0, breaker) })
         self.holds = RateLimitHolds(maxHold: maxHold)
+        self.cooldown = cooldown
     }
 
     // MARK: Events
@@ -165,4 +169,16 @@ struct UpstreamHealthMachine: Sendable {
 extension UpstreamHealthMachine {
     /// The upstream answered 401 with this challenge (or `/v2/` announced it): tokens come from its realm.
     mutating func challengeLearned(_ challenge: AuthChallenge) { self.challenge = challenge }
+
+    /// No token could be had at the challenge's realm (unreachable, an error answer, no token in it, or
+    /// the token circuit open). The challenge may be stale or bogus — one 401 from a glitch naming a dead
+    /// realm would otherwise hold every later request — so it is forgotten, at most once per cooldown,
+    /// for `/v2/` to be asked again. Returns whether it was.
+    mutating func tokenFetchFailed(now: ContinuousClock.Instant) -> Bool {
+        guard self.challenge != nil else { return false }
+        if let last = self.challengeForgottenAt, now < last + self.cooldown { return false }
+        self.challengeForgottenAt = now
+        self.challenge = nil
+        return true
+    }
 }

@@ -110,6 +110,7 @@ import OCIDistribution
 }
 
 @Suite(.tags(.unit)) struct UpstreamChallengeStateTests {
+    let t0 = ContinuousClock.now
     @Test("the auth challenge lives in the health machine: none at first, the latest one learned wins")
     func challengeIsPartOfTheMachine() throws {
         var m = UpstreamHealthMachine()
@@ -120,5 +121,34 @@ import OCIDistribution
         let basic = try #require(AuthChallenge.parse(headers: [#"Basic realm="registry""#]).first)
         m.challengeLearned(basic)
         #expect(m.challenge?.scheme == "basic")
+    }
+
+    /// Found by the upstream fuzz: one 401 naming a dead realm (or `realm=`) made every later request wait
+    /// for a token that could never come, long after the upstream answered anonymously again.
+    @Test("a failed token fetch forgets the challenge, at most once per cooldown, so /v2/ is asked again")
+    func tokenFailureForgetsChallenge() throws {
+        var m = UpstreamHealthMachine(threshold: 3, cooldown: .seconds(10))
+        let nothing = m.tokenFetchFailed(now: t0)
+        #expect(!nothing, "nothing to forget")
+        let bogus = try #require(AuthChallenge.parse(headers: [#"Bearer realm="http://127.0.0.1:1/token",service="x""#]).first)
+        m.challengeLearned(bogus)
+        let first = m.tokenFetchFailed(now: t0)
+        #expect(first && m.challenge == nil)
+        m.challengeLearned(bogus)
+        let soon = m.tokenFetchFailed(now: t0 + .seconds(9))
+        #expect(!soon && m.challenge != nil, "a realm that is really down costs one /v2/ per cooldown, not one per request")
+        let later = m.tokenFetchFailed(now: t0 + .seconds(10))
+        #expect(later && m.challenge == nil)
+    }
+
+    @Test("only a Bearer challenge with an http(s) realm and a host, or a Basic one, is learned")
+    func usableChallenges() {
+        func realm(_ value: String) -> String? { UpstreamClient.usableChallenge([value])?.realm }
+        #expect(realm(#"Bearer realm="https://auth.example/token",service="r""#) == "https://auth.example/token")
+        #expect(realm(#"Bearer realm="http://127.0.0.1:5001/token""#) == "http://127.0.0.1:5001/token")
+        for bad in [#"Bearer realm="#, #"Bearer realm="""#, #"Bearer realm="file:///etc/passwd""#, #"Bearer realm="/token""#, #"Bearer realm="http://""#, "Bearer"] {
+            #expect(UpstreamClient.usableChallenge([bad]) == nil, "\(bad)")
+        }
+        #expect(UpstreamClient.usableChallenge([#"Basic realm="registry""#])?.scheme == "basic")
     }
 }
