@@ -186,7 +186,14 @@ struct UpstreamFuzzTests {
             for (ask, _) in results { if case .blob(let i, false) = ask { asked["b\(i)"] = ask } else if case .manifest(let i) = ask { asked["m\(i)"] = ask } else if case .tag(let i) = ask { asked["t\(i)"] = ask } }
             for ask in asked.values {
                 let isBlob = if case .blob = ask { true } else { false }
-                switch Self.send(ask, replies, port: port) {
+                var answer = Self.send(ask, replies, port: port)
+                // A 429 the lying upstream sent holds the repository's manifests for its Retry-After: a
+                // client waits that long and asks again, as Docker does.
+                if case .success(let got) = answer, got.status == 429, let wait = got.header("retry-after").flatMap({ Int($0) }), wait <= 5 {
+                    try await Task.sleep(for: .seconds(wait))
+                    answer = Self.send(ask, replies, port: port)
+                }
+                switch answer {
                 case .failure(let problem): again.append("\(ask): \(problem)")
                 // A manifest the lying upstream called missing is remembered as missing for 30 s.
                 case .success(let got) where got.status == 404 && !isBlob: continue
