@@ -16,6 +16,12 @@ public enum ProcFS {
         try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
     }
 
+    /// What each open descriptor points at (a path, `socket:[…]`, `anon_inode:[…]`, `pipe:[…]`).
+    public static func descriptorTargets(_ pid: String = "self") -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+        return names.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/" + $0) }
+    }
+
     /// The one-letter state from `/proc/PID/stat` (`R`, `S`, `Z`, ...).
     public static func state(_ pid: String) -> Character? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

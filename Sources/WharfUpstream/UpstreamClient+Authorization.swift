@@ -31,7 +31,7 @@ extension UpstreamClient {
                 try await self.fetchToken(realm: realm, service: service, scope: scope, credentials: sendCredentials ? credentials : nil, deadline: deadline)
             }
             return "Bearer " + token
-        } catch let error where !(error is UpstreamCredentialsRejected) {
+        } catch let error where !(error is UpstreamCredentialsRejected || error is CancellationError || (error as? HTTPClientError) == .cancelled) {
             if self.machine.withLock({ $0.tokenFetchFailed(now: .now) }) {
                 self.logger.notice("no token from the upstream's realm; asking /v2/ for its challenge again", metadata: ["realm": "\(Self.origin(of: realm))"])
                 self.relearnChallenge()

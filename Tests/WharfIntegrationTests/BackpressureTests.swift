@@ -102,10 +102,7 @@ struct BackpressureTests {
     static func residentBytes() -> Int { (ProcFS.residentKiB() ?? 0) * 1024 }
 
     /// Descriptors of this process open on files under `directory` (the Wharf's blob files).
-    static func openFiles(under directory: String) -> Int {
-        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        return fds.filter { ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0)) ?? "").hasPrefix(directory) }.count
-    }
+    static func openFiles(under directory: String) -> Int { ProcFS.descriptorTargets().filter { $0.hasPrefix(directory) }.count }
 
     /// Runs `body` against a Wharf whose `team/flood:v1` layers of `sizes` are cached.
     static func withCachedLayers(_ sizes: [Int], _ body: (WharfInstance, [GeneratedBlob]) async throws -> Void) async throws {

@@ -157,8 +157,5 @@ struct OpenFileCacheTests {
         self.descriptorTargets().filter { $0.hasPrefix(root + "/blobs") && $0.hasSuffix(" (deleted)") }
     }
 
-    static func descriptorTargets() -> [String] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        return names.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0) }
-    }
+    static func descriptorTargets() -> [String] { ProcFS.descriptorTargets() }
 }

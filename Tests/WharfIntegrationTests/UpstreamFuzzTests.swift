@@ -99,10 +99,7 @@ struct UpstreamFuzzTests {
     }
 
     /// The descriptors `pid` holds on anything but files under `folder`.
-    static func descriptors(_ pid: String, outside folder: String) -> Int {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
-        return names.filter { !((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/" + $0)) ?? "").hasPrefix(folder) }.count
-    }
+    static func descriptors(_ pid: String, outside folder: String) -> Int { ProcFS.descriptorTargets(pid).filter { !$0.hasPrefix(folder) }.count }
 
     struct Problem: Error, CustomStringConvertible {
         let description: String
