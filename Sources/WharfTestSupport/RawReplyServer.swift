@@ -45,7 +45,7 @@ public final class RawReplyServer: Sendable {
     private struct State {
         var listener: (any Channel)?
         var connections: [ObjectIdentifier: any Channel] = [:]
-        var requests = 0
+        var requests: [Request] = []
     }
 
     private let responder: Responder
@@ -56,7 +56,9 @@ public final class RawReplyServer: Sendable {
     /// The bound port; 0 before ``start()``.
     public var port: Int { self.state.withLock { $0.listener?.localAddress?.port ?? 0 } }
     /// How many request heads arrived.
-    public var requestCount: Int { self.state.withLock { $0.requests } }
+    public var requestCount: Int { self.state.withLock { $0.requests.count } }
+    /// Every request head that arrived, in order.
+    public var requests: [Request] { self.state.withLock { $0.requests } }
 
     public func start() async throws {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -84,7 +86,7 @@ public final class RawReplyServer: Sendable {
     fileprivate func closed(_ channel: any Channel) { _ = self.state.withLock { $0.connections.removeValue(forKey: ObjectIdentifier(channel)) } }
 
     fileprivate func reply(to request: Request) -> Reply {
-        self.state.withLock { $0.requests += 1 }
+        self.state.withLock { $0.requests.append(request) }
         return self.responder(request)
     }
 

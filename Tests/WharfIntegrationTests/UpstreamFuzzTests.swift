@@ -169,6 +169,11 @@ struct UpstreamFuzzTests {
             #expect(problemCount == 0, "seed \(seed): \(problems.count) problems: \(problems.prefix(10)); statuses \(statuses)")
             // Both sides exercised: some pulls got through the lies, many did not.
             #expect(statuses["200", default: 0] > count / 40 && results.count - statuses["200", default: 0] > count / 10, "\(statuses)")
+            // Whatever the token endpoint said, nothing it sent became a header of another request.
+            let injected = upstream.requests.filter { $0.header("x-injected") != nil || $0.headers.contains { $0.value.contains("\r") || $0.value.contains("\0") } }
+            #expect(injected.isEmpty, "\(injected.prefix(3))")
+            let tokenAsks = upstream.requests.filter { $0.path == "/token" }.count
+            #expect(tokenAsks > 0, "the token endpoint was never used")
             #expect(wharf.child.isRunning, "wharf exited: \(wharf.child.output().suffix(2000))")
 
             // The upstream turns honest: whatever was asked for arrives intact (nothing wrong was kept),
@@ -217,7 +222,50 @@ struct UpstreamFuzzTests {
             }
             let memoryAfter = ProcFS.residentKiB(pid) ?? -1
             #expect(memoryAfter < memoryBefore + 96 << 10, "RSS \(memoryBefore) → \(memoryAfter) KiB")
-            print("upstream fuzz: \(results.count) asks, statuses \(statuses), upstream requests \(upstream.requestCount), \(files) files cached")
+            print("upstream fuzz: \(results.count) asks, statuses \(statuses), upstream requests \(upstream.requestCount) (tokens \(tokenAsks)), \(files) files cached")
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await upstream.stop()
+        try? FileManager.default.removeItem(atPath: sandbox)
+    }
+
+    /// N of a token request for `repository:badN/app:pull`.
+    static func badIndex(_ target: String) -> Int? {
+        target.components(separatedBy: "bad").dropFirst().first.flatMap { Int($0.prefix { $0.isNumber }) }
+    }
+
+    @Test("token endpoint answers with no usable token, or one holding CR/LF/NUL: a clean error, and no header is ever split")
+    func badTokens() async throws {
+        let bad = UpstreamReplies.badTokens
+        // Repository badN's scope gets bad token answer N; content needs a token, which never works.
+        let upstream = RawReplyServer { request in
+            let json = "Content-Type: application/json\r\n"
+            if request.path == "/token" {
+                let body = Array(bad[(Self.badIndex(request.target) ?? 0) % bad.count].utf8)
+                return .init(Array("HTTP/1.1 200 OK\r\n\(json)Content-Length: \(body.count)\r\n\r\n".utf8) + body)
+            }
+            let challenge = #"WWW-Authenticate: Bearer realm="http://\#(request.header("host") ?? "")/token",service="fuzz""#
+            return .init(Array("HTTP/1.1 401 Unauthorized\r\n\(challenge)\r\n\(json)Content-Length: 2\r\n\r\n{}".utf8))
+        }
+        try await upstream.start()
+        let sandbox = try TempDirectory.make("bad-tokens")
+        let wharf = try await WharfProcess.start(upstream: "http://127.0.0.1:\(upstream.port)", dataDirectory: sandbox + "/data")
+        do {
+            for n in bad.indices {
+                for path in ["manifests/v1", "blobs/sha256:" + String(repeating: "a", count: 64)] {
+                    let started = ContinuousClock.now
+                    let answer = try await RawHTTP.request("GET /v2/bad\(n)/app/\(path) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+                    #expect([401, 404, 502, 503].contains(answer.status), "token answer \(n), \(path): \(answer.status) \(answer.bodyText.prefix(200))")
+                    #expect(ContinuousClock.now - started < .seconds(10))
+                }
+            }
+            let asked = Set(upstream.requests.filter { $0.path == "/token" }.compactMap { Self.badIndex($0.target) })
+            #expect(asked == Set(bad.indices), "token answers used: \(asked.sorted())")
+            let split = upstream.requests.filter { $0.header("x-injected") != nil || $0.headers.contains { $0.value.contains("\r") || $0.value.contains("\0") || $0.value.contains("\n") } }
+            #expect(split.isEmpty, "\(split.prefix(3).map(\.headers))")
+            #expect(wharf.child.isRunning)
         } catch {
             Issue.record(error)
         }
@@ -226,3 +274,4 @@ struct UpstreamFuzzTests {
         try? FileManager.default.removeItem(atPath: sandbox)
     }
 }
+

@@ -70,7 +70,14 @@ struct UpstreamReplies: Sendable {
         answer.headers = [("Docker-Distribution-API-Version", "registry/2.0")]
         let parts = request.path.split(separator: "/").map(String.init)
         let prefix = ["v2"] + Self.repository.split(separator: "/").map(String.init)
-        if parts == ["v2"] {
+        let realm = #"Bearer realm="http://\#(request.header("host") ?? "127.0.0.1:1")/token",service="fuzz""#
+        if parts.first == "v2", request.header("authorization") != "Bearer t0k3n" {
+            // Token auth as Distribution does it, with tokens that last a second (so they are fetched often).
+            answer.status = "401 Unauthorized"
+            answer.body = Array(#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.utf8)
+            answer.headers.append(("Content-Type", "application/json"))
+            answer.headers.append(("WWW-Authenticate", realm))
+        } else if parts == ["v2"] {
             answer.body = Array("{}".utf8)
             answer.headers.append(("Content-Type", "application/json"))
         } else if parts.count == prefix.count + 2, Array(parts.prefix(prefix.count)) == prefix, parts[prefix.count] == "blobs",
@@ -85,6 +92,9 @@ struct UpstreamReplies: Sendable {
             answer.body = self.manifests[i].bytes
             answer.digest = self.manifests[i].digest
             answer.headers.append(("Content-Type", Self.manifestType))
+        } else if parts == ["token"] {
+            answer.body = Array(#"{"token":"t0k3n","expires_in":1}"#.utf8)
+            answer.headers.append(("Content-Type", "application/json"))
         } else {
             answer.status = "404 Not Found"
             answer.body = Array(#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}"#.utf8)
@@ -112,12 +122,23 @@ struct UpstreamReplies: Sendable {
         return out + Array("0\r\n\r\n".utf8)
     }
 
+    /// Token endpoint answers that hold no usable token, or one that would split a header if sent as is.
+    static let badTokens = [
+        #"{"token":"a\r\nX-Injected: yes"}"#, #"{"token":"a\nX-Injected: yes"}"#, #"{"token":"a\u0000b"}"#, #"{"token":""}"#, #"{"token":5}"#,
+        #"{"token":"ok","expires_in":-5}"#, #"{"token":"ok","expires_in":1e300}"#, "{", "<html>", #"{"token":"\#(String(repeating: "x", count: 200_000))"}"#,
+    ]
+
     /// The reply to `request`: honest about a third of the time, else broken one way at random.
     func reply(_ request: RawReplyServer.Request, honestOnly: Bool, _ r: inout SeededRandom) -> RawReplyServer.Reply {
         var a = self.honest(request)
         let honest = Self.framed(a)
         if honestOnly || r.chance(0.35) { return .init(honest) }
         let body = a.body, head = Array(honest.prefix(honest.count - (a.isHead ? 0 : body.count)))
+        if request.path == "/token" {  // sometimes a token answer that is no token, or one that would split a header
+            guard r.chance(0.2) else { return .init(honest) }
+            let bad = r.pick(Self.badTokens)
+            return .init(Self.framed(Answer(headers: [("Content-Type", "application/json")], body: Array(bad.utf8))))
+        }
         switch r.below(20) {
         case 0 where !body.isEmpty:  // one byte changed, length kept
             var changed = body
@@ -167,7 +188,8 @@ struct UpstreamReplies: Sendable {
             let (status, extra) = r.pick([
                 ("500 Internal Server Error", ""), ("503 Service Unavailable", "Retry-After: soon\r\n"), ("429 Too Many Requests", "Retry-After: 1\r\n"),
                 ("404 Not Found", ""), ("401 Unauthorized", "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:1/token\",service=\"x\"\r\n"),
-                ("401 Unauthorized", "WWW-Authenticate: Bearer realm=\r\n"), ("403 Forbidden", ""), ("418 I'm a teapot", ""), ("200 OK", ""),
+                ("401 Unauthorized", "WWW-Authenticate: Bearer realm=\r\n"),
+                ("401 Unauthorized", "WWW-Authenticate: Bearer realm=\"http://\(request.header("host") ?? "127.0.0.1:1")/token\",service=\"fuzz\"\r\n"), ("403 Forbidden", ""), ("418 I'm a teapot", ""), ("200 OK", ""),
             ])
             let text = "HTTP/1.1 \(status)\r\n\(extra)Content-Type: application/json\r\nContent-Length: 2\r\n\r\n"
             return .init(Array(text.utf8) + (a.isHead ? [] : Array("{}".utf8)))
