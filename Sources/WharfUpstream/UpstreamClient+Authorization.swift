@@ -68,8 +68,8 @@ extension UpstreamClient {
             throw UpstreamUnreachable(description: "token endpoint answered \(response.status.code)")
         }
         let parsed = try JSONDecoder().decode(TokenResponse.self, from: Data(body.readableBytesView))
-        guard let token = parsed.access_token ?? parsed.token, !token.isEmpty else {
-            throw UpstreamUnreachable(description: "token endpoint returned no token")
+        guard let token = parsed.access_token ?? parsed.token, Self.isUsableToken(token) else {
+            throw UpstreamUnreachable(description: "token endpoint returned no usable token")
         }
         let lifetime = max(1, parsed.expires_in ?? 60)
         let margin = min(30.0, Double(lifetime) / 2)
@@ -80,6 +80,14 @@ extension UpstreamClient {
         let token: String?
         let access_token: String?
         let expires_in: Int?
+    }
+
+    /// Whether `token` can go in an `Authorization: Bearer` header as it is: 1 to 64 KiB of visible
+    /// ASCII. Anything else (CR, LF, NUL, spaces, a megabyte) is refused at once, not cached and sent
+    /// on every request until it expires.
+    static func isUsableToken(_ token: String) -> Bool {
+        let bytes = token.utf8
+        return !bytes.isEmpty && bytes.count <= 64 << 10 && bytes.allSatisfy { $0 > 0x20 && $0 < 0x7F }
     }
 
     /// `team/app` of `repository:team/app:pull`.

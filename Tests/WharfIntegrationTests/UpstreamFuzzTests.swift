@@ -111,8 +111,8 @@ struct UpstreamFuzzTests {
         let environment = ProcessInfo.processInfo.environment
         let seed = environment["WHARF_FUZZ_SEED"].flatMap { UInt64($0) } ?? 0x5550_5354
         let count = environment["WHARF_FUZZ_COUNT"].flatMap { Int($0) } ?? 1600
-        // Blobs from 600 on are never asked while the upstream lies.
-        let replies = UpstreamReplies(blobCount: 610, manifestCount: 60, seed: seed)
+        // Blobs from 600 on and manifest 60 are never asked while the upstream lies.
+        let replies = UpstreamReplies(blobCount: 610, manifestCount: 61, seed: seed)
         let script = Script(seed: seed &+ 1)
         let upstream = RawReplyServer { request in
             script.state.withLock { replies.reply(request, honestOnly: $0.honest, &$0.random) }
@@ -144,8 +144,8 @@ struct UpstreamFuzzTests {
                             var r = SeededRandom(seed: seed &+ UInt64(w + 2) &* 0x1_0000_0001)
                             return (0..<(count / workers)).map { _ in
                                 let ask: Ask = switch r.below(20) {
-                                case 0..<3: .tag(r.below(replies.manifests.count))
-                                case 3: .manifest(r.below(replies.manifests.count))
+                                case 0..<3: .tag(r.below(60))
+                                case 3: .manifest(r.below(60))
                                 case 4, 5: .blob(r.below(600), head: true)
                                 default: .blob(r.below(600), head: false)
                                 }
@@ -180,8 +180,11 @@ struct UpstreamFuzzTests {
             // once the circuit breaker's cooldown lets requests through again.
             script.state.withLock { $0.honest = true }
             await eventually(within: .seconds(30), "the upstream is not used again") {
-                guard case .success(let got) = Self.send(.blob(600, head: false), replies, port: port) else { return false }
-                return got.status == 200 && got.body != nil
+                // Blobs and manifests have circuits of their own: both must be closed again.
+                guard case .success(let blob) = Self.send(.blob(600, head: false), replies, port: port), blob.status == 200, blob.body != nil,
+                    case .success(let tag) = Self.send(.tag(60), replies, port: port)
+                else { return false }
+                return tag.status == 200 && tag.body != nil
             }
             var again: [String] = []
             var asked: [String: Ask] = [:]

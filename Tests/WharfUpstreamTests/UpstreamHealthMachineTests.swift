@@ -151,4 +151,12 @@ import OCIDistribution
         }
         #expect(UpstreamClient.usableChallenge([#"Basic realm="registry""#])?.scheme == "basic")
     }
+
+    @Test("a token is used only if it can go in a header as it is: 1 to 64 KiB of visible ASCII")
+    func usableTokens() {
+        #expect(UpstreamClient.isUsableToken("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIifQ.c2ln-_+/="))
+        for bad in ["", "a\r\nX-Injected: yes", "a\nb", "a\u{0}b", "a b", "caf\u{E9}", String(repeating: "x", count: (64 << 10) + 1)] {
+            #expect(!UpstreamClient.isUsableToken(bad), "\(bad.prefix(20).debugDescription)")
+        }
+    }
 }
