@@ -235,10 +235,7 @@ public final class UpstreamClient: Sendable {
     /// a host, else a `Basic` one. Any other (`realm=`, `realm="file:///x"`) is no way to get a token.
     static func usableChallenge(_ values: [String]) -> AuthChallenge? {
         let all = AuthChallenge.parse(headers: values)
-        let bearer = all.first { challenge in
-            guard challenge.scheme == "bearer", let realm = challenge.realm, let url = URLComponents(string: realm) else { return false }
-            return (url.scheme == "https" || url.scheme == "http") && !(url.host ?? "").isEmpty
-        }
+        let bearer = all.first { $0.scheme == "bearer" && $0.realm.flatMap(TokenRealmPolicy.Origin.init) != nil }
         return bearer ?? all.first { $0.scheme == "basic" }
     }
 

@@ -89,7 +89,7 @@ struct UpstreamFuzzTests {
     /// Whether `got` is right for `ask` when Wharf says its body is complete.
     static func check(_ got: Got, _ ask: Ask, _ replies: UpstreamReplies) -> Problem? {
         guard got.status == 200, let body = got.body else { return nil }
-        let digest = UpstreamReplies.digest(body)
+        let digest = FileDigest.sha256(body)
         switch ask {
         case .blob(let i, false) where digest != replies.blobs[i].digest: return Problem("blob \(i): a complete 200 with other bytes")
         case .manifest(let i) where digest != replies.manifests[i].digest: return Problem("manifest \(i): a complete 200 with other bytes")
@@ -208,15 +208,9 @@ struct UpstreamFuzzTests {
             }
             let failedAgain = again.count
             #expect(failedAgain == 0, "\(failedAgain) of \(asked.count) failed with an honest upstream: \(again.prefix(10))\n\(wharf.child.output().suffix(3000))")
-            let root = sandbox + "/data/blobs/sha256"
-            var files = 0, damaged: [String] = []
-            for prefix in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
-                for name in (try? FileManager.default.contentsOfDirectory(atPath: root + "/" + prefix)) ?? [] {
-                    files += 1
-                    let bytes = [UInt8](FileManager.default.contents(atPath: "\(root)/\(prefix)/\(name)") ?? Data())
-                    if UpstreamReplies.digest(bytes) != "sha256:" + name { damaged.append(name) }
-                }
-            }
+            let cached = CacheFiles.blobs(in: sandbox + "/data").keys
+            let files = cached.count
+            let damaged = cached.filter { (try? FileDigest.sha256(path: "\(sandbox)/data/blobs/sha256/\($0.prefix(2))/\($0)")) != "sha256:" + $0 }
             #expect(files > 0 && damaged.isEmpty, "\(damaged.count) of \(files) cached files do not hash to their name")
             await eventually(within: .seconds(20), "temporary fill files left") { CacheFiles.tempFiles(in: sandbox + "/data").isEmpty }
             // Sockets and pipes come back down (files in the cache may stay open: small blobs' descriptor cache).

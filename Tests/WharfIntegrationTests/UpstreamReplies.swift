@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import WharfTestSupport
 
@@ -33,7 +32,7 @@ struct UpstreamReplies: Sendable {
             let size = r.chance(0.6) ? 1 + r.below(16 << 10) : r.chance(0.75) ? r.below(256 << 10) : (256 << 10) + r.below(1 << 20)
             let start = r.below(pool.count - size)
             let bytes = Array(pool[start..<(start + size)])
-            blobs.append(Blob(digest: Self.digest(bytes), bytes: bytes))
+            blobs.append(Blob(digest: FileDigest.sha256(bytes), bytes: bytes))
         }
         self.blobs = blobs
         self.manifests = (0..<manifestCount).map { i in
@@ -44,15 +43,11 @@ struct UpstreamReplies: Sendable {
                 "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"\(layer.digest)","size":\(layer.bytes.count)}]}
                 """
             let bytes = Array(json.utf8)
-            return Manifest(tag: "t\(i)", digest: Self.digest(bytes), bytes: bytes)
+            return Manifest(tag: "t\(i)", digest: FileDigest.sha256(bytes), bytes: bytes)
         }
         self.blobsByDigest = Dictionary(uniqueKeysWithValues: blobs.enumerated().map { ($1.digest, $0) })
         self.manifestsByReference = Dictionary(
             self.manifests.enumerated().flatMap { [($1.tag, $0), ($1.digest, $0)] }, uniquingKeysWith: { a, _ in a })
-    }
-
-    static func digest(_ bytes: [UInt8]) -> String {
-        "sha256:" + SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
     }
 
     /// An answer before it is put into bytes.
