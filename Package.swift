@@ -105,7 +105,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// The SwiftNIO HTTP/1.1 front: routing, OCI responses, sendfile.
         .target(name: "WharfHTTP", dependencies: [
-            "OCIDistribution", "WharfMirror", "WharfAuth", "WharfText",
+            "OCIDistribution", "WharfMirror", "WharfStorage", "WharfAuth", "WharfText",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOExtras", package: "swift-nio-extras"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -178,7 +178,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// The HTTP front without sockets: connection state, the hit-path request scanner against NIO's decoder, in EmbeddedChannels.
         .testTarget(name: "WharfHTTPTests", dependencies: [
-            "WharfHTTP", "WharfMirror", "WharfUpstream", "OCIDistribution", "WharfTestSupport",
+            "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

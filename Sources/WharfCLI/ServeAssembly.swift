@@ -61,6 +61,7 @@ struct ServeAssembly: Sendable {
             server.requestHeadTimeout = .seconds(Int64(config.limits.requestHeadTimeoutSeconds))
             server.idleTimeout = .seconds(Int64(config.limits.idleTimeoutSeconds))
             server.admin = admin
+            server.memoryCacheBytes = Int(config.data.memoryCache) / config.listeners.count  // the budget is for all listeners
             server.about = ServerAbout(configuration: ConfigCheckCommand.summary(config))
             servers.append(RegistryServer(configuration: server, mirror: self.mirror, auth: authenticator, edge: edge, logger: logger))
         }

@@ -8,7 +8,7 @@ struct ConfigurationDecoder {
     static let topKeys = ["listen", "data", "client-auth", "limits", "log-level", "log-format", "upstreams", "edge", "webhooks", "warm", "admin"]
     static let listenerKeys = ["address", "tls"]
     static let tlsKeys = ["certificate", "key"]
-    static let dataKeys = ["directory", "max-size", "high-watermark", "low-watermark"]
+    static let dataKeys = ["directory", "max-size", "high-watermark", "low-watermark", "memory-cache"]
     static let clientAuthKeys = ["mode", "htpasswd", "allow-without-tls", "realm", "admins"]
     static let adminKeys = ["htpasswd", "token-file", "allow-without-tls"]
 
@@ -113,6 +113,9 @@ struct ConfigurationDecoder {
         }
         if let high = self.reader.int(f, "high-watermark") { data.highWatermark = high }
         if let low = self.reader.int(f, "low-watermark") { data.lowWatermark = low }
+        if let size = self.reader.parsed(f, "memory-cache", expected: "a size such as 64MiB, 256MiB or 0 (off)", ByteSize.parse) {
+            data.memoryCache = size
+        }
     }
 
     private mutating func clientAuth(_ f: Fields, into auth: inout ClientAuthConfiguration) {

@@ -63,9 +63,13 @@ public struct DataConfiguration: Sendable, Equatable {
     public var highWatermark: Int
     /// Eviction runs until the cache is at or under this percentage (below `highWatermark`).
     public var lowWatermark: Int
+    /// Bytes of memory for the whole responses of small hot blobs (up to 64 KiB each), over all
+    /// listeners; 0 turns it off.
+    public var memoryCache: Int64
 
-    public init(directory: String = "./data", maxSize: Int64? = nil, highWatermark: Int = 90, lowWatermark: Int = 80) {
+    public init(directory: String = "./data", maxSize: Int64? = nil, highWatermark: Int = 90, lowWatermark: Int = 80, memoryCache: Int64 = 64 << 20) {
         self.directory = directory
+        self.memoryCache = memoryCache
         self.maxSize = maxSize
         self.highWatermark = highWatermark
         self.lowWatermark = lowWatermark

@@ -31,6 +31,8 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     private let front: HitFront
     /// This event loop's open descriptors of small blob files.
     private let openFiles: LoopOpenFiles
+    /// Whole responses of small blobs, shared by the loops (nil: off).
+    private let memory: HitMemoryCache?
     let connection = HitConnection()
     /// The connection's state (what is in flight, closing, quiescing), shared with the async side's end.
     private let lifecycle: ConnectionLifecycle
@@ -41,8 +43,9 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     init(
         reads: ReadService, edge: EdgeSettings?, front: HitFront, lifecycle: ConnectionLifecycle, openFiles: LoopOpenFiles,
-        isShuttingDown: @escaping @Sendable () -> Bool
+        memory: HitMemoryCache? = nil, isShuttingDown: @escaping @Sendable () -> Bool
     ) {
+        self.memory = memory
         self.front = front
         self.lifecycle = lifecycle
         self.openFiles = openFiles
@@ -108,6 +111,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
               let routed = self.reads.routeOpen(name, namespace: namespace)
         else { return false }
         let query = BlobQuery(digest: digest, isHead: isHead, range: nil, identity: nil, client: "")
+        let memoryMark = self.memory?.mark  // before the index and the file are asked
         guard let answer = self.reads.cachedBlob(query, routed, files: self.openFiles) else { return false }
         switch consume answer {
         case .head(let size, _):
@@ -117,7 +121,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
             response.finish(keepAlive: keepAlive)
             self.send(outlet, response.buffer, keepAlive: keepAlive)
         case .file(let file):
-            self.sendFile(file, request, routed, digest: digest, namespace: namespace, outlet: outlet, started: started)
+            self.sendFile(file, request, routed, digest: digest, namespace: namespace, outlet: outlet, started: started, memoryMark: memoryMark)
         default:
             preconditionFailure("cachedBlob answers hits only")
         }
@@ -126,10 +130,17 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func sendFile(
         _ file: consuming CachedFile, _ request: HitRequest, _ routed: RoutedRequest, digest: Digest, namespace: String?,
-        outlet: ChannelHandlerContext, started: ContinuousClock.Instant
+        outlet: ChannelHandlerContext, started: ContinuousClock.Instant, memoryMark: UInt64?
     ) {
         let keepAlive = request.keepAlive, size = file.size
         if file.isBorrowed {
+            // The one response the memory cache keeps: a keep-alive 200 without a namespace.
+            let keepable = keepAlive && namespace == nil
+            if keepable, let kept = self.memory?.response(for: digest, bodySize: size) {
+                self.record(request, routed, kind: .blob, status: 200, bytes: size, started: started, channel: outlet.channel)
+                self.send(outlet, kept, keepAlive: keepAlive)
+                return
+            }
             // Small: head and body in one buffer, one write.
             var response = Self.blobHead(
                 digest, length: size, namespace: namespace, allocator: outlet.channel.allocator, bodyCapacity: Int(size))
@@ -141,6 +152,9 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             self.record(request, routed, kind: .blob, status: 200, bytes: size, started: started, channel: outlet.channel)
+            if keepable, let memory = self.memory, let memoryMark {
+                memory.store(response.buffer, for: digest, bodySize: size, asOf: memoryMark)
+            }
             self.send(outlet, response.buffer, keepAlive: keepAlive)
             return
         }

@@ -9,6 +9,7 @@ import ServiceLifecycle
 import Synchronization
 import WharfAuth
 import WharfMirror
+import WharfStorage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,6 +38,8 @@ public final class RegistryServer: Service, Sendable {
         /// Small blob files kept open per event loop for hits (``OpenBlobFiles``): an eighth of the
         /// open-files limit, at most 4096.
         public var openFileCacheSize = OpenFilesPerLoop.defaultCapacity()
+        /// Bytes of small blobs' whole responses kept in memory for hits (``HitMemoryCache``); 0: none.
+        public var memoryCacheBytes = 64 << 20
         /// A request head must arrive whole within this time of its first byte (slow-loris).
         public var requestHeadTimeout: TimeAmount = .seconds(30)
         /// Connections held at once, in total and per client address (``ConnectionLimits``).
@@ -62,6 +65,7 @@ public final class RegistryServer: Service, Sendable {
     private let quiesce = ServerQuiescingHelper(group: MultiThreadedEventLoopGroup.singleton)
     private let quiesced = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Void.self)
     private let openFiles: OpenFilesPerLoop
+    private let memory: HitMemoryCache?
     private let admissions: ConnectionAdmissions
     private let bound = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, any Error>], serverChannel: (any Channel)?)>((nil, [], nil))
 
@@ -70,11 +74,15 @@ public final class RegistryServer: Service, Sendable {
         self.handler = RegistryHandler(mirror: mirror, auth: auth ?? .open(logger: logger), edge: edge, about: configuration.about, admin: configuration.admin, logger: logger)
         self.logger = logger
         self.openFiles = OpenFilesPerLoop(mirror: mirror, capacity: configuration.openFileCacheSize)
+        self.memory = configuration.memoryCacheBytes > 0 ? HitMemoryCache(budget: configuration.memoryCacheBytes, changes: mirror.store.changes) : nil
         self.admissions = ConnectionAdmissions(limits: configuration.connectionLimits)
     }
 
     /// Connections this listener holds now (counted against ``Configuration/connectionLimits``).
     public var openConnections: Int { self.admissions.total }
+
+    /// Small blobs' responses kept in memory now (``Configuration/memoryCacheBytes``), and their bytes.
+    public var memoryCacheUsage: (entries: Int, bytes: Int) { self.memory?.usage ?? (0, 0) }
 
     /// Tasks answering requests on the async side now (at most one per connection), and how many
     /// were started since the server started (one per request). A connection whose requests are all
@@ -108,7 +116,7 @@ public final class RegistryServer: Service, Sendable {
         let config = self.configuration
         self.asyncSide.setPriority(Task.currentPriority)
         let reads = self.handler.reads, connections = self.connections, edge = self.handler.edge
-        let openFiles = self.openFiles, admissions = self.admissions, quiesce = self.quiesce
+        let openFiles = self.openFiles, memory = self.memory, admissions = self.admissions, quiesce = self.quiesce
         let sweeps = LoopSweeps(headTimeout: config.requestHeadTimeout, idleTimeout: config.idleTimeout)
         let answer: @Sendable (AsyncSideJob) -> Void = { [asyncSide = self.asyncSide] job in
             // After the drain every connection is closed; a job that comes anyway closes its own.
@@ -170,6 +178,7 @@ public final class RegistryServer: Service, Sendable {
                         if let front {
                             try sync.addHandler(HitPath(
                                 reads: reads, edge: edge, front: front, lifecycle: lifecycle, openFiles: openFiles.forLoop(channel.eventLoop),
+                                memory: memory,
                                 isShuttingDown: { connections.isShuttingDown }))
                         }
                         try sync.addHandler(lifecycle)

@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import OCIDistribution
 import WharfStorage
+import WharfUpstream
 
 /// What administrators may do to a running mirror: purge, pin and unpin, warm now.
 extension Mirror {

@@ -2,40 +2,6 @@
 import Glibc
 #endif
 import OCIDistribution
-import Synchronization
-
-/// Blob files removed or replaced, in order, so caches of open descriptors can drop theirs.
-///
-/// Every unlink or rename of a published blob file is recorded here (``BlobStore`` does it). A
-/// reader remembers the sequence number it has seen; the number alone is one atomic load, so the
-/// common case (nothing changed) costs nothing more.
-public final class BlobFileChanges: Sendable {
-    /// Changes kept for readers that fall behind; a reader further behind drops everything.
-    static let kept = 512
-    private let sequence = Atomic<UInt64>(0)
-    private let log = Mutex<[Digest]>([])
-
-    public init() {}
-
-    public var current: UInt64 { self.sequence.load(ordering: .acquiring) }
-
-    func record(_ digest: Digest) {
-        self.log.withLock { log in
-            if log.count == Self.kept { log.removeFirst(Self.kept / 2) }
-            log.append(digest)
-            self.sequence.add(1, ordering: .releasing)
-        }
-    }
-
-    /// The digests changed after `seen` and the new sequence number; nil digests: too far behind.
-    func changes(since seen: UInt64) -> (digests: [Digest]?, now: UInt64) {
-        self.log.withLock { log in
-            let now = self.sequence.load(ordering: .relaxed)
-            let missed = Int(now - seen)
-            return (missed <= log.count ? Array(log.suffix(missed)) : nil, now)
-        }
-    }
-}
 
 /// Descriptors of small blob files kept open for the hit path, like nginx's `open_file_cache`: a
 /// hit on a cached file skips `open`, `fstat` and `close` (and building its path).
@@ -59,13 +25,13 @@ public final class OpenBlobFiles {
     private var byDigest: [Digest: Int] = [:]
     private var free: [Int]
     private var hand = 0
-    private var seen: UInt64
+    private var cursor: BlobChangeCursor
 
     public init(store: BlobStore, capacity: Int) {
         self.store = store
         self.slots = Array(repeating: nil, count: max(0, capacity))
         self.free = Array((0..<max(0, capacity)).reversed())
-        self.seen = store.changes.current
+        self.cursor = BlobChangeCursor(store.changes)
     }
 
     public var count: Int { self.byDigest.count }
@@ -74,7 +40,11 @@ public final class OpenBlobFiles {
     /// read it with `pread` now, never close it or keep it. Nil if the file is missing or differs in
     /// size. `touch` is true the first time in second `now` (access times have one-second resolution).
     public func descriptor(_ digest: Digest, size: Int64, now: UInt64) -> (fd: Int32, touch: Bool)? {
-        if self.store.changes.current != self.seen { self.dropChanged() }
+        switch self.cursor.news(self.store.changes) {
+        case .none: break
+        case .changed(let digests): for d in digests { if let i = self.byDigest[d] { self.drop(at: i) } }
+        case .lost: self.closeAll()
+        }
         if let i = self.byDigest[digest], let slot = self.slots[i] {
             if slot.size == size {
                 guard slot.touchedAt != now else { return (slot.fd, false) }
@@ -97,13 +67,6 @@ public final class OpenBlobFiles {
     /// Closes every descriptor (at shutdown).
     public func closeAll() {
         for i in self.slots.indices where self.slots[i] != nil { self.drop(at: i) }
-    }
-
-    private func dropChanged() {
-        let (digests, now) = self.store.changes.changes(since: self.seen)
-        self.seen = now
-        guard let digests else { return self.closeAll() }
-        for d in digests { if let i = self.byDigest[d] { self.drop(at: i) } }
     }
 
     private func evictOne() -> Int {

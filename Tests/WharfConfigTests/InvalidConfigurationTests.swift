@@ -34,6 +34,7 @@ struct BadConfig: Sendable, CustomTestStringConvertible {
         BadConfig(name: "document not a mapping", yaml: "- listen\n", line: 1, phrase: "expected a mapping"),
         BadConfig(name: "bad size", yaml: "data:\n  max-size: 12XB\n", line: 2, phrase: "expected a size such as 200GiB"),
         BadConfig(name: "zero size", yaml: "data:\n  max-size: 0\n", line: 2, phrase: "must be greater than 0"),
+        BadConfig(name: "bad memory cache size", yaml: "data:\n  memory-cache: lots\n", line: 2, phrase: "a size such as 64MiB, 256MiB or 0 (off)"),
         BadConfig(name: "watermark not a number", yaml: "data:\n  high-watermark: ninety\n", line: 2, phrase: "expected a whole number, got 'ninety'"),
         BadConfig(name: "high watermark out of range", yaml: "data:\n  high-watermark: 150\n", line: 2, phrase: "percentage 1-100"),
         BadConfig(name: "low >= high watermark", yaml: "data:\n  high-watermark: 70\n  low-watermark: 70\n", line: 3, phrase: "must be below high-watermark (70)"),

@@ -46,6 +46,12 @@ import WharfConfig
         }
     }
 
+    @Test func memoryCacheSize() throws {
+        #expect(WharfConfiguration().data.memoryCache == 64 << 20)
+        #expect(try ConfigurationLoader.parse(yaml: "data:\n  memory-cache: 0\n").data.memoryCache == 0)
+        #expect(try ConfigurationLoader.parse(yaml: "data:\n  memory-cache: 256MiB\n").data.memoryCache == 256 << 20)
+    }
+
     @Test func validateAfterMerging() {
         var config = WharfConfiguration()
         config.clientAuth.mode = .htpasswd

@@ -1,6 +1,7 @@
 import Foundation
 import OCIDistribution
 import Testing
+import WharfHTTP
 import WharfMirror
 import WharfStorage
 import WharfTestSupport
@@ -94,6 +95,57 @@ struct HitPathTests {
             #expect(wharf.mirror.stats.blobHits.value == hitsBefore.0 + 3)
             #expect(wharf.mirror.stats.manifestHits.value == hitsBefore.1 + 1)
             #expect(wharf.mirror.stats.blobMisses.value == missesBefore)
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await upstream.stop()
+    }
+
+    @Test("a small blob kept in memory answers keep-alive GETs with the file's bytes; close, namespaced and HEAD requests keep their own heads")
+    func memoryKeptResponses() async throws {
+        let upstream = try UpstreamEnvironment()
+        let image = try upstream.generator.image(layerSizes: [20_000], format: .oci)
+        try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
+        try await upstream.start()
+        let wharf = try await WharfInstance.start(upstream: upstream.registry.url)
+        do {
+            let small = image.layers[0]
+            _ = try await RawHTTP.request("GET /v2/team/app/manifests/v1 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            _ = try await RawHTTP.request("GET /v2/team/app/blobs/\(small.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            await eventually("the layer was not indexed") { wharf.isIndexed(small.digest) }
+            #expect(wharf.server.memoryCacheUsage.entries == 0, "a Connection: close answer is not the one kept")
+            let ns = String(upstream.registry.url.dropFirst("http://".count))
+            let get = "GET /v2/team/app/blobs/\(small.digest) HTTP/1.1\r\nHost: w\r\n\r\n"
+            let pipelined = [
+                get,  // read from the file, then kept
+                get,  // from memory
+                "GET /v2/team/app/blobs/\(small.digest)?ns=\(ns) HTTP/1.1\r\nHost: w\r\n\r\n",
+                get,
+                "HEAD /v2/team/app/blobs/\(small.digest) HTTP/1.1\r\nHost: w\r\n\r\n",
+                "GET /v2/team/app/blobs/\(small.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n",
+            ].joined()
+            let raw = try await RawHTTP.request(pipelined, port: wharf.port, untilClose: true).raw
+            let responses = Self.split(raw, headResponses: [4])
+            #expect(responses.count == 6, "got \(responses.count) responses")
+            if responses.count == 6 {
+                for i in [0, 1, 2, 3, 5] {
+                    #expect(responses[i].status == 200 && Digest.sha256(of: responses[i].body).description == small.digest, "response \(i)")
+                    #expect(responses[i].headers.contains("Content-Length: \(small.size)\r\n"))
+                }
+                #expect(responses[0].headers == responses[1].headers && responses[1].headers == responses[3].headers)
+                for i in [0, 1, 3, 4] { #expect(!responses[i].headers.contains("OCI-Namespace") && !responses[i].headers.contains("Connection: close")) }
+                #expect(responses[2].headers.contains("OCI-Namespace: \(ns)\r\n"))
+                #expect(responses[4].status == 200 && responses[4].body.isEmpty && responses[4].headers.contains("Content-Length: \(small.size)\r\n"))
+                #expect(responses[5].headers.contains("Connection: close\r\n") && !responses[5].headers.contains("OCI-Namespace"))
+            }
+            let usage = wharf.server.memoryCacheUsage
+            #expect(usage.entries == 1 && usage.bytes >= small.size, "memory: \(usage)")
+
+            // Evicting the blob (a purge) drops the kept response with its file: the next GET is not a hit.
+            #expect(wharf.mirror.store.remove(try Digest(parsing: small.digest)))
+            _ = try await RawHTTP.request("GET /v2/team/app/blobs/\(small.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            #expect(wharf.server.memoryCacheUsage.entries == 0)
         } catch {
             Issue.record(error)
         }
