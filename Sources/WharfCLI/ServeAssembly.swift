@@ -48,6 +48,8 @@ struct ServeAssembly: Sendable {
                 htpasswd: try a.htpasswdFile.map { try HtpasswdFile(path: $0, logger: logger) }, token: try a.tokenFile.map(AdminAuthenticator.token(file:)),
                 allowWithoutTLS: a.allowWithoutTLS, logger: logger)
         }
+        // One for all listeners: a blob's response is the same on each.
+        let memoryCache = config.data.memoryCache > 0 ? HitMemoryCache(budget: Int(config.data.memoryCache), changes: self.mirror.store.changes) : nil
         for listener in config.listeners {
             var tls: TLSCertificate?
             if let files = listener.tls {
@@ -61,7 +63,7 @@ struct ServeAssembly: Sendable {
             server.requestHeadTimeout = .seconds(Int64(config.limits.requestHeadTimeoutSeconds))
             server.idleTimeout = .seconds(Int64(config.limits.idleTimeoutSeconds))
             server.admin = admin
-            server.memoryCacheBytes = Int(config.data.memoryCache) / config.listeners.count  // the budget is for all listeners
+            server.memoryCache = memoryCache
             server.about = ServerAbout(configuration: ConfigCheckCommand.summary(config))
             servers.append(RegistryServer(configuration: server, mirror: self.mirror, auth: authenticator, edge: edge, logger: logger))
         }

@@ -67,7 +67,7 @@ public struct DataConfiguration: Sendable, Equatable {
     /// listeners; 0 turns it off.
     public var memoryCache: Int64
 
-    public init(directory: String = "./data", maxSize: Int64? = nil, highWatermark: Int = 90, lowWatermark: Int = 80, memoryCache: Int64 = 64 << 20) {
+    public init(directory: String = "./data", maxSize: Int64? = nil, highWatermark: Int = 90, lowWatermark: Int = 80, memoryCache: Int64 = 128 << 20) {
         self.directory = directory
         self.memoryCache = memoryCache
         self.maxSize = maxSize

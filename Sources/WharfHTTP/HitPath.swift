@@ -137,6 +137,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
             // The one response the memory cache keeps: a keep-alive 200 without a namespace.
             let keepable = keepAlive && namespace == nil
             if keepable, let kept = self.memory?.response(for: digest, bodySize: size) {
+                self.reads.stats.memoryHits.add()
                 self.record(request, routed, kind: .blob, status: 200, bytes: size, started: started, channel: outlet.channel)
                 self.send(outlet, kept, keepAlive: keepAlive)
                 return

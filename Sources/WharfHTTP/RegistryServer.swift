@@ -38,8 +38,9 @@ public final class RegistryServer: Service, Sendable {
         /// Small blob files kept open per event loop for hits (``OpenBlobFiles``): an eighth of the
         /// open-files limit, at most 4096.
         public var openFileCacheSize = OpenFilesPerLoop.defaultCapacity()
-        /// Bytes of small blobs' whole responses kept in memory for hits (``HitMemoryCache``); 0: none.
-        public var memoryCacheBytes = 64 << 20
+        /// Small blobs' whole responses kept in memory for hits, shared by the listeners of one
+        /// mirror (nil: none).
+        public var memoryCache: HitMemoryCache?
         /// A request head must arrive whole within this time of its first byte (slow-loris).
         public var requestHeadTimeout: TimeAmount = .seconds(30)
         /// Connections held at once, in total and per client address (``ConnectionLimits``).
@@ -74,14 +75,14 @@ public final class RegistryServer: Service, Sendable {
         self.handler = RegistryHandler(mirror: mirror, auth: auth ?? .open(logger: logger), edge: edge, about: configuration.about, admin: configuration.admin, logger: logger)
         self.logger = logger
         self.openFiles = OpenFilesPerLoop(mirror: mirror, capacity: configuration.openFileCacheSize)
-        self.memory = configuration.memoryCacheBytes > 0 ? HitMemoryCache(budget: configuration.memoryCacheBytes, changes: mirror.store.changes) : nil
+        self.memory = configuration.memoryCache
         self.admissions = ConnectionAdmissions(limits: configuration.connectionLimits)
     }
 
     /// Connections this listener holds now (counted against ``Configuration/connectionLimits``).
     public var openConnections: Int { self.admissions.total }
 
-    /// Small blobs' responses kept in memory now (``Configuration/memoryCacheBytes``), and their bytes.
+    /// Small blobs' responses kept in memory now (``Configuration/memoryCache``), and their bytes.
     public var memoryCacheUsage: (entries: Int, bytes: Int) { self.memory?.usage ?? (0, 0) }
 
     /// Tasks answering requests on the async side now (at most one per connection), and how many

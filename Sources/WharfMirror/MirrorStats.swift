@@ -129,6 +129,8 @@ public final class MirrorStats: Sendable {
     public let staleWhileRevalidateServes: StatCounter
     public let revalidations: StatCounter
     public let negativeHits: StatCounter
+    /// Blob hits answered from whole responses kept in memory (a subset of ``blobHits``).
+    public let memoryHits: StatCounter
     public let bytesFromDisk: StatCounter
     public let bytesFromFills: StatCounter
     public let fillsStarted: StatCounter
@@ -184,6 +186,7 @@ public final class MirrorStats: Sendable {
             r, "wharf_stale_while_revalidate_serves_total", help: "Expired tags answered from the cache while a background revalidation runs")
         self.revalidations = StatCounter(r, "wharf_tag_revalidations_total", help: "Expired tags confirmed unchanged by an upstream HEAD")
         self.negativeHits = StatCounter(r, "wharf_negative_hits_total", help: "Requests answered from the not-found cache")
+        self.memoryHits = StatCounter(r, "wharf_memory_hits_total", help: "Blob hits answered from responses kept in memory (part of the blob hits)")
         self.bytesFromDisk = StatCounter(r, "wharf_served_bytes_total", [("source", "disk")], help: "Body bytes sent to clients")
         self.bytesFromFills = StatCounter(r, "wharf_served_bytes_total", [("source", "fill")], help: "Body bytes sent to clients")
         self.fillsStarted = StatCounter(r, "wharf_fills_started_total", help: "Blob downloads started")

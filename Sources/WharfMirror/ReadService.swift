@@ -19,6 +19,8 @@ public struct ReadService: Sendable {
     public typealias PullAuthorizer = @Sendable (UpstreamIdentity, UpstreamClient, String) async throws(RegistryError) -> Void
 
     let mirror: Mirror
+    /// The mirror's counters (the hit path counts what it answers from memory).
+    public var stats: MirrorStats { self.mirror.stats }
     private let authorize: PullAuthorizer
     /// Where both request paths record how each request ended.
     public let outcomes: OutcomeRecorder

@@ -15,6 +15,8 @@ public struct StatsSnapshot: Codable, Sendable {
     }
     public struct Cache: Codable, Sendable {
         public var blobHits, blobMisses, manifestHits, manifestMisses, staleServes, revalidations, negativeHits: Int
+        /// Blob hits answered from responses kept in memory (part of `blobHits`).
+        public var memoryHits: Int
         /// Expired tags answered at once within their stale-while-revalidate window.
         public var staleWhileRevalidateServes: Int
         /// Expired tags served stale to keep a pull budget's reserve for content nobody has.
@@ -156,7 +158,7 @@ public struct StatsSnapshot: Codable, Sendable {
         self.cache = Cache(
             blobHits: s.blobHits.value, blobMisses: s.blobMisses.value, manifestHits: s.manifestHits.value,
             manifestMisses: s.manifestMisses.value, staleServes: s.staleServes.value,
-            revalidations: s.revalidations.value, negativeHits: s.negativeHits.value,
+            revalidations: s.revalidations.value, negativeHits: s.negativeHits.value, memoryHits: s.memoryHits.value,
             staleWhileRevalidateServes: s.staleWhileRevalidateServes.value, budgetStaleServes: s.budgetStaleServes.value,
             hitRatioByRequests: lookups == 0 ? 0 : Double(hits) / Double(lookups),
             hitRatioByBytes: disk + fills + ranges == 0 ? 0 : Double(disk) / Double(disk + fills + ranges))

@@ -47,7 +47,7 @@ import WharfConfig
     }
 
     @Test func memoryCacheSize() throws {
-        #expect(WharfConfiguration().data.memoryCache == 64 << 20)
+        #expect(WharfConfiguration().data.memoryCache == 128 << 20)
         #expect(try ConfigurationLoader.parse(yaml: "data:\n  memory-cache: 0\n").data.memoryCache == 0)
         #expect(try ConfigurationLoader.parse(yaml: "data:\n  memory-cache: 256MiB\n").data.memoryCache == 256 << 20)
     }

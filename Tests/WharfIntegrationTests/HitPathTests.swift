@@ -141,6 +141,7 @@ struct HitPathTests {
             }
             let usage = wharf.server.memoryCacheUsage
             #expect(usage.entries == 1 && usage.bytes >= small.size, "memory: \(usage)")
+            #expect(wharf.mirror.stats.memoryHits.value == 2, "the second and fourth GET come from memory")
 
             // Evicting the blob (a purge) drops the kept response with its file: the next GET is not a hit.
             #expect(wharf.mirror.store.remove(try Digest(parsing: small.digest)))

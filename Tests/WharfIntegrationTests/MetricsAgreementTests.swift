@@ -97,6 +97,7 @@ struct MetricsAgreementTests {
                 ("stale serves", cache["staleServes"], "wharf_stale_serves_total", [:]),
                 ("revalidations", cache["revalidations"], "wharf_tag_revalidations_total", [:]),
                 ("negative hits", cache["negativeHits"], "wharf_negative_hits_total", [:]),
+                ("memory hits", cache["memoryHits"], "wharf_memory_hits_total", [:]),
                 ("stale-while-revalidate", cache["staleWhileRevalidateServes"], "wharf_stale_while_revalidate_serves_total", [:]),
                 ("budget stale serves", cache["budgetStaleServes"], "wharf_ratelimit_budget_stale_serves_total", [:]),
                 ("bytes from disk", bytes["servedFromDisk"], "wharf_served_bytes_total", ["source": "disk"]),

@@ -193,6 +193,7 @@ start_wharf() {
   local p tp; p=$(free_port); tp=$(free_port)
   printf 'limits:\n  connections-per-client: 1000000\n  upstream-lookups-per-client: 1000000\n  upstream-lookup-burst: 1000000\n' \
     > "$work/$name.yaml"
+  if [ -n "${WHARF_MEMORY_CACHE:-}" ]; then printf 'data:\n  memory-cache: %s\n' "$WHARF_MEMORY_CACHE" >> "$work/$name.yaml"; fi
   "$wharf_bin" serve --config "$work/$name.yaml" --listen "127.0.0.1:$p" --upstream "http://127.0.0.1:${port[origin]}" --data-dir "$data" \
     --tls-listen "127.0.0.1:$tp" --tls-cert "$work/tls/cert.pem" --tls-key "$work/tls/key.pem" \
     --log-level warning --tag-ttl 600 > "$work/$name.log" 2>&1 &
