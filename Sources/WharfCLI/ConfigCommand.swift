@@ -60,7 +60,8 @@ struct ConfigCheckCommand: ParsableCommand {
         let bound = data.maxSize.map {
             "max \(ByteCount.string($0)), evicting from \(data.highWatermark)% down to \(data.lowWatermark)%"
         } ?? "unbounded"
-        lines.append("data: \(data.directory) (\(bound))")
+        let memory = data.memoryCache > 0 ? "small blobs' responses in up to \(ByteCount.string(data.memoryCache)) of memory" : "no memory cache"
+        lines.append("data: \(data.directory) (\(bound); \(memory))")
         let auth = config.clientAuth
         lines.append("client auth: \(auth.mode.rawValue)" + (auth.mode == .htpasswd ? " (\(auth.htpasswdFile ?? ""))" : ""))
         lines.append("log level: \(config.logLevel), format \(config.logFormat)")
