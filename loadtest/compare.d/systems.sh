@@ -203,9 +203,17 @@ start_wharf() {
   wait_ready "$name-tls" "https://127.0.0.1:$tp/v2/" "${pid_of[$name]}"
 }
 
-# restart_one NAME: stops NAME (it must be one of ours) and removes it from $pids.
+# forget_pid PID: removes a stopped PID from $pids.
 forget_pid() {
   local gone=$1 kept=() p
   for p in "${pids[@]}"; do [ "$p" = "$gone" ] || kept+=("$p"); done
   pids=("${kept[@]}")
+}
+
+# restart_wharf NAME DATA_DIR: stops Wharf NAME and starts it again on the same data (new ports).
+restart_wharf() {
+  local name=$1 data=$2 old=${pid_of[$1]}
+  stop_pid "$old"
+  forget_pid "$old"
+  start_wharf "$name" "$data"
 }
