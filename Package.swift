@@ -105,7 +105,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         /// The SwiftNIO HTTP/1.1 front: routing, OCI responses, sendfile.
         .target(name: "WharfHTTP", dependencies: [
-            "OCIDistribution", "WharfMirror", "WharfStorage", "WharfAuth", "WharfText",
+            "OCIDistribution", "WharfMirror", "WharfAuth", "WharfText",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOExtras", package: "swift-nio-extras"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -174,11 +174,12 @@ let package = Package(
         .testTarget(name: "WharfMirrorTests", dependencies: [
             "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         /// The HTTP front without sockets: connection state, the hit-path request scanner against NIO's decoder, in EmbeddedChannels.
         .testTarget(name: "WharfHTTPTests", dependencies: [
-            "WharfHTTP", "WharfMirror", "WharfStorage", "WharfUpstream", "OCIDistribution", "WharfTestSupport",
+            "WharfHTTP", "WharfMirror", "WharfUpstream", "OCIDistribution", "WharfTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

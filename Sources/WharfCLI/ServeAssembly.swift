@@ -49,7 +49,7 @@ struct ServeAssembly: Sendable {
                 allowWithoutTLS: a.allowWithoutTLS, logger: logger)
         }
         // One for all listeners: a blob's response is the same on each.
-        let memoryCache = config.data.memoryCache > 0 ? HitMemoryCache(budget: Int(config.data.memoryCache), changes: self.mirror.store.changes) : nil
+        let memoryCache = config.data.memoryCache > 0 ? HitMemoryCache(budget: Int(config.data.memoryCache), mirror: self.mirror) : nil
         for listener in config.listeners {
             var tls: TLSCertificate?
             if let files = listener.tls {

@@ -9,7 +9,6 @@ import ServiceLifecycle
 import Synchronization
 import WharfAuth
 import WharfMirror
-import WharfStorage
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -91,7 +91,7 @@ final class WharfInstance: Sendable {
             clock: clock, historyInterval: historyInterval)
         var serverConfig = RegistryServer.Configuration(host: "127.0.0.1", port: 0, tls: tls)
         serverConfig.drainTimeout = .seconds(2)
-        serverConfig.memoryCache = HitMemoryCache(budget: 128 << 20, changes: mirror.store.changes)  // as `wharf serve` has by default
+        serverConfig.memoryCache = HitMemoryCache(budget: 128 << 20, mirror: mirror)  // as `wharf serve` has by default
         if let idleTimeout { serverConfig.idleTimeout = idleTimeout }
         configure(&serverConfig)
         let server = RegistryServer(configuration: serverConfig, mirror: mirror, auth: try auth?(logger), edge: edge, logger: logger)

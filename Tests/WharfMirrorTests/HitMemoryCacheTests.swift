@@ -3,7 +3,7 @@ import NIOCore
 import OCIDistribution
 import Testing
 import WharfStorage
-@testable import WharfHTTP
+@testable import WharfMirror
 
 /// ``HitMemoryCache``: kept responses are served only while their blob file is unchanged, and the
 /// cache never holds more than its budget.

@@ -99,12 +99,17 @@ public final class HitMemoryCache: Sendable {
         self.applied = Atomic(changes.current)
     }
 
+    /// A cache of at most `budget` bytes for `mirror`'s blob files.
+    public convenience init(budget: Int, mirror: Mirror) {
+        self.init(budget: budget, changes: mirror.store.changes)
+    }
+
     /// The change log's position now: pass it to ``store(_:for:bodySize:asOf:)`` for a response
     /// read after this point (taken before the index and the file are consulted).
-    var mark: UInt64 { self.changes.current }
+    public var mark: UInt64 { self.changes.current }
 
     /// The kept response of `digest` if it has a body of `bodySize` bytes.
-    func response(for digest: Digest, bodySize: Int64) -> ByteBuffer? {
+    public func response(for digest: Digest, bodySize: Int64) -> ByteBuffer? {
         self.applyChanges()
         return self.shards[Self.shard(digest)].state.withLock { shard in
             guard let i = shard.byDigest[digest], let entry = shard.slots[i], entry.bodySize == bodySize else { return nil }
@@ -115,7 +120,7 @@ public final class HitMemoryCache: Sendable {
 
     /// Keeps `response` for `digest` unless a blob file changed since `asOf`, or it is bigger than
     /// a shard may hold.
-    func store(_ response: ByteBuffer, for digest: Digest, bodySize: Int64, asOf: UInt64) {
+    public func store(_ response: ByteBuffer, for digest: Digest, bodySize: Int64, asOf: UInt64) {
         let entry = Entry(digest: digest, bodySize: bodySize, response: response)
         guard entry.cost <= self.shardBudget, self.changes.current == asOf else { return }
         self.applyChanges()
