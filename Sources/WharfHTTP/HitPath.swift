@@ -111,7 +111,9 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
               let routed = self.reads.routeOpen(name, namespace: namespace)
         else { return false }
         let query = BlobQuery(digest: digest, isHead: isHead, range: nil, identity: nil, client: "")
-        let memoryMark = self.memory?.mark  // before the index and the file are asked
+        // Only a keep-alive GET without a namespace gets the response the memory cache keeps; the
+        // mark is taken before the index and the file are asked.
+        let memoryMark = keepAlive && !isHead && namespace == nil ? self.memory?.mark : nil
         guard let answer = self.reads.cachedBlob(query, routed, files: self.openFiles) else { return false }
         switch consume answer {
         case .head(let size, _):
@@ -134,9 +136,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
     ) {
         let keepAlive = request.keepAlive, size = file.size
         if file.isBorrowed {
-            // The one response the memory cache keeps: a keep-alive 200 without a namespace.
-            let keepable = keepAlive && namespace == nil
-            if keepable, let kept = self.memory?.response(for: digest, bodySize: size) {
+            if memoryMark != nil, let kept = self.memory?.response(for: digest, bodySize: size) {
                 self.reads.stats.memoryHits.add()
                 self.record(request, routed, kind: .blob, status: 200, bytes: size, started: started, channel: outlet.channel)
                 self.send(outlet, kept, keepAlive: keepAlive)
@@ -153,7 +153,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             self.record(request, routed, kind: .blob, status: 200, bytes: size, started: started, channel: outlet.channel)
-            if keepable, let memory = self.memory, let memoryMark {
+            if let memory = self.memory, let memoryMark {
                 memory.store(response.buffer, for: digest, bodySize: size, asOf: memoryMark)
             }
             self.send(outlet, response.buffer, keepAlive: keepAlive)

@@ -60,8 +60,8 @@ public final class HitMemoryCache: Sendable {
             }
         }
 
+        /// Adds `entry`, whose digest is not in the shard.
         mutating func insert(_ entry: Entry) {
-            self.drop(entry.digest)
             let i: Int
             if let reused = self.free.popLast() {
                 i = reused

@@ -104,18 +104,15 @@ struct HitPathTests {
 
     @Test("a small blob kept in memory answers keep-alive GETs with the file's bytes; close, namespaced and HEAD requests keep their own heads")
     func memoryKeptResponses() async throws {
-        let upstream = try UpstreamEnvironment()
-        let image = try upstream.generator.image(layerSizes: [20_000], format: .oci)
-        try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
-        try await upstream.start()
-        let wharf = try await WharfInstance.start(upstream: upstream.registry.url)
-        do {
-            let small = image.layers[0]
-            _ = try await RawHTTP.request("GET /v2/team/app/manifests/v1 HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
-            _ = try await RawHTTP.request("GET /v2/team/app/blobs/\(small.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
-            await eventually("the layer was not indexed") { wharf.isIndexed(small.digest) }
+        var image: GeneratedImage!
+        try await withWharf(seed: { upstream in
+            image = try upstream.generator.image(layerSizes: [20_000], format: .oci)
+            try upstream.storage.add(image: image, repository: "team/app", tag: "v1")
+        }) { f in
+            let wharf = f.wharf, small = image.layers[0]
+            try await wharf.cache([small], of: "team/app")
             #expect(wharf.server.memoryCacheUsage.entries == 0, "a Connection: close answer is not the one kept")
-            let ns = String(upstream.registry.url.dropFirst("http://".count))
+            let ns = String(f.upstream.registry.url.dropFirst("http://".count))
             let get = "GET /v2/team/app/blobs/\(small.digest) HTTP/1.1\r\nHost: w\r\n\r\n"
             let pipelined = [
                 get,  // read from the file, then kept
@@ -147,11 +144,7 @@ struct HitPathTests {
             #expect(wharf.mirror.store.remove(try Digest(parsing: small.digest)))
             _ = try await RawHTTP.request("GET /v2/team/app/blobs/\(small.digest) HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
             #expect(wharf.server.memoryCacheUsage.entries == 0)
-        } catch {
-            Issue.record(error)
         }
-        await wharf.stop()
-        await upstream.stop()
     }
 
     /// Splits pipelined responses; those at `headResponses` (answers to HEAD, or 304) have no body.
