@@ -29,7 +29,12 @@ import WharfStorage
         deinit { try? FileManager.default.removeItem(atPath: self.root) }
 
         var tempFiles: [String] { (try? FileManager.default.contentsOfDirectory(atPath: self.layout.tempDirectory)) ?? [] }
-        func isOpen(_ fd: Int32) -> Bool { fcntl(fd, F_GETFD) >= 0 }
+        /// True while `fd` still refers to a file of this cache. (Whether the number is open at all is
+        /// no test: suites running beside this one reuse freed descriptor numbers.)
+        func isOpen(_ fd: Int32) -> Bool {
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)") else { return false }
+            return target.hasPrefix(self.root)
+        }
         func fileBytes(_ digest: Digest) -> [UInt8]? { FileManager.default.contents(atPath: self.layout.blobPath(digest)).map { [UInt8]($0) } }
     }
 
