@@ -29,6 +29,15 @@ public enum MediaType {
         }
     }
 
+    /// Whether `type` may be a manifest's media type: valid (``isValid(_:)``) and JSON, that is
+    /// `application/json` or an `application/…+json` type (the image manifest and index types, Docker's,
+    /// and any artifact type built the same way). Anything else from an upstream — `text/html`,
+    /// `image/svg+xml` — would have a browser render the manifest's bytes from Wharf's own origin.
+    public static func isManifestType(_ type: String) -> Bool {
+        guard Self.isValid(type), type.hasPrefix("application/") else { return false }
+        return type == "application/json" || type.hasSuffix("+json")
+    }
+
     private static func isRestrictedName(_ name: Slice<UnsafeBufferPointer<UInt8>>) -> Bool {
         guard let first = name.first, name.count <= 127, Self.isAlphanumeric(first) else { return false }
         return name.dropFirst().allSatisfy { byte in

@@ -165,7 +165,7 @@ struct ImportCommand: ParsableCommand {
                 guard Digest.sha256(of: bytesOfManifest) == digest else { throw BundleError("manifest \(d) does not match its digest") }
                 let shape = try ManifestShape.parse(bytesOfManifest)
                 let type = mediaType ?? shape.mediaType ?? MediaType.ociManifest
-                guard MediaType.isValid(type) else { throw BundleError("manifest \(d) has an invalid media type") }
+                guard MediaType.isManifestType(type) else { throw BundleError("manifest \(d) does not have a manifest's media type") }
                 let manifest = StoredManifest(digest: digest, mediaType: type, bytes: bytesOfManifest)
                 try cache.putManifest(manifest, upstream: self.upstream, repository: repository, tag: tag.map { ($0, AcceptSet.all.classKey) })
                 manifestCount += 1

@@ -1,4 +1,5 @@
 import Foundation
+import OCIDistribution
 import WharfMirror
 import WharfText
 
@@ -86,6 +87,17 @@ enum Dashboard {
     }
 
     /// Fetches the page every 10 s and swaps the body in place (no reload flash, scroll kept).
+    /// The pages' policy: nothing from elsewhere, no framing, and only the one script Wharf wrote
+    /// (``refreshScript``, by its hash), so text from a cache entry that slipped past escaping could
+    /// still not run. Inline styles stay allowed (the charts position their marks with them).
+    static let contentSecurityPolicy: String = {
+        let hex = Array(Digest.sha256(of: Array(Self.refreshScript.utf8)).hex.utf8)
+        let raw = stride(from: 0, to: hex.count, by: 2).compactMap { UInt8(String(decoding: hex[$0..<$0 + 2], as: UTF8.self), radix: 16) }
+        let hash = Data(raw).base64EncodedString()
+        return "default-src 'none'; script-src 'sha256-\(hash)'; style-src 'unsafe-inline'; img-src 'self' data:; "
+            + "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    }()
+
     static let refreshScript = """
         setInterval(async()=>{try{const r=await fetch(location.href,{cache:"no-store"});if(!r.ok)return;\
         const d=new DOMParser().parseFromString(await r.text(),"text/html");document.body.replaceWith(d.body)}catch(e){}},10000);

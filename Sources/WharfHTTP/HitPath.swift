@@ -200,6 +200,7 @@ final class HitPath: ChannelDuplexHandler, RemovableChannelHandler {
             status: notModified ? "304 Not Modified" : "200 OK", allocator: outlet.channel.allocator,
             bodyCapacity: withBody ? manifest.bytes.count : 0)
         response.add("Content-Type", manifest.mediaType)  // validated when stored and when read
+        response.add("X-Content-Type-Options", "nosniff")  // a manifest is data, never a page to render
         response.add("Docker-Content-Digest", manifest.digest)
         response.add("ETag", manifest.digest, quoted: true)
         response.add("Content-Length", Int64(manifest.bytes.count))

@@ -20,6 +20,7 @@ struct ManifestEndpoint: Sendable {
         writer.cache = answer.cacheOutcome
         var h = writer.headers()
         h.add(name: "Content-Type", value: answer.mediaType)
+        h.add(name: "X-Content-Type-Options", value: "nosniff")  // a manifest is data, never a page to render
         h.add(name: "Docker-Content-Digest", value: answer.digest.description)
         h.add(name: "ETag", value: "\"\(answer.digest)\"")
         if answer.stale { h.add(name: "Warning", value: "110 wharf \"Response is Stale\""); h.add(name: "X-Wharf-Stale", value: "true") }

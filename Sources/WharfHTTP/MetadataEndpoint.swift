@@ -30,8 +30,9 @@ struct MetadataEndpoint: Sendable {
         guard let list = try? JSONDecoder().decode(TagList.self, from: body.data) else {
             throw RegistryError(.unknown, "upstream sent an invalid tag list", status: 502)
         }
-        // Page locally too: an upstream may ignore n/last.
-        var tags = (list.tags ?? []).sorted()
+        // Page locally too: an upstream may ignore n/last. A name that is not a tag by the OCI grammar
+        // is the upstream's text, not a tag a client could pull: it is left out.
+        var tags = (list.tags ?? []).filter { (try? Tag(parsing: $0)) != nil }.sorted()
         if let last { tags = tags.filter { $0 > last } }
         var more = body.upstreamHasMore
         if let n, tags.count > n { tags = Array(tags.prefix(n)); more = true }

@@ -71,6 +71,11 @@ struct StatusEndpoint: Sendable {
         var h = writer.headers()
         h.add(name: "Content-Type", value: type)
         h.add(name: "Cache-Control", value: "no-store")
+        h.add(name: "X-Content-Type-Options", value: "nosniff")
+        if type.hasPrefix("text/html") {
+            h.add(name: "Content-Security-Policy", value: Dashboard.contentSecurityPolicy)
+            h.add(name: "Referrer-Policy", value: "same-origin")
+        }
         try await writer.send(status: status, headers: h, body: writer.allocator.buffer(string: body))
     }
 }

@@ -260,6 +260,8 @@ public struct ManifestResolver: Sendable {
             body = try await response.collect(upTo: Self.maxManifestBytes)
         } catch let e as RegistryError {
             throw e
+        } catch is NIOTooManyBytesError {
+            throw RegistryError(.manifestInvalid, "the upstream's manifest is larger than \(Self.maxManifestBytes >> 20) MiB", status: 502)
         } catch {
             throw UpstreamErrors.from(error, kind: .manifest)
         }
@@ -279,11 +281,16 @@ public struct ManifestResolver: Sendable {
             throw RegistryError(.unknown, "upstream manifest does not match its digest", status: 502)
         }
         // From the header or, when it is absent, the manifest's own `mediaType`: either way an
-        // upstream's text, checked before it is stored or sent (a CR/LF in it would split the response).
-        let type = mediaType.isEmpty ? Self.sniffMediaType(bytes) : mediaType
-        guard MediaType.isValid(type) else {
+        // upstream's text, checked before it is stored or sent (a CR/LF in it would split the response,
+        // `text/html` would have browsers run it as a page of Wharf's origin).
+        let type = mediaType.isEmpty ? Self.sniffMediaType(bytes).lowercased() : mediaType
+        guard MediaType.isManifestType(type) else {
             self.logger.warning("upstream manifest has an invalid media type", metadata: ["repository": "\(repository)", "reference": "\(reference)"])
-            throw RegistryError(.manifestInvalid, "the upstream's manifest has an invalid media type", status: 502)
+            throw RegistryError(.manifestInvalid, "the upstream's manifest does not have a manifest's media type (application/…+json)", status: 502)
+        }
+        guard Self.isJSONObject(bytes) else {
+            self.logger.warning("upstream manifest is not a JSON object", metadata: ["repository": "\(repository)", "reference": "\(reference)"])
+            throw RegistryError(.manifestInvalid, "the upstream's manifest is not a JSON object", status: 502)
         }
         return Fetched(manifest: StoredManifest(digest: computed, mediaType: type, bytes: bytes), fromPrimary: answer.fromPrimary)
     }
@@ -320,6 +327,12 @@ public struct ManifestResolver: Sendable {
             guard d.urls == nil, !type.contains("nondistributable"), !type.contains(".foreign.") else { return nil }
             return d.digest.flatMap { try? Digest(parsing: $0) }
         }
+    }
+
+    /// Whether `bytes` parse as one JSON object: anything else is no manifest a client could use, so it is
+    /// neither cached nor served (the parser's nesting limit also bounds what a hostile body can cost).
+    static func isJSONObject(_ bytes: [UInt8]) -> Bool {
+        (try? JSONSerialization.jsonObject(with: Data(bytes))) is [String: Any]
     }
 
     /// A manifest without `Content-Type`: read its `mediaType` field.

@@ -12,8 +12,9 @@ enum UpstreamErrors {
             // Docker Hub answers 401 for missing and private repositories alike: never relay its challenge.
             return notFound(kind, "not found upstream (or not visible to this mirror)")
         case 429:
-            let retry = headers.first(name: "retry-after").map { [("Retry-After", $0)] } ?? []
-            return RegistryError(.tooManyRequests, "upstream rate limit reached", headers: retry)
+            // The upstream's value is read and capped, never passed on as its text.
+            return RegistryError(
+                .tooManyRequests, "upstream rate limit reached", headers: [("Retry-After", UpstreamClient.clientRetryAfter(headers))])
         default:
             return unavailable(kind, "upstream answered \(status)")
         }
@@ -31,6 +32,12 @@ enum UpstreamErrors {
         }
         if let refused = error as? UpstreamRedirectRefused {
             return unavailable(kind, refused.description)
+        }
+        if UpstreamUnreachable.isMalformedAnswer(error) {
+            // It answered, but broke HTTP: a bad gateway, not one that is down (blobs: still 404, see below).
+            return kind == .blob
+                ? RegistryError(.blobUnknown, "the upstream's answer was malformed")
+                : RegistryError(.unknown, "the upstream's answer was malformed", status: 502)
         }
         return unavailable(kind, "upstream unreachable")
     }

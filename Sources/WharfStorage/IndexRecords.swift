@@ -45,8 +45,8 @@ public struct StoredManifest: Sendable, Hashable {
 
     init?(digest: Digest, decoding raw: UnsafeRawBufferPointer) {
         var r = ByteReader(raw)
-        // A record with a media type that could not be sent as a header is treated as absent.
-        guard r.u64() != nil, let type = r.string(), MediaType.isValid(type) else { return nil }
+        // A record with a media type that could not be sent as a manifest's is treated as absent.
+        guard r.u64() != nil, let type = r.string(), MediaType.isManifestType(type) else { return nil }
         self.init(digest: digest, mediaType: type, bytes: r.rest())
     }
 }
@@ -74,7 +74,7 @@ public struct TagRecord: Sendable, Hashable {
     init?(decoding raw: UnsafeRawBufferPointer) {
         var r = ByteReader(raw)
         guard let f = r.u64(), let s = r.u64(), let d = r.string(), let digest = try? Digest(parsing: d), let t = r.string(),
-              MediaType.isValid(t)
+              MediaType.isManifestType(t)
         else {
             return nil
         }

@@ -21,7 +21,10 @@ struct RateLimitHolds: Sendable {
     private var repositories: [String: ContinuousClock.Instant] = [:]
     private var upstreamUntil: ContinuousClock.Instant?
 
-    init(maxHold: Duration = .seconds(300)) {
+    /// The default cap on a hold, in seconds; also the longest `Retry-After` a client is told.
+    static let longestHold: Int64 = 300
+
+    init(maxHold: Duration = .seconds(Self.longestHold)) {
         self.maxHold = maxHold
     }
 

@@ -90,7 +90,8 @@ extension UpstreamClient {
             let decision = self.machine.withLock { $0.record(outcome, for: exchange.key, trial: exchange.trial, now: .now, wallClock: Self.now()) }
             await self.carryOut(decision)
             let prefix = outcome == .notSent ? "no free upstream connection: " : ""
-            throw UpstreamUnreachable(description: "\(prefix)\(method) \(Self.origin(of: url)): \(error)")
+            throw UpstreamUnreachable(
+                description: "\(prefix)\(method) \(Self.origin(of: url)): \(error)", malformed: UpstreamUnreachable.isMalformedAnswer(error))
         }
     }
 
@@ -131,11 +132,19 @@ extension UpstreamClient {
     }
 
     /// `Retry-After` in seconds (the HTTP-date form counts as 60 s); default 10 s. Holds cap it
-    /// (``RateLimitHolds``).
-    static func retryAfter(_ headers: HTTPHeaders) -> Duration {
+    /// (``RateLimitHolds``), and so does ``clientRetryAfter(_:)``.
+    public static func retryAfter(_ headers: HTTPHeaders) -> Duration {
         guard let raw = headers.first(name: "retry-after") else { return .seconds(10) }
         guard let seconds = Int(raw.trimmingCharacters(in: .whitespaces)) else { return .seconds(60) }
         return .seconds(max(seconds, 1))
+    }
+
+    /// The `Retry-After` to pass on to a client for an upstream's 429: the upstream's value read as
+    /// ``retryAfter(_:)`` reads it and capped like a hold (1 s … 5 min), as whole seconds. The upstream's
+    /// own text never reaches the client.
+    public static func clientRetryAfter(_ headers: HTTPHeaders) -> String {
+        let seconds = Self.retryAfter(headers).components.seconds
+        return String(min(max(seconds, 1), RateLimitHolds.longestHold))
     }
 
     /// Docker Hub's `RateLimit-Remaining: 0;w=21600`: the whole client's quota is spent.

@@ -169,4 +169,13 @@ import Testing
         "application/" + String(repeating: "x", count: 128), "a/b/c", "application/json,text/plain",
     ])
     func refuses(_ type: String) { #expect(!MediaType.isValid(type)) }
+
+    @Test(arguments: MediaType.modern + ["application/json", "application/vnd.oci.artifact.manifest.v1+json", "application/vnd.example.thing.v1+json"])
+    func manifestTypes(_ type: String) { #expect(MediaType.isManifestType(type)) }
+
+    @Test(arguments: [
+        "text/html", "image/svg+xml", "text/json", "application/xhtml+xml", "application/octet-stream", MediaType.dockerSchema1Signed,
+        "application/json\r\nX: y", "application/+json", "text/x+json",
+    ])
+    func notManifestTypes(_ type: String) { #expect(!MediaType.isManifestType(type)) }
 }
