@@ -21,15 +21,16 @@ final class StreamedBody: Sendable {
     }
     private let locked: Mutex<Locked>
 
-    private init(highWatermark: Int) {
-        self.locked = Mutex(Locked(machine: StreamedBodyState(highWatermark: highWatermark)))
+    private init(highWatermark: Int, pace: BodyPace?) {
+        self.locked = Mutex(Locked(machine: StreamedBodyState(highWatermark: highWatermark, pace: pace)))
     }
 
-    /// Sends `request` and waits for the response head.
+    /// Sends `request` and waits for the response head. The body then fails with
+    /// ``UpstreamBodyTooSlow`` if it arrives slower than `pace`.
     static func execute(
-        _ request: HTTPClient.Request, on client: HTTPClient, headDeadline: NIODeadline, highWatermark: Int = 1 << 20
+        _ request: HTTPClient.Request, on client: HTTPClient, headDeadline: NIODeadline, pace: BodyPace? = nil, highWatermark: Int = 1 << 20
     ) async throws -> HTTPClientResponse {
-        let body = StreamedBody(highWatermark: highWatermark)
+        let body = StreamedBody(highWatermark: highWatermark, pace: pace)
         let delegate = Delegate(body: body)
         // The delegate prefers a connection on this loop (no hop per part) but takes any: requiring
         // the loop would let async-http-client open connections past the pool's bound.
@@ -63,12 +64,15 @@ final class StreamedBody: Sendable {
                 let promise = loop.makePromise(of: Void.self)
                 l.producer = promise
                 return (action, nil, promise)
-            case .proceed, .cancelRequest:
+            case .proceed, .cancelRequest, .failRequest:
                 return (action, nil, nil)
             }
         }
         switch action {
         case .proceed:
+            return loop.makeSucceededVoidFuture()
+        case .failRequest(let error):
+            task.fail(reason: error)  // the reader gets `error` through didReceiveError
             return loop.makeSucceededVoidFuture()
         case .resumeReader(let parts):
             reader?.resume(returning: parts)

@@ -25,9 +25,12 @@ struct StreamedBodyState {
     }
 
     private(set) var state: State = .streaming(parts: [], bytes: 0, paused: false, readerWaiting: false)
+    /// How fast the body arrives, against the slowest allowed (nil: not bound).
+    private var pace: BodyPace.Meter?
 
-    init(highWatermark: Int) {
+    init(highWatermark: Int, pace: BodyPace? = nil, now: NIODeadline = .now()) {
         self.highWatermark = highWatermark
+        self.pace = pace.map { BodyPace.Meter($0, now: now) }
     }
 
     enum PartAction {
@@ -39,12 +42,18 @@ struct StreamedBodyState {
         case pause
         /// The reader is gone: stop the request.
         case cancelRequest
+        /// The body is slower than its ``BodyPace``: fail the request with this error.
+        case failRequest(UpstreamBodyTooSlow)
     }
 
-    mutating func receivedPart(_ part: ByteBuffer) -> PartAction {
+    mutating func receivedPart(_ part: ByteBuffer, now: NIODeadline = .now()) -> PartAction {
         switch self.state {
         case .streaming(var parts, var bytes, let paused, let readerWaiting):
             precondition(!paused, "a part arrived while the producer was paused")
+            if var meter = self.pace {
+                guard meter.received(part.readableBytes, now: now) else { return .failRequest(UpstreamBodyTooSlow(pace: meter.pace)) }
+                self.pace = meter
+            }
             if readerWaiting {
                 self.state = .streaming(parts: [], bytes: 0, paused: false, readerWaiting: false)
                 return .resumeReader(parts + [part])
@@ -105,7 +114,7 @@ struct StreamedBodyState {
     }
 
     /// The reader asks for more.
-    mutating func read() -> ReadAction {
+    mutating func read(now: NIODeadline = .now()) -> ReadAction {
         switch self.state {
         case .streaming(let parts, _, let paused, let readerWaiting):
             precondition(!readerWaiting, "one reader at a time")
@@ -114,6 +123,7 @@ struct StreamedBodyState {
                 return .wait
             }
             self.state = .streaming(parts: [], bytes: 0, paused: false, readerWaiting: false)
+            if paused { self.pace?.restart(now: now) }  // the time Wharf did not read is not the upstream's
             return paused ? .takeAndResumeProducer(parts) : .take(parts)
         case .finished(let parts):
             if parts.isEmpty { return .end }

@@ -66,7 +66,7 @@ extension UpstreamClient {
             if exchange.key.kind == .blob, method == .GET {
                 // Blob bodies (possibly gigabytes) are read in batches: see StreamedBody.
                 let blobRequest = try HTTPClient.Request(url: url, method: method, headers: request.headers)
-                response = try await StreamedBody.execute(blobRequest, on: client, headDeadline: .now() + Self.timeAmount(timeout))
+                response = try await StreamedBody.execute(blobRequest, on: client, headDeadline: .now() + Self.timeAmount(timeout), pace: self.configuration.bodyPace)
             } else {
                 response = try await client.execute(request, timeout: Self.timeAmount(timeout))
             }

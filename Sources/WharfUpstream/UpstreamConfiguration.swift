@@ -71,6 +71,9 @@ public struct UpstreamConfiguration: Sendable {
     public var firstByteTimeout: Duration = .seconds(8)
     /// The longest an upstream body may go without a byte before the request fails.
     public var idleTimeout: Duration = .seconds(30)
+    /// The slowest a blob body may arrive (bytes per window, Wharf's own pauses not counted): a body
+    /// that trickles just fast enough to pass ``idleTimeout`` still ends.
+    public var bodyPace: BodyPace = .default
 
     /// The share of a Docker Hub style pull budget (`RateLimit-Limit`) kept for content nobody has, in
     /// percent: below it cached tags are not revalidated with a `GET` and warming pauses.
@@ -83,6 +86,7 @@ public struct UpstreamConfiguration: Sendable {
             self.name, self.url, Self.credentialKey(self.credentials), "\(self.tagTTL)", "\(self.staleWhileRevalidate)",
             self.tokenRealms.joined(separator: ","), "\(self.allowPrivateRedirects)", "\(self.bodyTimeout)", "\(self.connectTimeout)",
             "\(self.firstByteTimeout)", "\(self.idleTimeout)", "\(self.rateLimitReservePercent)",
+            "\(self.bodyPace.minimumBytes)/\(self.bodyPace.window)",
         ]
         return fields.joined(separator: "\u{1}")
     }
@@ -109,6 +113,7 @@ public struct UpstreamConfiguration: Sendable {
         c.connectTimeout = self.connectTimeout
         c.firstByteTimeout = self.firstByteTimeout
         c.idleTimeout = self.idleTimeout
+        c.bodyPace = self.bodyPace
         c.rateLimitReservePercent = self.rateLimitReservePercent
         return c
     }

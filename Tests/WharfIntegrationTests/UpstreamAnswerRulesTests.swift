@@ -5,6 +5,8 @@ import NIOHTTP1
 import OCIDistribution
 import Testing
 import WharfTestSupport
+import WharfMirror
+import WharfUpstream
 
 /// What Wharf takes from an upstream's answer and what it refuses: a manifest must be labelled and
 /// shaped as one, a 429's `Retry-After` is read and capped rather than passed on, a broken or oversized
@@ -159,6 +161,35 @@ struct UpstreamAnswerRulesTests {
             })
             let hash = Data(SHA256.hash(data: Data(script.utf8))).base64EncodedString()
             #expect(policy.contains("script-src 'sha256-\(hash)'"), "\(policy) does not allow the page's script (sha256-\(hash))")
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await hostile.stop()
+    }
+}
+
+extension UpstreamAnswerRulesTests {
+    @Test("a blob body trickling just fast enough for the idle timeout is cut at its pace: the client gets no complete body, nothing is cached")
+    func trickledBlob() async throws {
+        let bytes = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let digest = Digest.sha256(of: bytes).description
+        let hostile = HostileUpstream()
+        let body = LoopbackHTTPResponse(status: .ok, headers: ["Content-Type": "application/octet-stream"], body: ByteBuffer(bytes: bytes))
+        hostile.script("/v2/r/slow/blobs/\(digest)", .dribble(body, every: .milliseconds(50)))  // 20 B/s: 500 s for the whole blob
+        try await hostile.start()
+        var configuration = try UpstreamConfiguration(name: "slow", url: hostile.url)
+        configuration.bodyPace = BodyPace(minimumBytes: 1000, window: .seconds(2))
+        let wharf = try await WharfInstance.start(upstreams: [MirrorUpstream(configuration: configuration, isDefault: true)])
+        do {
+            let started = ContinuousClock.now
+            let answer = try await Self.get("/v2/r/slow/blobs/\(digest)", port: wharf.port)
+            let took = ContinuousClock.now - started
+            #expect(took < .seconds(10), "the trickle held the request for \(took)")
+            #expect(answer.body.count < bytes.count, "a complete body went out: \(answer.status), \(answer.body.count) bytes")
+            let file = "\(wharf.dataDirectory)/blobs/sha256/\(digest.dropFirst(7).prefix(2))/\(digest.dropFirst(7))"
+            #expect(!FileManager.default.fileExists(atPath: file), "the blob was cached")
+            #expect(try await Self.get("/v2/", port: wharf.port).status == 200, "still serving")
         } catch {
             Issue.record(error)
         }

@@ -80,4 +80,35 @@ import Testing
         _ = done.finished()
         guard case .none = done.abandoned() else { Issue.record("a finished request cancelled"); return }
     }
+
+    @Test("a body slower than its pace fails at the first part after a window that held too few bytes; faster windows start anew")
+    func paceFailsATrickle() {
+        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        let pace = BodyPace(minimumBytes: 100, window: .seconds(10))
+        var s = StreamedBodyState(highWatermark: 1 << 20, pace: pace, now: t0)
+        // 120 bytes in the first 10 s: enough; the window starts again at the part that closes it.
+        for i in 0..<12 {
+            guard case .proceed = s.receivedPart(Self.part(10), now: t0 + .milliseconds(Int64(i) * 800)) else { Issue.record("failed early at \(i)"); return }
+        }
+        guard case .proceed = s.receivedPart(Self.part(1), now: t0 + .seconds(10)) else { Issue.record("a window of 120 bytes failed"); return }
+        // Then one byte every 3 s: the window from 10 s holds 4 bytes at 22 s, so the part at 22 s fails it.
+        for second in [13, 16, 19] {
+            guard case .proceed = s.receivedPart(Self.part(1), now: t0 + .seconds(Int64(second))) else { Issue.record("failed before the window ended"); return }
+        }
+        guard case .failRequest(let error) = s.receivedPart(Self.part(1), now: t0 + .seconds(22)) else { Issue.record("a trickle passed"); return }
+        #expect(error.pace == pace)
+    }
+
+    @Test("time while Wharf itself paused the producer does not count against the upstream's pace")
+    func paceIgnoresOwnPauses() {
+        let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+        var s = StreamedBodyState(highWatermark: 1000, pace: BodyPace(minimumBytes: 100, window: .seconds(10)), now: t0)
+        guard case .pause = s.receivedPart(Self.part(1000), now: t0 + .seconds(1)) else { Issue.record("not paused"); return }
+        // The reader takes the batch only 60 s later (a slow disk): a new window starts then.
+        guard case .takeAndResumeProducer = s.read(now: t0 + .seconds(61)) else { Issue.record("producer not resumed"); return }
+        guard case .proceed = s.receivedPart(Self.part(50), now: t0 + .seconds(62)) else { Issue.record("the pause was counted"); return }
+        guard case .proceed = s.receivedPart(Self.part(50), now: t0 + .seconds(70)) else { Issue.record("the pause was counted"); return }
+        // 100 bytes in the window from 61 s is enough: the part at 85 s opens the next one.
+        if case .failRequest = s.receivedPart(Self.part(1), now: t0 + .seconds(85)) { Issue.record("a window of 100 bytes failed") }
+    }
 }
