@@ -30,8 +30,9 @@ enum UpstreamErrors {
         if error is UpstreamCircuitOpen {
             return unavailable(kind, "upstream unavailable (circuit open after repeated failures)")
         }
-        if let refused = error as? UpstreamRedirectRefused {
-            return unavailable(kind, refused.description)
+        if error is UpstreamRedirectRefused {
+            // Where it pointed (an internal address, say) is for the operator's log, not for clients.
+            return unavailable(kind, "the upstream redirected where this mirror does not go")
         }
         if UpstreamUnreachable.isMalformedAnswer(error) {
             // It answered, but broke HTTP: a bad gateway, not one that is down (blobs: still 404, see below).

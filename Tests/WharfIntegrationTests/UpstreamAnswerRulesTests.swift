@@ -197,3 +197,22 @@ extension UpstreamAnswerRulesTests {
         await hostile.stop()
     }
 }
+
+extension UpstreamAnswerRulesTests {
+    @Test("a refused redirect is logged with its target; the client is not told where it pointed")
+    func refusedRedirectIsNotDescribed() async throws {
+        let hostile = HostileUpstream()
+        hostile.script("/v2/r/meta/manifests/v1", .redirect(to: "http://169.254.169.254/latest/meta-data/"))
+        try await hostile.start()
+        let wharf = try await WharfInstance.start(upstream: hostile.url)
+        do {
+            let answer = try await Self.get("/v2/r/meta/manifests/v1", port: wharf.port)
+            #expect(answer.status == 503 && Self.errorCode(answer) == "UNAVAILABLE", "\(answer.status) \(answer.bodyText)")
+            #expect(!answer.bodyText.contains("169.254"), "\(answer.bodyText)")
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await hostile.stop()
+    }
+}
