@@ -112,6 +112,9 @@ struct AsyncSideMachine {
         return .start(next, resumeReading: resume)
     }
 
+    /// More decoded requests may join the queue (once nothing more is answered, any may: they are dropped).
+    var hasRoom: Bool { self.state == .finished || self.waiting.count < Self.highWatermark }
+
     /// The socket may be read now (else the read is held until the queue drains).
     mutating func mayRead() -> Bool {
         guard self.waiting.count >= Self.highWatermark else { return true }

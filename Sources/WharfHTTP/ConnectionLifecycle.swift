@@ -28,6 +28,8 @@ final class ConnectionLifecycle: ChannelDuplexHandler, RemovableChannelHandler {
     private var drained: EventLoopPromise<Void>?
     /// Lets the task answering a request write without waiting (nil while none is).
     private var gate: WriteGate?
+    /// Below the decoder: holds request bytes while the async side has no room for more.
+    weak var feed: DecoderFeed?
 
     init(admission: AsyncSideJob.Admission = .init(), startTask: @escaping @Sendable (AsyncSideJob) -> Void = { _ in }) {
         self.admission = admission
@@ -148,7 +150,14 @@ final class ConnectionLifecycle: ChannelDuplexHandler, RemovableChannelHandler {
             self.gate = nil
             if closeWhenFlushed { Self.closeWhenFlushed(context.channel) }
         }
+        if let feed = self.feed, feed.isHolding {
+            // Not from inside the task's write: the held requests are decoded on the loop's next turn.
+            context.eventLoop.execute { feed.roomMade() }
+        }
     }
+
+    /// Whether the async side takes more decoded requests now (``DecoderFeed`` asks before each slice).
+    var hasRoomForRequests: Bool { self.requests.hasRoom }
 
     /// The task failed (an aborted response, a closed connection): nothing more is answered, and the
     /// connection closes now (a client must not take a cut-off response for a whole one).
@@ -160,7 +169,8 @@ final class ConnectionLifecycle: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: From the hit path (on the event loop)
 
-    var mayAnswerOnLoop: Bool { self.machine.mayAnswerOnLoop }
+    /// Nothing is in flight, and no earlier request waits as bytes in ``DecoderFeed``.
+    var mayAnswerOnLoop: Bool { self.machine.mayAnswerOnLoop && !(self.feed?.isHolding ?? false) }
     var isEnding: Bool { self.machine.isEnding }
 
     func hitSendStarted() { self.machine.hitSendStarted() }

@@ -164,6 +164,8 @@ public final class RegistryServer: Service, Sendable {
                         }
                         let front = hitPath ? HitFront(maxHeadBytes: config.maxHeaderBytes, deadline: timers) : nil
                         if let front { try sync.addHandler(front) }
+                        let feed = DecoderFeed()  // decoded requests are ~15× their bytes: decode only what can wait
+                        try sync.addHandler(feed)
                         var limits = NIOHTTPDecoderLimitConfiguration()
                         limits.maxHeaderListSize = config.maxHeaderBytes
                         limits.maxHeaderFieldSize = config.maxHeaderBytes
@@ -175,6 +177,8 @@ public final class RegistryServer: Service, Sendable {
                         let lifecycle = ConnectionLifecycle(
                             admission: .init(reserveOnly: admission.decision == .reserve, clientGone: admission.clientGone),
                             startTask: answer)
+                        lifecycle.feed = feed
+                        feed.lifecycle = lifecycle
                         if let front {
                             try sync.addHandler(HitPath(
                                 reads: reads, edge: edge, front: front, lifecycle: lifecycle, openFiles: openFiles.forLoop(channel.eventLoop),

@@ -70,6 +70,68 @@ struct BackpressureTests {
         }
     }
 
+    @Test("tiny pipelined requests for the async side, never read, on 40 connections: the server process holds bytes, not decoded heads")
+    func tinyPipelinedRequestsStayBytes() async throws {
+        let dir = try TempDirectory.make("pipeline-flood")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // No upstream is needed: `GET /v2/` is answered by the async side itself.
+        let wharf = try await WharfProcess.start(upstream: "http://127.0.0.1:1", dataDirectory: dir + "/data")
+        do {
+            let before = try #require(ProcFS.residentKiB(String(wharf.child.pid)))
+            let request = Array(String(repeating: "GET /v2/ HTTP/1.1\r\n\r\n", count: 20_000).utf8)  // 480 KB each
+            let sockets = try (0..<40).map { _ in try RawHTTP.connect(port: wharf.port, receiveBuffer: 4096) }
+            defer { sockets.forEach { close($0) } }
+            // Each connection is offered more for 6 s, as far as the server takes it (its read batches grow meanwhile).
+            let sent = try await RawHTTP.onOwnThread { Self.offer(request, to: sockets, for: .seconds(6)) }
+            let after = try #require(ProcFS.residentKiB(String(wharf.child.pid)))
+            // Before DecoderFeed: +188 MiB for this (each request decoded and queued, ~15× its bytes); now ~+20.
+            #expect(after - before < 64 << 10, "RSS grew by \((after - before) >> 10) MiB for \(sent >> 10) KiB of requests")
+            print("tiny pipelined requests: \(sent >> 10) KiB sent, RSS +\((after - before) >> 10) MiB")
+            let ping = try await RawHTTP.request("GET /v2/ HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
+            #expect(ping.status == 200, "another client is served")
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+    }
+
+    @Test("2,000 pipelined requests and a half-close: every one is answered, in order, though most waited as bytes")
+    func heldRequestsAreAllAnsweredAfterHalfClose() async throws {
+        try await Self.withCachedLayers([1000]) { wharf, layers in
+            let layer = layers[0]
+            var requests = ""
+            for i in 0..<2_000 {
+                requests += i % 3 == 2 ? "GET /v2/team/flood/blobs/\(layer.digest) HTTP/1.1\r\nHost: w\r\n\r\n" : "GET /v2/ HTTP/1.1\r\nHost: w\r\n\r\n"
+            }
+            let fd = try RawHTTP.connect(port: wharf.port)
+            defer { close(fd) }
+            let bytes = Array(requests.utf8)
+            let raw: [UInt8] = try await RawHTTP.onOwnThread {
+                _ = Self.sendWithoutReading(fd, bytes)
+                shutdown(fd, Int32(SHUT_WR))
+                var all: [UInt8] = []
+                var chunk = [UInt8](repeating: 0, count: 65536)
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+                while true {
+                    let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, 65536, 0) }
+                    if n <= 0 { break }
+                    all += chunk[0..<n]
+                }
+                return all
+            }
+            var rest = raw[...]
+            for i in 0..<2_000 {
+                guard let response = RawHTTP.parse(Array(rest.prefix(4096))), response.status == 200, let length = response.declaredLength else {
+                    Issue.record("response \(i) missing or not 200")
+                    return
+                }
+                #expect(length == (i % 3 == 2 ? layer.size : 2), "response \(i) is not the answer to request \(i)")
+                rest = rest.dropFirst(response.raw.count - response.body.count + length)
+            }
+            #expect(rest.isEmpty)
+        }
+    }
+
     /// Polls `value` until it has not changed for half a second (at most 30 s), and returns it.
     static func settled(_ value: () -> Int) async throws -> Int {
         var last = value(), stableSince = ContinuousClock.now
@@ -80,6 +142,21 @@ struct BackpressureTests {
             if now != last { (last, stableSince) = (now, ContinuousClock.now) }
         }
         return last
+    }
+
+    /// Offers `bytes` on each of `sockets` (non-blocking) in turns until `duration` has passed; returns the bytes taken.
+    static func offer(_ bytes: [UInt8], to sockets: [Int32], for duration: Duration) -> Int {
+        for fd in sockets { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        var offsets = [Int](repeating: 0, count: sockets.count)
+        let deadline = ContinuousClock.now + duration
+        while ContinuousClock.now < deadline {
+            for (i, fd) in sockets.enumerated() where offsets[i] < bytes.count {
+                let n = bytes[offsets[i]...].withUnsafeBytes { send(fd, $0.baseAddress, min($0.count, 65536), Int32(MSG_NOSIGNAL)) }
+                if n > 0 { offsets[i] += n }
+            }
+            usleep(10_000)
+        }
+        return offsets.reduce(0, +)
     }
 
     /// Writes `bytes` on a non-blocking socket until all are sent or the peer has accepted nothing for 1 s.
