@@ -156,6 +156,16 @@ final class ConnectionLifecycle: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// No response is being written or waits to be: raw bytes written now go out in order.
+    var nothingInFlight: Bool { self.machine.state == .idle && !(self.feed?.isHolding ?? false) && self.requests.state == .idle }
+
+    /// No request after this one is answered: the connection closes once what is in flight is written.
+    func closeAfterInFlight() {
+        guard let channel = self.context?.channel else { return }
+        self.machine.responseWithoutKeepAlive()
+        if self.requests.inputClosed() { Self.closeWhenFlushed(channel) }
+    }
+
     /// Whether the async side takes more decoded requests now (``DecoderFeed`` asks before each slice).
     var hasRoomForRequests: Bool { self.requests.hasRoom }
 

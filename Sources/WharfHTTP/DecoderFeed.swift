@@ -24,7 +24,8 @@ final class DecoderFeed: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Asked before each slice: whether the async side takes more requests.
     weak var lifecycle: ConnectionLifecycle?
-    private var context: ChannelHandlerContext?
+    /// Below the HTTP encoder: ``DecodedRequestGuard`` writes raw bytes here.
+    private(set) var context: ChannelHandlerContext?
     private var held: ByteBuffer?
     private var heldRead = false
     private var heldInputClosed: Any?

@@ -173,12 +173,15 @@ public final class RegistryServer: Service, Sendable {
                         try sync.configureHTTPServerPipeline(
                             withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: true,
                             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
-                        try sync.addHandler(DecodedRequestGuard(timers))
+                        let guard_ = DecodedRequestGuard(timers)
+                        try sync.addHandler(guard_)
                         let lifecycle = ConnectionLifecycle(
                             admission: .init(reserveOnly: admission.decision == .reserve, clientGone: admission.clientGone),
                             startTask: answer)
                         lifecycle.feed = feed
                         feed.lifecycle = lifecycle
+                        guard_.feed = feed
+                        guard_.lifecycle = lifecycle
                         if let front {
                             try sync.addHandler(HitPath(
                                 reads: reads, edge: edge, front: front, lifecycle: lifecycle, openFiles: openFiles.forLoop(channel.eventLoop),
