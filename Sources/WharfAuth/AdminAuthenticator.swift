@@ -48,7 +48,7 @@ public final class AdminAuthenticator: Sendable {
             }
             return "token"
         }
-        guard let credentials = try ClientAuthenticator.basicCredentials(header), let htpasswd = self.htpasswd else { throw challenge }
+        guard let credentials = try ClientAuthenticator.basicCredentials(header, challenge: { _ in challenge }), let htpasswd = self.htpasswd else { throw challenge }
         switch await htpasswd.verify(user: credentials.username, password: credentials.password, client: client) {
         case .valid:
             return credentials.username

@@ -57,7 +57,7 @@ public final class ClientAuthenticator: Sendable {
         guard isSecure || self.allowWithoutTLS else {
             throw RegistryError(.denied, "this mirror accepts credentials only over HTTPS; use its TLS listener")
         }
-        let credentials = try Self.basicCredentials(authorization)
+        let credentials = try Self.basicCredentials(authorization, challenge: self.challenge)
         switch self.mode {
         case .open:
             return .mirror
@@ -81,7 +81,7 @@ public final class ClientAuthenticator: Sendable {
         guard isSecure || self.allowWithoutTLS else {
             throw RegistryError(.denied, "this mirror accepts credentials only over HTTPS; use its TLS listener")
         }
-        guard let credentials = try Self.basicCredentials(header), let htpasswd = self.htpasswd, !self.admins.isEmpty else { return false }
+        guard let credentials = try Self.basicCredentials(header, challenge: self.challenge), let htpasswd = self.htpasswd, !self.admins.isEmpty else { return false }
         try await self.verify(credentials, htpasswd: htpasswd, client: client)
         return self.admins.contains(credentials.username)
     }
@@ -125,16 +125,20 @@ public final class ClientAuthenticator: Sendable {
         }
     }
 
-    /// `Basic base64(user:password)` → credentials; nil when absent or empty (anonymous).
-    static func basicCredentials(_ header: String?) throws(RegistryError) -> UpstreamCredentials? {
+    /// `Basic base64(user:password)` → credentials; nil when absent or empty (anonymous). Anything
+    /// else is refused with `challenge(reason)`: a 401 must say which scheme to use (RFC 9110 §11.6.1),
+    /// so a client holding a stale Bearer token learns to send Basic. A control character (NUL
+    /// included: bcrypt would stop reading the password there) makes the credentials malformed.
+    static func basicCredentials(_ header: String?, challenge: (String) -> RegistryError) throws(RegistryError) -> UpstreamCredentials? {
         guard let header = header?.trimmingCharacters(in: .whitespaces), !header.isEmpty else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "basic" else {
-            throw RegistryError(.unauthorized, "only Basic authentication is accepted here")
+            throw challenge("only Basic authentication is accepted here")
         }
         guard let data = Data(base64Encoded: String(parts[1]).trimmingCharacters(in: .whitespaces)),
-              let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":")
-        else { throw RegistryError(.unauthorized, "malformed Basic credentials") }
+              let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":"),
+              !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
+        else { throw challenge("malformed Basic credentials") }
         let user = String(text[..<colon]), password = String(text[text.index(after: colon)...])
         if user.isEmpty && password.isEmpty { return nil }
         return UpstreamCredentials(username: user, password: password)

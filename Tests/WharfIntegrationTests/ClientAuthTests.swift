@@ -125,6 +125,12 @@ struct ClientAuthTests {
                 #expect(wrong.status == 401)
                 let unknownUser = try await Self.get(path, allowed.port, auth: Self.basic("mallory", "carol-pw"))
                 #expect(unknownUser.status == 401)
+                // Another scheme, or Basic that is not `user:password`, is told which scheme to use (RFC 9110 §11.6.1).
+                let nulPassword = "Basic " + Data("carol:carol-pw\u{0}anything".utf8).base64EncodedString()
+                for auth in ["Bearer stale-token", "Digest x", "Basic", "Basic ====", "Basic " + Data([0xFF, 0x3A, 0xFE]).base64EncodedString(), nulPassword] {
+                    let refused = try await Self.get(path, allowed.port, auth: auth)
+                    #expect(refused.status == 401 && refused.header("www-authenticate") == "Basic realm=\"wharf\"", "\(auth): \(refused.status)")
+                }
             }
             let ok = try await Self.get("/v2/private/secret/manifests/v1", allowed.port, auth: Self.basic("carol", "carol-pw"))
             #expect(ok.status == 200, "\(ok.bodyText)")
