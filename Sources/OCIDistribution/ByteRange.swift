@@ -7,24 +7,25 @@ public struct ByteRange: Sendable, Hashable {
 
     public let spec: Spec
 
-    /// Parses a `Range` header. Returns nil for a header that should be ignored (other units).
-    /// Throws for malformed values and for several ranges (Wharf serves exactly one).
+    /// Parses a `Range` header. Returns nil for a header that is ignored, so the whole blob is the
+    /// answer (RFC 9110 §14.2 lets a server ignore `Range`): another unit, several ranges (Wharf serves
+    /// one; a multipart answer is not worth its cost to a registry client, which then reads the whole
+    /// blob), or a header over 200 characters. Throws (416) for a malformed range. A position too big
+    /// for 64 bits means "beyond any blob": a first byte there is unsatisfiable, a last byte or a
+    /// suffix that long covers the rest.
     public init?(header: String) throws(RegistryError) {
         let value = header.trimmingCharacters(" ")
-        guard value.utf8.count <= 200 else { throw RegistryError(.rangeInvalid, "range header too long", status: 400) }
-        guard value.lowercased().hasPrefix("bytes=") else { return nil }
+        guard value.utf8.count <= 200, value.lowercased().hasPrefix("bytes=") else { return nil }
         let set = value.dropFirst(6)
-        guard !set.contains(",") else {
-            throw RegistryError(.rangeInvalid, "multiple ranges are not supported", status: 416)
-        }
+        guard !set.contains(",") else { return nil }
         let parts = set.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
         guard parts.count == 2 else { throw RegistryError(.rangeInvalid, "malformed range", status: 416) }
         let a = parts[0].trimmingSpaces(), b = parts[1].trimmingSpaces()
         func number(_ s: String) throws(RegistryError) -> Int64 {
-            guard !s.isEmpty, s.utf8.count <= 18, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = Int64(s) else {
+            guard !s.isEmpty, s.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
                 throw RegistryError(.rangeInvalid, "malformed range", status: 416)
             }
-            return n
+            return s.utf8.count <= 18 ? Int64(s)! : Int64.max
         }
         if a.isEmpty {
             let n = try number(b)
