@@ -40,6 +40,7 @@ enum RequestRouter {
     /// Matches from the right, because names contain `/`: `…/manifests/<ref>`, `…/blobs/<digest>`, `…/tags/list`.
     static func parse(uri: String) throws(RegistryError) -> ParsedTarget {
         guard uri.utf8.count <= maxURILength else { throw RegistryError(.nameInvalid, "request URI too long", status: 414) }
+        if uri.utf8.first != UInt8(ascii: "/"), let origin = Self.originFormOfAbsolute(uri) { return try Self.parse(uri: origin) }
         // Works on the path's bytes: this runs for every request, hits included.
         var raw = uri
         let (path0, questionMark) = raw.withUTF8 { bytes -> ([UInt8], Int?) in
@@ -115,6 +116,20 @@ enum RequestRouter {
 
     /// containerd's `ns` parameter (a registry host, `docker.io` or `registry.example:5000`), or nil
     /// when there is none. A malformed one is refused, never routed to the default upstream.
+    /// `http://host[:port]/path?query` → `/path?query` (a server must accept the absolute form, RFC 9112
+    /// §3.2.2; the authority is not used: a mirror answers for its upstreams whatever `Host` says).
+    /// Nil for anything else, which then fails as a target that is not a path.
+    static func originFormOfAbsolute(_ uri: String) -> String? {
+        let lower = uri.prefix(8).lowercased()
+        let schemeEnd = lower.hasPrefix("http://") ? 7 : lower.hasPrefix("https://") ? 8 : nil
+        guard let schemeEnd else { return nil }
+        let afterScheme = uri.utf8.dropFirst(schemeEnd)
+        guard let slash = afterScheme.firstIndex(of: UInt8(ascii: "/")), slash > afterScheme.startIndex,
+              !afterScheme[..<slash].contains(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "@") })
+        else { return nil }
+        return String(uri[slash...])
+    }
+
     static func namespace(of target: ParsedTarget) throws(RegistryError) -> String? {
         guard let ns = target.queryValue("ns") else { return nil }
         guard !ns.isEmpty, ns.utf8.count <= 255, ns.utf8.allSatisfy(Self.isHostByte) else {
