@@ -28,8 +28,9 @@ final class ConnectionLifecycle: ChannelDuplexHandler, RemovableChannelHandler {
     private var drained: EventLoopPromise<Void>?
     /// Lets the task answering a request write without waiting (nil while none is).
     private var gate: WriteGate?
-    /// Below the decoder: holds request bytes while the async side has no room for more.
-    weak var feed: DecoderFeed?
+    /// Below the decoder: holds request bytes while the async side has no room for more (strong,
+    /// dropped in `handlerRemoved`: see ``DecoderFeed/lifecycle``).
+    var feed: DecoderFeed?
 
     init(admission: AsyncSideJob.Admission = .init(), startTask: @escaping @Sendable (AsyncSideJob) -> Void = { _ in }) {
         self.admission = admission
@@ -39,6 +40,7 @@ final class ConnectionLifecycle: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        self.feed = nil
         self.failDrained()
     }
 

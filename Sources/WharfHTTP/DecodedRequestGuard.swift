@@ -24,11 +24,17 @@ final class DecodedRequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var lastRequestSeen = false
     /// A `CONNECT` being dropped (its parts are not passed on).
     private var droppingConnect = false
-    /// Writes below the HTTP encoder (``DecoderFeed``'s place), and tells whether anything is in flight.
-    weak var feed: DecoderFeed?
-    weak var lifecycle: ConnectionLifecycle?
+    /// Writes below the HTTP encoder (``DecoderFeed``'s place), and tells whether anything is in flight
+    /// (strong, dropped in `handlerRemoved`: see ``DecoderFeed/lifecycle``).
+    var feed: DecoderFeed?
+    var lifecycle: ConnectionLifecycle?
 
     init(_ timers: ConnectionTimers) { self.timers = timers }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.feed = nil
+        self.lifecycle = nil
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var part = self.unwrapInboundIn(data)
