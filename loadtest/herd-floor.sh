@@ -24,12 +24,11 @@ rounds=${ROUNDS:-8}
 [ -x "$wharf" ] || swift build -c release --product wharf >/dev/null
 work=$(mktemp -d /tmp/wharf-herd-floor.XXXXXX)
 chmod 755 "$work"
-mkdir -p "$work/nginx/tmp"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+lg=$bin/wharf-loadgen
+# free_port, track (waits for /v2/), start_nginx with compare's common nginx settings, stop_all.
+source loadtest/compare.d/systems.sh
+cleanup() { stop_all; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { "$bin/wharf-loadgen" free-port; }
-wait_up() { for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$1/v2/" && return 0; sleep 0.1; done; echo "nothing answers on $1" >&2; return 1; }
 
 "$bin/wharf-fixture-upstream" "$work/up" $((128 << 20)) > "$work/up.json" &
 pids+=($!)
@@ -42,52 +41,29 @@ echo "$path" > "$work/paths"
 printf 'limits:\n  connections-per-client: 1000000\n' > "$work/wharf.yaml"
 wport=$(free_port)
 "$wharf" serve --config "$work/wharf.yaml" --listen "127.0.0.1:$wport" --upstream "$registry" --data-dir "$work/data" \
-  --log-level warning &
-wpid=$!
-pids+=($wpid)
-wait_up "$wport"
+  --log-level warning > "$work/wharf.log" 2>&1 &
+track wharf "$wport" $!
+wpid=${pid_of[wharf]}
 curl -sf -o /dev/null "http://127.0.0.1:$wport$path"
 file="$work/data/blobs/sha256/${digest:7:2}/${digest#sha256:}"
 for _ in $(seq 1 100); do [ -f "$file" ] && break; sleep 0.1; done
 mkdir -p "$work/root/v2/bench/blobs/blobs"
 ln "$file" "$work/root$path"
 
-nport=$(free_port)
-user=""
-[ "$(id -u)" = 0 ] && user="user root root;"
-cat > "$work/nginx.conf" <<CONF
-$user
-worker_processes auto;
-daemon off;
-master_process on;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  tcp_nodelay on;
-  keepalive_requests 1000000;
-  keepalive_timeout 300s;
-  client_body_temp_path $work/nginx/tmp/body;
-  proxy_temp_path $work/nginx/tmp/proxy;
-  fastcgi_temp_path $work/nginx/tmp/fastcgi;
-  uwsgi_temp_path $work/nginx/tmp/uwsgi;
-  scgi_temp_path $work/nginx/tmp/scgi;
-  types { }
+# nginx serving Wharf's cached file (hard link) with compare's static settings (nginx_common).
+herd_nginx_body() {
+  cat <<CONF
   open_file_cache max=20000 inactive=120s;
   server {
-    listen 127.0.0.1:$nport backlog=4096;
+    listen 127.0.0.1:$1 backlog=4096;
     location = /v2/ { default_type application/json; return 200 '{}'; }
     location / { root $work/root; default_type application/octet-stream; }
   }
-}
 CONF
-nginx -p "$work/nginx" -e "$work/nginx.log" -c "$work/nginx.conf" > "$work/nginx.out" 2>&1 &
-npid=$!
-pids+=($npid)
-wait_up "$nport"
+}
+start_nginx nginx herd_nginx_body
+nport=${port[nginx]}
+npid=${pid_of[nginx]}
 [ "$(curl -sf "http://127.0.0.1:$nport$path" | sha256sum | cut -d' ' -f1)" = "${digest#sha256:}" ]
 
 # herd SIDE PORT PID_ARGS…: one round of 64 concurrent GETs; appends a JSON line to runs.jsonl.

@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,19 +14,12 @@ struct BlobEndpoint: Sendable {
     let reads: ReadService
     var edge: EdgeSettings? = nil
 
-    static func trimmed(_ value: String) -> Substring {
-        var v = Substring(value)
-        while v.first == " " || v.first == "\t" { v.removeFirst() }
-        while v.last == " " || v.last == "\t" { v.removeLast() }
-        return v
-    }
-
     func serve(name rawName: String, digest rawDigest: String, request: HTTPRequestHead, writer: ResponseWriter) async throws {
         let name = try RepositoryName(parsing: rawName)
         let digest = try Digest(parsing: rawDigest)
         // `If-Range` names the one validator a blob has, its digest as an ETag: anything else (another
         // tag, a date) means the client's copy is not this blob, so the answer is the whole of it.
-        let ifRange = request.headers.first(name: "if-range").map(Self.trimmed)
+        let ifRange = request.headers.first(name: "if-range").map { $0.trimmingCharacters(in: .whitespaces) }
         let rangeApplies = !writer.isHead && (ifRange == nil || ifRange == "\"\(digest)\"")
         let range = rangeApplies ? try request.headers.first(name: "range").flatMap { try ByteRange(header: $0) } : nil
         let routed = try await self.reads.route(name, namespace: writer.namespace, identity: writer.identity)

@@ -158,9 +158,6 @@ final class ConnectionLifecycle: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// No response is being written or waits to be: raw bytes written now go out in order.
-    var nothingInFlight: Bool { self.machine.state == .idle && !(self.feed?.isHolding ?? false) && self.requests.state == .idle }
-
     /// No request after this one is answered: the connection closes once what is in flight is written.
     func closeAfterInFlight() {
         guard let channel = self.context?.channel else { return }

@@ -86,7 +86,6 @@ enum Dashboard {
         return String(format: "%02d:%02d:%02d UTC", s / 3600, s % 3600 / 60, s % 60)
     }
 
-    /// Fetches the page every 10 s and swaps the body in place (no reload flash, scroll kept).
     /// The pages' policy: nothing from elsewhere, no framing, and only the one script Wharf wrote
     /// (``refreshScript``, by its hash), so text from a cache entry that slipped past escaping could
     /// still not run. Inline styles stay allowed (the charts position their marks with them).
@@ -98,6 +97,7 @@ enum Dashboard {
             + "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     }()
 
+    /// Fetches the page every 10 s and swaps the body in place (no reload flash, scroll kept).
     static let refreshScript = """
         setInterval(async()=>{try{const r=await fetch(location.href,{cache:"no-store"});if(!r.ok)return;\
         const d=new DOMParser().parseFromString(await r.text(),"text/html");document.body.replaceWith(d.body)}catch(e){}},10000);

@@ -37,8 +37,7 @@ final class DecodedRequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var part = self.unwrapInboundIn(data)
-        switch part {
+        switch self.unwrapInboundIn(data) {
         case .head(var head):
             self.timers.headCompleted()
             if head.method == .CONNECT {
@@ -49,7 +48,7 @@ final class DecodedRequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
             if Self.asksForUpgrade(head.headers) {
                 self.lastRequestSeen = true
                 head.headers.replaceOrAdd(name: "connection", value: "close")  // answered, then the connection closes
-                part = .head(head)
+                return context.fireChannelRead(self.wrapInboundOut(.head(head)))
             }
         case .end:
             self.timers.headCompleted()
@@ -57,7 +56,7 @@ final class DecodedRequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
         case .body:
             if self.droppingConnect { return }
         }
-        context.fireChannelRead(self.wrapInboundOut(part))
+        context.fireChannelRead(data)
     }
 
     func read(context: ChannelHandlerContext) {
@@ -74,7 +73,8 @@ final class DecodedRequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     /// client's; answering it out of order is not an option).
     private func refuseConnect(_ context: ChannelHandlerContext) {
         let channel = context.channel
-        guard let below = self.feed?.context, self.lifecycle?.nothingInFlight ?? false else {
+        // Nothing in flight (the event loop could answer now): raw bytes written now go out in order.
+        guard let below = self.feed?.context, self.lifecycle?.mayAnswerOnLoop ?? false else {
             self.lifecycle?.closeAfterInFlight()
             return
         }

@@ -114,8 +114,6 @@ enum RequestRouter {
     }
     private static let v2Root = Array("/v2".utf8)
 
-    /// containerd's `ns` parameter (a registry host, `docker.io` or `registry.example:5000`), or nil
-    /// when there is none. A malformed one is refused, never routed to the default upstream.
     /// `http://host[:port]/path?query` → `/path?query` (a server must accept the absolute form, RFC 9112
     /// §3.2.2; the authority is not used: a mirror answers for its upstreams whatever `Host` says).
     /// Nil for anything else, which then fails as a target that is not a path.
@@ -130,6 +128,8 @@ enum RequestRouter {
         return String(uri[slash...])
     }
 
+    /// containerd's `ns` parameter (a registry host, `docker.io` or `registry.example:5000`), or nil
+    /// when there is none. A malformed one is refused, never routed to the default upstream.
     static func namespace(of target: ParsedTarget) throws(RegistryError) -> String? {
         guard let ns = target.queryValue("ns") else { return nil }
         guard !ns.isEmpty, ns.utf8.count <= 255, ns.utf8.allSatisfy(Self.isHostByte) else {

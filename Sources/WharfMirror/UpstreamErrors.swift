@@ -35,10 +35,9 @@ enum UpstreamErrors {
             return unavailable(kind, "the upstream redirected where this mirror does not go")
         }
         if UpstreamUnreachable.isMalformedAnswer(error) {
-            // It answered, but broke HTTP: a bad gateway, not one that is down (blobs: still 404, see below).
-            return kind == .blob
-                ? RegistryError(.blobUnknown, "the upstream's answer was malformed")
-                : RegistryError(.unknown, "the upstream's answer was malformed", status: 502)
+            // It answered, but broke HTTP: a bad gateway, not one that is down (blobs: 404, as `unavailable` says why).
+            let message = "the upstream's answer was malformed"
+            return kind == .blob ? unavailable(kind, message) : RegistryError(.unknown, message, status: 502)
         }
         return unavailable(kind, "upstream unreachable")
     }

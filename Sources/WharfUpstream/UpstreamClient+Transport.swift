@@ -143,8 +143,7 @@ extension UpstreamClient {
     /// ``retryAfter(_:)`` reads it and capped like a hold (1 s … 5 min), as whole seconds. The upstream's
     /// own text never reaches the client.
     public static func clientRetryAfter(_ headers: HTTPHeaders) -> String {
-        let seconds = Self.retryAfter(headers).components.seconds
-        return String(min(max(seconds, 1), RateLimitHolds.longestHold))
+        String(min(Self.retryAfter(headers).components.seconds, RateLimitHolds.longestHold))
     }
 
     /// Docker Hub's `RateLimit-Remaining: 0;w=21600`: the whole client's quota is spent.

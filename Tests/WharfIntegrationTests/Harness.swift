@@ -352,3 +352,29 @@ enum SkopeoDir {
         return problems
     }
 }
+
+extension WharfInstance {
+    /// Starts `upstream`, then a Wharf in front of it (as ``start(upstream:)`` does or, with
+    /// `configure`, with an upstream configuration changed by it), runs `body`, and stops both; an
+    /// error thrown by `body` is recorded as the test's.
+    static func behind(
+        _ upstream: HostileUpstream, configure: ((inout UpstreamConfiguration) -> Void)? = nil, _ body: (WharfInstance) async throws -> Void
+    ) async throws {
+        try await upstream.start()
+        let wharf: WharfInstance
+        if let configure {
+            var configuration = try UpstreamConfiguration(name: "test-upstream", url: upstream.url)
+            configure(&configuration)
+            wharf = try await Self.start(upstreams: [MirrorUpstream(configuration: configuration, isDefault: true)])
+        } else {
+            wharf = try await Self.start(upstream: upstream.url)
+        }
+        do {
+            try await body(wharf)
+        } catch {
+            Issue.record(error)
+        }
+        await wharf.stop()
+        await upstream.stop()
+    }
+}

@@ -19,9 +19,7 @@ struct ProtocolSwitchTests {
     @Test("a GET with Connection: Upgrade (curl --http2's h2c, websocket) is answered with Connection: close and the connection closes; a request pipelined behind it is not left hanging")
     func upgradeEndsTheConnection() async throws {
         let hostile = HostileUpstream()
-        try await hostile.start()
-        let wharf = try await WharfInstance.start(upstream: hostile.url)
-        do {
+        try await WharfInstance.behind(hostile) { wharf in
             for upgrade in ["h2c", "websocket"] {
                 let raw = try await Self.exchange(
                     "GET /v2/ HTTP/1.1\r\nHost: w\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: \(upgrade)\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
@@ -33,19 +31,13 @@ struct ProtocolSwitchTests {
             }
             // The next connection is served as usual.
             #expect(try await RawHTTP.request("GET /v2/ HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port).status == 200)
-        } catch {
-            Issue.record(error)
         }
-        await wharf.stop()
-        await hostile.stop()
     }
 
     @Test("CONNECT gets a framed 405 UNSUPPORTED with Connection: close; behind another request, the connection closes after that one's answer")
     func connectIsRefusedFramed() async throws {
         let hostile = HostileUpstream()
-        try await hostile.start()
-        let wharf = try await WharfInstance.start(upstream: hostile.url)
-        do {
+        try await WharfInstance.behind(hostile) { wharf in
             for target in ["registry-1.docker.io:443", "/v2/"] {
                 let raw = try await Self.exchange("CONNECT \(target) HTTP/1.1\r\nHost: \(target)\r\n\r\n", port: wharf.port)
                 let answer = try #require(RawHTTP.parse(raw))
@@ -58,10 +50,6 @@ struct ProtocolSwitchTests {
             let first = try #require(RawHTTP.parse(raw))
             #expect(first.status == 200 && first.bodyText == "{}")
             #expect(raw.count == first.raw.count, "nothing after the first answer")
-        } catch {
-            Issue.record(error)
         }
-        await wharf.stop()
-        await hostile.stop()
     }
 }

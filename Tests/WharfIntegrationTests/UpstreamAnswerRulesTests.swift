@@ -38,9 +38,7 @@ struct UpstreamAnswerRulesTests {
         hostile.script("/v2/r/array/manifests/v1", .manifest(Array("[1,2]".utf8)))
         hostile.script("/v2/r/deep/manifests/v1", .manifest(Array(String(repeating: "[", count: 100_000).utf8)))
         hostile.script("/v2/r/good/manifests/v1", .manifest(Self.manifest))
-        try await hostile.start()
-        let wharf = try await WharfInstance.start(upstream: hostile.url)
-        do {
+        try await WharfInstance.behind(hostile) { wharf in
             for path in ["/v2/r/html/manifests/v1", "/v2/r/html/manifests/\(digest)", "/v2/r/svg/manifests/v1", "/v2/r/unclosed/manifests/v1",
                          "/v2/r/array/manifests/v1", "/v2/r/deep/manifests/v1"] {
                 for attempt in 1...2 {
@@ -56,11 +54,7 @@ struct UpstreamAnswerRulesTests {
             let hit = try await Self.get("/v2/r/good/manifests/\(digest)", port: wharf.port)  // the event loop's hit path
             #expect(hit.status == 200 && hit.header("x-content-type-options") == "nosniff")
             #expect(hostile.count(pathPrefix: "/v2/r/good/manifests/sha256:") == 0, "served from the cache")
-        } catch {
-            Issue.record(error)
         }
-        await wharf.stop()
-        await hostile.stop()
     }
 
     @Test("a 429's Retry-After reaches the client as whole seconds from 1 to 300, never as the upstream's text")
@@ -73,19 +67,13 @@ struct UpstreamAnswerRulesTests {
         for (i, c) in cases.enumerated() {
             hostile.script(prefix: "/v2/r/n\(i)/blobs/", .status(.tooManyRequests, headers: ["Retry-After": c.sent]))
         }
-        try await hostile.start()
-        let wharf = try await WharfInstance.start(upstream: hostile.url)
-        do {
+        try await WharfInstance.behind(hostile) { wharf in
             for (i, c) in cases.enumerated() {
                 let answer = try await Self.get("/v2/r/n\(i)/blobs/sha256:\(String(repeating: "ab", count: 32))", port: wharf.port)
                 #expect(answer.status == 429 && Self.errorCode(answer) == "TOOMANYREQUESTS", "\(c.sent.prefix(40)): \(answer.status)")
                 #expect(answer.header("retry-after") == c.told, "\(c.sent.prefix(40)) became \(answer.header("retry-after")?.prefix(40) ?? "-")")
             }
-        } catch {
-            Issue.record(error)
         }
-        await wharf.stop()
-        await hostile.stop()
     }
 
     @Test("an answer that breaks HTTP is a 502 (not 503 'unreachable'), a manifest over 4 MiB a 502 MANIFEST_INVALID; neither is cached")
@@ -131,26 +119,18 @@ struct UpstreamAnswerRulesTests {
         let names = ["v1", "<img src=x onerror=alert(1)>", "../etc", "latest", "-x", String(repeating: "a", count: 129), "a\u{0}b", "_ok.2-3"]
         let list = try JSONSerialization.data(withJSONObject: ["name": "r/t", "tags": names])
         hostile.script("/v2/r/t/tags/list", .respond(.json(.ok, String(decoding: list, as: UTF8.self))))
-        try await hostile.start()
-        let wharf = try await WharfInstance.start(upstream: hostile.url)
-        do {
+        try await WharfInstance.behind(hostile) { wharf in
             let answer = try await Self.get("/v2/r/t/tags/list", port: wharf.port)
             struct Tags: Decodable { let tags: [String] }
             #expect(answer.status == 200)
             #expect(try JSONDecoder().decode(Tags.self, from: Data(answer.body)).tags == ["_ok.2-3", "latest", "v1"])
-        } catch {
-            Issue.record(error)
         }
-        await wharf.stop()
-        await hostile.stop()
     }
 
     @Test("the dashboard allows only its own script, by hash, and cannot be framed; the policy's hash is the page's script's")
     func dashboardPolicy() async throws {
         let hostile = HostileUpstream()
-        try await hostile.start()
-        let wharf = try await WharfInstance.start(upstream: hostile.url)
-        do {
+        try await WharfInstance.behind(hostile) { wharf in
             let page = try await RawHTTP.request("GET / HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", port: wharf.port)
             #expect(page.status == 200 && page.header("x-content-type-options") == "nosniff")
             let policy = page.header("content-security-policy") ?? ""
@@ -161,11 +141,7 @@ struct UpstreamAnswerRulesTests {
             })
             let hash = Data(SHA256.hash(data: Data(script.utf8))).base64EncodedString()
             #expect(policy.contains("script-src 'sha256-\(hash)'"), "\(policy) does not allow the page's script (sha256-\(hash))")
-        } catch {
-            Issue.record(error)
         }
-        await wharf.stop()
-        await hostile.stop()
     }
 }
 
@@ -177,11 +153,7 @@ extension UpstreamAnswerRulesTests {
         let hostile = HostileUpstream()
         let body = LoopbackHTTPResponse(status: .ok, headers: ["Content-Type": "application/octet-stream"], body: ByteBuffer(bytes: bytes))
         hostile.script("/v2/r/slow/blobs/\(digest)", .dribble(body, every: .milliseconds(50)))  // 20 B/s: 500 s for the whole blob
-        try await hostile.start()
-        var configuration = try UpstreamConfiguration(name: "slow", url: hostile.url)
-        configuration.bodyPace = BodyPace(minimumBytes: 1000, window: .seconds(2))
-        let wharf = try await WharfInstance.start(upstreams: [MirrorUpstream(configuration: configuration, isDefault: true)])
-        do {
+        try await WharfInstance.behind(hostile, configure: { $0.bodyPace = BodyPace(minimumBytes: 1000, window: .seconds(2)) }) { wharf in
             let started = ContinuousClock.now
             let answer = try await Self.get("/v2/r/slow/blobs/\(digest)", port: wharf.port)
             let took = ContinuousClock.now - started
@@ -190,11 +162,7 @@ extension UpstreamAnswerRulesTests {
             let file = "\(wharf.dataDirectory)/blobs/sha256/\(digest.dropFirst(7).prefix(2))/\(digest.dropFirst(7))"
             #expect(!FileManager.default.fileExists(atPath: file), "the blob was cached")
             #expect(try await Self.get("/v2/", port: wharf.port).status == 200, "still serving")
-        } catch {
-            Issue.record(error)
         }
-        await wharf.stop()
-        await hostile.stop()
     }
 }
 
@@ -203,16 +171,10 @@ extension UpstreamAnswerRulesTests {
     func refusedRedirectIsNotDescribed() async throws {
         let hostile = HostileUpstream()
         hostile.script("/v2/r/meta/manifests/v1", .redirect(to: "http://169.254.169.254/latest/meta-data/"))
-        try await hostile.start()
-        let wharf = try await WharfInstance.start(upstream: hostile.url)
-        do {
+        try await WharfInstance.behind(hostile) { wharf in
             let answer = try await Self.get("/v2/r/meta/manifests/v1", port: wharf.port)
             #expect(answer.status == 503 && Self.errorCode(answer) == "UNAVAILABLE", "\(answer.status) \(answer.bodyText)")
             #expect(!answer.bodyText.contains("169.254"), "\(answer.bodyText)")
-        } catch {
-            Issue.record(error)
         }
-        await wharf.stop()
-        await hostile.stop()
     }
 }
